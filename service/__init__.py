@@ -1,0 +1,1 @@
+"""jobcontrol service: gRPC server over a storage-backed lifecycle core."""

@@ -1,0 +1,76 @@
+"""`jobctl`: the command line (serve; more commands come with the gateway and bench)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+
+from service import logs
+from service.config import ENV_PREFIX, Settings, from_env
+from service.server import serve
+
+_HELP = {
+    "grpc_address": "HOST:PORT the gRPC server listens on (port 0: any free port)",
+    "database_url": "SQLAlchemy URL; SQLite via aiosqlite is the default "
+    "(e.g. sqlite+aiosqlite:///data/jobcontrol.db)",
+    "idempotency_window": "seconds a request_id's first reply is replayed",
+    "reaper_interval": "seconds between deletion-reaper passes when idle",
+    "purge_chunk": "rows purged per reaper transaction",
+    "max_batch": "most write requests committed in one transaction (group commit)",
+    "read_pool_size": "read connections beside the single writer",
+    "shutdown_grace": "seconds SIGTERM waits for in-flight calls",
+    "log_level": "DEBUG, INFO, WARNING or ERROR",
+}
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    defaults = Settings()
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env = ENV_PREFIX + f.name.upper()
+        kind = float if f.type in (float, "float") else int if f.type in (int, "int") else str
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            type=kind,
+            default=None,
+            help=f"{_HELP[f.name]} [env {env}; default {getattr(defaults, f.name)}]",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `jobctl` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="jobctl",
+        description="jobcontrol: job-control microservice. Every flag can also be set with "
+        f"a {ENV_PREFIX}* environment variable; flags win.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser(
+        "serve", help="run the gRPC server", description="Run the gRPC server until SIGTERM."
+    )
+    _add_settings(serve_cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `jobctl` console script."""
+    args = build_parser().parse_args(argv)
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    settings = from_env(**options)
+    logs.configure(settings.log_level)
+    if args.command == "serve":
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:  # pragma: no cover - uvloop is optional off Linux
+            pass
+        asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Domain model, lifecycle profiles and use-cases; no gRPC and no SQL here."""

@@ -1,0 +1,140 @@
+"""Bulk deletion: DeleteJobs (delete-all and filtered) and DeleteCollection."""
+
+from __future__ import annotations
+
+import functools
+
+from service.core import engine, filters, names
+from service.core.context import Context
+from service.core.errors import DomainError, Reason
+from service.core.jobs import load_collection, new_operation
+from service.core.model import Job, Operation, State, now_us
+from service.core.ports import JobQuery, Tx
+from service.core.profiles import DeleteMode, rules_for
+
+
+class Bulk:
+    """Deletes many jobs in bounded chunks, each chunk its own transaction."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def delete_jobs(
+        self, parent: str, filter_text: str, force: bool, request_id: str = ""
+    ) -> Operation:
+        """Immediate profiles purge before replying (a done Operation); asynchronous ones
+        mark every match DELETING and the reaper completes the Operation."""
+        collection_id = names.collection_name(parent, "parent")
+        tree = filters.parse(filter_text)
+        if request_id:
+            prior = await self.ctx.replayed("DeleteJobs", request_id)
+            if prior is not None:
+                return prior  # type: ignore[no-any-return]
+        collection = await self.ctx.store.read(lambda tx: load_collection(tx, collection_id))
+        rules = rules_for(collection.profile)
+        op = new_operation("deleteJobs", parent, collection_id, now_us())
+        op.result_kind = "delete_jobs"
+        asynchronous = rules.delete_mode is DeleteMode.ASYNC
+        after: list[object] | None = None
+        while True:
+            query = JobQuery(collection_id, tree, "job_key", False, after, self.ctx.purge_chunk)
+
+            async def chunk(tx: Tx, query: JobQuery = query) -> tuple[int, list[Job]]:
+                jobs = await tx.list_jobs(query)
+                done = 0
+                for job in jobs:
+                    if job.state is State.DELETING or not _deletable(job):
+                        continue
+                    if asynchronous:
+                        await _mark(tx, job, op, force, now_us())
+                    else:
+                        await tx.purge_children(job.pk or 0, 1_000_000_000)
+                        await tx.delete_job(job.pk or 0)
+                    done += 1
+                return done, jobs
+
+            count, jobs = await self.ctx.store.write(chunk)
+            op.total_count += count
+            if len(jobs) < self.ctx.purge_chunk:
+                break
+            last = jobs[-1]
+            after = [last.job_id.lower() if rules.case_insensitive_ids else last.job_id]
+        if not asynchronous or op.total_count == 0:
+            op.done, op.end_time, op.purged_count = True, now_us(), op.total_count
+        result = await self.ctx.write("DeleteJobs", request_id, lambda tx: _insert(tx, op))
+        if not result.done:
+            self.ctx.poke()
+        return result
+
+    async def delete_collection(
+        self, name: str, etag: str, allow_missing: bool, request_id: str = ""
+    ) -> Operation:
+        """Delete the collection and every job in it (no lifecycle checks: it all goes)."""
+        collection_id = names.collection_name(name)
+        if request_id:
+            prior = await self.ctx.replayed("DeleteCollection", request_id)
+            if prior is not None:
+                return prior  # type: ignore[no-any-return]
+        now = now_us()
+        op = new_operation("deleteCollection", name, collection_id, now)
+        try:
+            collection = await self.ctx.store.read(lambda tx: load_collection(tx, collection_id))
+        except DomainError as exc:
+            if allow_missing and exc.reason is Reason.COLLECTION_NOT_FOUND:
+                op.done, op.end_time = True, now
+                await self.ctx.write("DeleteCollection", request_id, lambda tx: _insert(tx, op))
+                return op
+            raise
+        if etag and etag != collection.etag:
+            raise DomainError(
+                Reason.ETAG_MISMATCH,
+                f"etag does not match {name}",
+                {"collection": name},
+                resource=name,
+            )
+        query = JobQuery(collection_id, None, "job_key", False, None, self.ctx.purge_chunk)
+        while True:
+            jobs = await self.ctx.store.read(lambda tx: tx.list_jobs(query))
+            if not jobs:
+                break
+            await self.ctx.store.write(functools.partial(_purge_all, jobs=jobs))
+            op.purged_count += len(jobs)
+
+        async def finish(tx: Tx) -> Operation:
+            for pending in await tx.list_operations(None, 10_000, pending_only=True):
+                if pending.collection_id == collection_id:
+                    pending.done, pending.end_time = True, now_us()
+                    await tx.update_operation(pending)
+            await tx.delete_collection(collection_id)
+            op.done, op.end_time = True, now_us()
+            await tx.insert_operation(op)
+            return op
+
+        return await self.ctx.write("DeleteCollection", request_id, finish)
+
+
+def _deletable(job: Job) -> bool:
+    try:
+        engine.check_delete(rules_for(job.profile), job)
+    except DomainError:
+        return False
+    return True
+
+
+async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
+    rules = rules_for(job.profile)
+    engine.transition(job, State.DELETING, now)
+    job.delete_time, job.delete_operation, job.force_delete = now, op.name, force
+    engine.stamp(job, now)
+    await tx.update_job(job, engine.job_type_of(rules, job))
+
+
+async def _purge_all(tx: Tx, jobs: list[Job]) -> None:
+    for job in jobs:
+        await tx.purge_children(job.pk or 0, 1_000_000_000)
+        await tx.delete_job(job.pk or 0)
+
+
+async def _insert(tx: Tx, op: Operation) -> Operation:
+    await tx.insert_operation(op)
+    return op

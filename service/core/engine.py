@@ -1,0 +1,330 @@
+"""The one engine that walks the profile tables: pure functions over domain records."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service.core import documents, recurrence
+from service.core.errors import DomainError, FieldViolation, Reason, bad_field
+from service.core.model import Action, Collection, Job, Quota, State
+from service.core.profiles import INPUT_ONLY_PATHS, ActionRule, ProfileRules
+
+
+@dataclass(frozen=True)
+class Preconditions:
+    """Conditions a write is made under (HTTP If-* headers, in gRPC terms)."""
+
+    etag: str = ""
+    if_none_match: str = ""
+    if_modified_since: int | None = None
+    if_unmodified_since: int | None = None
+
+
+def new_etag(uid: str, version: int) -> str:
+    """An opaque etag that changes with every version of a resource."""
+    return hashlib.blake2s(f"{uid}:{version}".encode(), digest_size=8).hexdigest()
+
+
+def stamp(job: Job, now: int) -> None:
+    """Record a write: new version, etag and update time."""
+    job.version += 1
+    job.etag = new_etag(job.uid, job.version)
+    job.update_time = now
+
+
+def refused(reason: Reason, job: Job, what: str) -> DomainError:
+    """A lifecycle refusal naming the job and its state."""
+    return DomainError(
+        reason,
+        f"{what} is not allowed: job {job.name} is {job.state.value}",
+        metadata={"job": job.name, "state": job.state.value},
+        resource=job.name,
+    )
+
+
+def check_conditions(job: Job, pre: Preconditions) -> None:
+    """Etag first (ETAG_MISMATCH), then the time and none-match conditions."""
+    if pre.etag and pre.etag != job.etag:
+        raise DomainError(
+            Reason.ETAG_MISMATCH,
+            f"etag {pre.etag!r} does not match the current etag of {job.name}",
+            metadata={"job": job.name, "etag": job.etag},
+            resource=job.name,
+        )
+    seconds = job.update_time // 1_000_000 * 1_000_000
+    unmet = (
+        (pre.if_none_match and pre.if_none_match in ("*", job.etag))
+        or (pre.if_modified_since is not None and seconds <= pre.if_modified_since)
+        or (pre.if_unmodified_since is not None and seconds > pre.if_unmodified_since)
+    )
+    if unmet:
+        raise DomainError(
+            Reason.CONDITION_NOT_MET,
+            f"a condition of the request is not met by {job.name}",
+            metadata={"job": job.name},
+            resource=job.name,
+        )
+
+
+def check_not_locked(rules: ProfileRules, job: Job, what: str) -> None:
+    """States in which the profile refuses every update and action."""
+    reason = rules.update_refused.get(job.state)
+    if reason is not None:
+        raise refused(reason, job, what)
+
+
+def transition(job: Job, to: State, now: int) -> None:
+    """Move the job to `to`, keeping the previous state and both times."""
+    if to == job.state:
+        return
+    job.previous_state, job.previous_state_time = job.state, job.state_time
+    job.state, job.state_time = to, now
+    if to is State.FAULTED:
+        job.status["faulted_count"] = int(job.status.get("faulted_count", 0)) + 1
+
+
+def document(rules: ProfileRules, job: Job) -> dict[str, Any]:
+    """The job's client-writable fields as one document addressed by mask paths."""
+    doc: dict[str, Any] = {rules.spec_key: copy.deepcopy(job.spec)}
+    if job.display_name:
+        doc["display_name"] = job.display_name
+    if job.labels:
+        doc["labels"] = dict(job.labels)
+    return doc
+
+
+def check_spec_key(rules: ProfileRules, patch: dict[str, Any], field: str) -> None:
+    """A spec for another profile than the collection's is refused."""
+    from service.core.profiles import SPEC_KEYS
+
+    for key in SPEC_KEYS - {rules.spec_key}:
+        if key in patch:
+            raise bad_field(
+                f"{field}.{key}",
+                f"the collection's profile is {rules.profile.value}; "
+                f"send {rules.spec_key}, not {key}",
+                Reason.SPEC_PROFILE_MISMATCH,
+            )
+
+
+def check_required(rules: ProfileRules, doc: dict[str, Any]) -> None:
+    """Fields a job of this profile must have."""
+    missing = [p for p in rules.required_on_create if documents.get_path(doc, p) in (None, {})]
+    if missing:
+        raise DomainError(
+            Reason.REQUIRED_FIELD_MISSING,
+            f"required: {', '.join(missing)}",
+            metadata={"fields": ",".join(missing)},
+            violations=[FieldViolation(f"job.{p}", "required") for p in missing],
+        )
+
+
+def check_client_state(rules: ProfileRules, job: Job, target: State, doc: dict[str, Any]) -> None:
+    """A client-requested state change: settable target, allowed source, requirements."""
+    sources = rules.client_states.get(target)
+    if sources is None:
+        raise bad_field(
+            "job.state",
+            f"{target.value} cannot be set by clients of a {rules.profile.value} job",
+            Reason.STATE_NOT_SETTABLE,
+        )
+    if job.state not in sources:
+        raise refused(Reason.INVALID_STATE_TRANSITION, job, f"moving to {target.value}")
+    needed = [p for p in rules.state_requires.get(target, ()) if not documents.get_path(doc, p)]
+    if needed:
+        raise DomainError(
+            Reason.SHIPPING_INFO_REQUIRED,
+            f"{target.value} needs {', '.join(needed)}",
+            metadata={"fields": ",".join(needed)},
+            resource=job.name,
+        )
+
+
+def check_field_changes(
+    rules: ProfileRules, job: Job, old: dict[str, Any], new: dict[str, Any], paths: list[str]
+) -> None:
+    """Immutable, value-restricted and state-dependent fields, for values that change."""
+    for path in paths:
+        if path == "state":
+            continue
+        key = documents.governing_field(rules, path)
+        rule = rules.fields[key]
+        before, after = documents.get_path(old, key), documents.get_path(new, key)
+        if before == after:
+            continue
+        if rule.immutable:
+            raise bad_field(f"job.{key}", "is fixed at creation", Reason.FIELD_IMMUTABLE)
+        if rule.only_values is not None and after not in rule.only_values:
+            raise bad_field(
+                f"job.{key}",
+                f"may only be set to {', '.join(map(str, rule.only_values))}",
+                Reason.FIELD_VALUE_NOT_ALLOWED,
+            )
+        if rule.states is not None and job.state not in rule.states:
+            raise DomainError(
+                Reason.FIELD_NOT_MUTABLE_IN_STATE,
+                f"{key} cannot change while {job.name} is {job.state.value}",
+                metadata={"field": key, "state": job.state.value},
+                resource=job.name,
+            )
+
+
+def effective_quota(rules: ProfileRules, collection: Collection) -> Quota:
+    """The collection's quota with the profile's defaults for unset limits."""
+    q, d = collection.quota, rules.default_quota
+    return Quota(
+        max_job_count=q.max_job_count if q.max_job_count is not None else d.max_job_count,
+        max_active_jobs=q.max_active_jobs if q.max_active_jobs is not None else d.max_active_jobs,
+        max_recurrence_frequency=q.max_recurrence_frequency,
+        max_recurrence_interval=q.max_recurrence_interval,
+    )
+
+
+def quota_error(collection: Collection, limit: str, value: int) -> DomainError:
+    """QUOTA_EXCEEDED for one of the collection's limits."""
+    return DomainError(
+        Reason.QUOTA_EXCEEDED,
+        f"collection {collection.name} allows at most {value} ({limit})",
+        metadata={"quota": limit, "limit": str(value)},
+        resource=collection.name,
+    )
+
+
+def check_recurrence_quota(quota: Quota, spec: dict[str, Any], collection: Collection) -> None:
+    """A recurrence more frequent than the collection allows."""
+    if not quota.max_recurrence_frequency:
+        return
+    allowed = recurrence.period_minutes(
+        {
+            "frequency": quota.max_recurrence_frequency,
+            "interval": quota.max_recurrence_interval or 1,
+        }
+    )
+    period = recurrence.period_minutes(spec.get("recurrence") or {})
+    if allowed is not None and period is not None and period < allowed:
+        raise DomainError(
+            Reason.RECURRENCE_QUOTA_EXCEEDED,
+            f"recurrence every {period} min is more frequent than collection "
+            f"{collection.name} allows ({allowed} min)",
+            metadata={"quota": "max_recurrence", "limit_minutes": str(allowed)},
+            resource=collection.name,
+        )
+
+
+def refresh_schedule(rules: ProfileRules, job: Job) -> None:
+    """Recompute the next execution time from the current definition (scheduled)."""
+    if rules.spec_key != "scheduled":
+        return
+    nxt = recurrence.next_occurrence(job.spec)
+    if nxt is None:
+        job.status.pop("next_execution_time", None)
+    else:
+        job.status["next_execution_time"] = nxt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def action_rule(rules: ProfileRules, job: Job, action: Action) -> ActionRule:
+    """The rule of an action, refusing unsupported actions, locked and wrong states."""
+    rule = rules.actions.get(action)
+    if rule is None:
+        raise DomainError(
+            Reason.OPERATION_NOT_SUPPORTED,
+            f"{action.value.lower()} is not an operation of {rules.profile.value} jobs",
+            metadata={"profile": rules.profile.value, "operation": action.value},
+            resource=job.name,
+        )
+    check_not_locked(rules, job, action.value.lower())
+    if job.state not in rule.allowed_from:
+        raise refused(Reason.OPERATION_INVALID_FOR_STATE, job, action.value.lower())
+    if rule.requires is not None:
+        path, value = rule.requires
+        if documents.get_path(document(rules, job), path) != value:
+            raise DomainError(
+                Reason.RETRY_NOT_ALLOWED,
+                f"{action.value.lower()} needs {path} = {value}",
+                metadata={"field": path},
+                resource=job.name,
+            )
+    return rule
+
+
+def apply_sets(rules: ProfileRules, job: Job, sets: tuple[tuple[str, object], ...]) -> None:
+    """Set spec fields named by profile paths (e.g. `backup.last_result`)."""
+    for path, value in sets:
+        prefix, _, rest = path.partition(".")
+        if prefix == rules.spec_key:
+            documents.set_path(job.spec, rest, value)
+
+
+def settle_target(rules: ProfileRules, state: State) -> State | None:
+    """Where a transient (`via`) state settles once no work is in flight."""
+    for rule in rules.actions.values():
+        if rule.via is state:
+            return rule.to
+    return None
+
+
+def work_in_flight(rules: ProfileRules, job: Job, running_tasks: int) -> bool:
+    """Running tasks, or a run of the job itself (before deletion, for DELETING jobs)."""
+    own = job.previous_state if job.state is State.DELETING else job.state
+    return running_tasks > 0 or own in rules.busy_states
+
+
+def check_delete(rules: ProfileRules, job: Job) -> None:
+    """Whether the profile lets the job be deleted in its state and of its type."""
+    reason = rules.delete_refused.get(job.state)
+    if reason is not None:
+        raise refused(reason, job, "delete")
+    if rules.delete_allowed_in is not None and job.state not in rules.delete_allowed_in:
+        raise refused(Reason.JOB_NOT_DELETABLE_IN_STATE, job, "delete")
+    job_type = job_type_of(rules, job)
+    if job_type in rules.not_deletable_types:
+        raise DomainError(
+            Reason.JOB_TYPE_NOT_DELETABLE,
+            f"{job_type} jobs cannot be deleted through DeleteJob",
+            metadata={"job": job.name, "type": job_type},
+            resource=job.name,
+        )
+
+
+def job_type_of(rules: ProfileRules, job: Job) -> str | None:
+    """The job's type (transfer type, backup job type), stored for filtering."""
+    if rules.type_path is None:
+        return None
+    value = documents.get_path(document(rules, job), rules.type_path)
+    return str(value) if value is not None else None
+
+
+def _strip(node: Any, path: tuple[str, ...]) -> bool:
+    """Remove the value at `path` ("[]" walks every list item); True if anything went."""
+    if not path or not isinstance(node, dict | list):
+        return False
+    head, rest = path[0], path[1:]
+    if head == "[]":
+        return any([_strip(item, rest) for item in node]) if isinstance(node, list) else False
+    if not isinstance(node, dict) or head not in node:
+        return False
+    if not rest:
+        del node[head]
+        return True
+    return _strip(node[head], rest)
+
+
+def strip_input_only(rules: ProfileRules, job: Job) -> Job:
+    """A copy of the job without the fields that are stored but never returned."""
+    paths = [p[1:] for p in INPUT_ONLY_PATHS if p[0] == rules.spec_key]
+    if not paths:
+        return job
+    spec = copy.deepcopy(job.spec)
+    if not any([_strip(spec, p) for p in paths]):
+        return job
+    return dataclasses.replace(job, spec=spec)
+
+
+def utc_string(micros: int) -> str:
+    """RFC 3339 form of a stored time."""
+    return datetime.fromtimestamp(micros / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,304 @@
+"""Use-cases on jobs: create, read, list, update and delete, under the profile rules."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from service.core import documents, engine, filters, names, pages
+from service.core.context import Context
+from service.core.engine import Preconditions
+from service.core.errors import DomainError, Reason, bad_field
+from service.core.model import Collection, Job, Operation, State, now_us
+from service.core.ports import JobQuery, Tx
+from service.core.profiles import DeleteMode, ProfileRules, rules_for
+from service.core.validation import check_document
+
+_ORDERS = {"name": "job_key", "create_time": "create_time", "update_time": "update_time"}
+
+
+@dataclass
+class JobPage:
+    """One page of ListJobs."""
+
+    jobs: list[Job]
+    next_page_token: str
+
+
+def job_key(rules: ProfileRules, job_id: str) -> str:
+    """The stored lookup key: ids are case-insensitive in some profiles."""
+    return job_id.lower() if rules.case_insensitive_ids else job_id
+
+
+async def load_collection(tx: Tx, collection_id: str) -> Collection:
+    """The collection, or COLLECTION_NOT_FOUND."""
+    collection = await tx.get_collection(collection_id)
+    if collection is None:
+        name = f"collections/{collection_id}"
+        raise DomainError(
+            Reason.COLLECTION_NOT_FOUND, f"{name} not found", {"collection": name}, resource=name
+        )
+    return collection
+
+
+async def load_job(tx: Tx, collection_id: str, job_id: str) -> Job:
+    """The job (by its profile's key), or COLLECTION_NOT_FOUND / JOB_NOT_FOUND."""
+    job = await tx.get_job(collection_id, job_id)
+    if job is None:
+        job = await tx.get_job(collection_id, job_id.lower())
+        if job is not None and not rules_for(job.profile).case_insensitive_ids:
+            job = None
+    if job is None:
+        await load_collection(tx, collection_id)
+        name = f"collections/{collection_id}/jobs/{job_id}"
+        raise DomainError(Reason.JOB_NOT_FOUND, f"{name} not found", {"job": name}, resource=name)
+    return job
+
+
+def parse_order(order_by: str) -> tuple[str, bool]:
+    """`name`, `create_time` or `update_time`, optionally followed by `desc`."""
+    words = order_by.replace(",", " ").split()
+    if not words:
+        return "job_key", False
+    descending = len(words) == 2 and words[1].lower() == "desc"
+    ascending = len(words) == 2 and words[1].lower() == "asc"
+    if (
+        words[0] not in _ORDERS
+        or len(words) > 2
+        or (len(words) == 2 and not descending | ascending)
+    ):
+        raise bad_field("order_by", f"unsupported order {order_by!r}")
+    return _ORDERS[words[0]], descending
+
+
+class Jobs:
+    """Job use-cases."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def create(
+        self, parent: str, job_id: str, doc: dict[str, Any], request_id: str = ""
+    ) -> Job:
+        """CreateJob: validate against the collection's profile, quotas, then insert."""
+        collection_id = names.collection_name(parent, "parent")
+
+        async def run(tx: Tx) -> Job:
+            return await self.insert(tx, collection_id, job_id, doc)
+
+        return await self.ctx.write("CreateJob", request_id, run)
+
+    async def insert(self, tx: Tx, collection_id: str, job_id: str, doc: dict[str, Any]) -> Job:
+        """The body of CreateJob (also used by UpdateJob with allow_missing)."""
+        collection = await load_collection(tx, collection_id)
+        rules = rules_for(collection.profile)
+        job_id = names.check_id(job_id, "job_id", rules.id_pattern) if job_id else uuid.uuid4().hex
+        engine.check_spec_key(rules, doc, "job")
+        check_document(doc, rules.spec_key)
+        engine.check_required(rules, doc)
+        now = now_us()
+        key = job_key(rules, job_id)
+        existing = await tx.get_job(collection_id, key)
+        if existing is not None and existing.state not in rules.replace_existing_in:
+            raise DomainError(
+                Reason.JOB_ALREADY_EXISTS,
+                f"{existing.name} already exists",
+                {"job": existing.name},
+                resource=existing.name,
+            )
+        job = Job(
+            collection_id=collection_id,
+            job_id=existing.job_id if existing else job_id,
+            profile=rules.profile,
+            state=rules.initial,
+            uid=existing.uid if existing else uuid.uuid4().hex,
+            state_time=now,
+            create_time=existing.create_time if existing else now,
+            version=existing.version if existing else 0,
+            pk=existing.pk if existing else None,
+        )
+        self._fill(rules, job, doc)
+        requested = doc.get("state")
+        if requested and State[requested] is not rules.initial:
+            engine.check_client_state(rules, job, State[requested], doc)
+            job.state = State[requested]
+        if existing is None:
+            await self._check_quota(tx, rules, collection)
+        engine.check_recurrence_quota(
+            engine.effective_quota(rules, collection), job.spec, collection
+        )
+        engine.refresh_schedule(rules, job)
+        engine.stamp(job, now)
+        if existing is None:
+            job.pk = await tx.insert_job(job, key, engine.job_type_of(rules, job))
+        else:
+            await tx.purge_children(existing.pk or 0, 1_000_000)
+            await tx.update_job(job, engine.job_type_of(rules, job))
+        return engine.strip_input_only(rules, job)
+
+    @staticmethod
+    def _fill(rules: ProfileRules, job: Job, doc: dict[str, Any]) -> None:
+        job.display_name = doc.get("display_name") or ""
+        job.labels = dict(doc.get("labels") or {})
+        job.spec = dict(doc.get(rules.spec_key) or {})
+
+    @staticmethod
+    async def _check_quota(tx: Tx, rules: ProfileRules, collection: Collection) -> None:
+        quota = engine.effective_quota(rules, collection)
+        limit = quota.max_job_count
+        if limit is not None and await tx.count_jobs(collection.collection_id) >= limit:
+            raise engine.quota_error(collection, "max_job_count", limit)
+        if quota.max_active_jobs is not None:
+            active = await tx.count_jobs(collection.collection_id, excluding=rules.final)
+            if active >= quota.max_active_jobs:
+                raise engine.quota_error(collection, "max_active_jobs", quota.max_active_jobs)
+
+    async def get(self, name: str) -> Job:
+        """GetJob."""
+        collection_id, job_id = names.job_name(name)
+
+        async def run(tx: Tx) -> Job:
+            job = await load_job(tx, collection_id, job_id)
+            return engine.strip_input_only(rules_for(job.profile), job)
+
+        return await self.ctx.store.read(run)
+
+    async def list_page(
+        self, parent: str, page_size: int, page_token: str, filter_text: str, order_by: str
+    ) -> JobPage:
+        """ListJobs: keyset pagination with opaque tokens bound to the query."""
+        collection_id = names.collection_name(parent, "parent")
+        size = pages.page_size(page_size)
+        tree = filters.parse(filter_text)
+        order, descending = parse_order(order_by)
+        fingerprint = ("jobs", collection_id, filter_text, order, descending)
+        after = pages.decode(fingerprint, page_token)
+        query = JobQuery(collection_id, tree, order, descending, after, size + 1)
+
+        async def run(tx: Tx) -> list[Job]:
+            await load_collection(tx, collection_id)
+            return await tx.list_jobs(query)
+
+        rows = await self.ctx.store.read(run)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            rules = rules_for(last.profile)
+            sort_value = getattr(last, order) if order != "job_key" else None
+            key = job_key(rules, last.job_id)
+            token = pages.encode(fingerprint, [key] if order == "job_key" else [sort_value, key])
+        return JobPage([engine.strip_input_only(rules_for(j.profile), j) for j in rows], token)
+
+    async def update(
+        self,
+        name: str,
+        patch: dict[str, Any],
+        paths: list[str],
+        pre: Preconditions,
+        allow_missing: bool = False,
+        request_id: str = "",
+    ) -> Job:
+        """UpdateJob: merge, masked or replace, under the profile's field and state rules."""
+        collection_id, job_id = names.job_name(name, "job.name")
+
+        async def run(tx: Tx) -> Job:
+            try:
+                job = await load_job(tx, collection_id, job_id)
+            except DomainError as exc:
+                if allow_missing and exc.reason is Reason.JOB_NOT_FOUND:
+                    return await self.insert(tx, collection_id, job_id, patch)
+                raise
+            return await self._update(tx, job, patch, paths, pre)
+
+        return await self.ctx.write("UpdateJob", request_id, run)
+
+    async def _update(
+        self, tx: Tx, job: Job, patch: dict[str, Any], paths: list[str], pre: Preconditions
+    ) -> Job:
+        rules = rules_for(job.profile)
+        engine.check_spec_key(rules, patch, "job")
+        resolved = documents.resolve_mask(rules, paths)
+        engine.check_conditions(job, pre)
+        engine.check_not_locked(rules, job, "update")
+        old = engine.document(rules, job)
+        new = documents.apply_paths(old, patch, [p for p in resolved if p != "state"])
+        engine.check_field_changes(rules, job, old, new, resolved)
+        requested = patch.get("state") if "state" in resolved else None
+        target = State[requested] if requested else job.state
+        if target is not job.state:
+            engine.check_client_state(rules, job, target, new)
+        check_document(new, rules.spec_key)
+        new_spec = new.get(rules.spec_key) or {}
+        if new_spec.get("recurrence") != job.spec.get("recurrence"):
+            collection = await load_collection(tx, job.collection_id)
+            quota = engine.effective_quota(rules, collection)
+            engine.check_recurrence_quota(quota, new_spec, collection)
+        now = now_us()
+        self._fill(rules, job, new)
+        engine.transition(job, target, now)
+        engine.refresh_schedule(rules, job)
+        engine.stamp(job, now)
+        await tx.update_job(job, engine.job_type_of(rules, job))
+        return engine.strip_input_only(rules, job)
+
+    async def delete(
+        self,
+        name: str,
+        pre: Preconditions,
+        force: bool = False,
+        allow_missing: bool = False,
+        request_id: str = "",
+    ) -> Operation:
+        """DeleteJob: immediate (a done Operation) or DELETING plus a pending Operation."""
+        collection_id, job_id = names.job_name(name)
+
+        async def run(tx: Tx) -> Operation:
+            now = now_us()
+            try:
+                job = await load_job(tx, collection_id, job_id)
+            except DomainError as exc:
+                if allow_missing and exc.reason is Reason.JOB_NOT_FOUND:
+                    op = new_operation("delete", name, collection_id, now, done=True)
+                    await tx.insert_operation(op)
+                    return op
+                raise
+            rules = rules_for(job.profile)
+            engine.check_conditions(job, pre)
+            engine.check_delete(rules, job)
+            asynchronous = rules.delete_mode is DeleteMode.ASYNC
+            op = new_operation("delete", job.name, collection_id, now, done=not asynchronous)
+            op.cancellable = asynchronous and rules.delete_cancellable
+            op.total_count = 1
+            if asynchronous:
+                engine.transition(job, State.DELETING, now)
+                job.delete_time, job.delete_operation, job.force_delete = now, op.name, force
+                engine.stamp(job, now)
+                await tx.update_job(job, engine.job_type_of(rules, job))
+            else:
+                await tx.purge_children(job.pk or 0, 1_000_000_000)
+                await tx.delete_job(job.pk or 0)
+                op.purged_count = 1
+            await tx.insert_operation(op)
+            return op
+
+        op = await self.ctx.write("DeleteJob", request_id, run)
+        if not op.done:
+            self.ctx.poke()
+        return op
+
+
+def new_operation(
+    verb: str, target: str, collection_id: str, now: int, done: bool = False
+) -> Operation:
+    """A new Operation record."""
+    return Operation(
+        name=f"operations/{uuid.uuid4().hex}",
+        verb=verb,
+        target=target,
+        collection_id=collection_id,
+        done=done,
+        create_time=now,
+        end_time=now if done else None,
+    )

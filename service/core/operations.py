@@ -1,0 +1,126 @@
+"""google.longrunning.Operations use-cases: get, list, cancel, delete, wait."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from service.core import engine, pages
+from service.core.context import Context
+from service.core.errors import DomainError, Reason, bad_field
+from service.core.model import Operation, OperationError, now_us
+from service.core.ports import Tx
+from service.core.profiles import rules_for
+
+_NAME_PREFIX = "operations/"
+
+
+@dataclass
+class OperationPage:
+    operations: list[Operation]
+    next_page_token: str
+
+
+def _check_name(name: str) -> None:
+    if not name.startswith(_NAME_PREFIX) or len(name) > 200 or "/" in name[len(_NAME_PREFIX) :]:
+        raise bad_field("name", f"must look like operations/{{id}}, got {name[:200]!r}")
+
+
+async def load_operation(tx: Tx, name: str) -> Operation:
+    """The operation, or OPERATION_NOT_FOUND."""
+    op = await tx.get_operation(name)
+    if op is None:
+        raise DomainError(
+            Reason.OPERATION_NOT_FOUND, f"{name} not found", {"operation": name}, resource=name
+        )
+    return op
+
+
+class Operations:
+    """Long-running operations of deletions."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def get(self, name: str) -> Operation:
+        """GetOperation."""
+        _check_name(name)
+        return await self.ctx.store.read(lambda tx: load_operation(tx, name))
+
+    async def list_page(self, page_size: int, page_token: str, filter_text: str) -> OperationPage:
+        """ListOperations, by name; `done = true|false` is the only filter."""
+        size = pages.page_size(page_size)
+        pending_only = False
+        if filter_text.strip():
+            if filter_text.replace(" ", "") not in ("done=false", "done=true"):
+                raise bad_field(
+                    "filter", "only `done = true|false` is supported", Reason.INVALID_FILTER
+                )
+            pending_only = filter_text.replace(" ", "") == "done=false"
+        fingerprint = ("operations", filter_text)
+        after = pages.decode(fingerprint, page_token)
+        rows = await self.ctx.store.read(
+            lambda tx: tx.list_operations(after[0] if after else None, size + 1, pending_only)
+        )
+        if filter_text.replace(" ", "") == "done=true":
+            rows = [op for op in rows if op.done]
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            token = pages.encode(fingerprint, [rows[-1].name])
+        return OperationPage(rows, token)
+
+    async def cancel(self, name: str) -> None:
+        """CancelOperation: a cancellable, unfinished deletion restores the job's previous
+        state and ends CANCELLED; anything else is OPERATION_NOT_CANCELLABLE."""
+        _check_name(name)
+
+        async def run(tx: Tx) -> None:
+            op = await load_operation(tx, name)
+            if op.done or not op.cancellable:
+                why = "it is done" if op.done else "this deletion cannot be cancelled"
+                raise DomainError(
+                    Reason.OPERATION_NOT_CANCELLABLE,
+                    f"{name}: {why}",
+                    {"operation": name},
+                    resource=name,
+                )
+            now = now_us()
+            for job in await tx.jobs_of_operation(name, 100_000):
+                rules = rules_for(job.profile)
+                engine.transition(job, job.previous_state or rules.initial, now)
+                job.delete_time, job.delete_operation, job.force_delete = None, None, False
+                engine.stamp(job, now)
+                await tx.update_job(job, engine.job_type_of(rules, job))
+            op.done, op.end_time = True, now
+            op.error = OperationError("CANCELLED", "the deletion was cancelled", "CANCELLED")
+            await tx.update_operation(op)
+
+        await self.ctx.write("CancelOperation", "", run)
+
+    async def delete(self, name: str) -> None:
+        """DeleteOperation: forget the record (a pending deletion still completes)."""
+        _check_name(name)
+
+        async def run(tx: Tx) -> None:
+            op = await load_operation(tx, name)
+            if not op.done:
+                raise DomainError(
+                    Reason.OPERATION_NOT_DONE,
+                    f"{name} is not done; cancel it or wait for it first",
+                    {"operation": name},
+                    resource=name,
+                )
+            await tx.delete_operation(name)
+
+        await self.ctx.write("DeleteOperation", "", run)
+
+    async def wait(self, name: str, seconds: float | None) -> Operation:
+        """WaitOperation: the operation once done, or as it is after `seconds`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(seconds if seconds and seconds > 0 else 60.0, 300.0)
+        while True:
+            op = await self.get(name)
+            if op.done or loop.time() >= deadline:
+                return op
+            await asyncio.sleep(min(0.02, max(deadline - loop.time(), 0)))

@@ -1,0 +1,46 @@
+"""Opaque page tokens bound to the query that issued them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from service.core.errors import Reason, bad_field
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+def page_size(value: int) -> int:
+    """0 means the default; larger than the maximum is coerced down (AIP-158)."""
+    if value < 0:
+        raise bad_field("page_size", "must not be negative")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _fingerprint(query: tuple[object, ...]) -> str:
+    return hashlib.blake2s(repr(query).encode(), digest_size=8).hexdigest()
+
+
+def encode(query: tuple[object, ...], after: list[Any]) -> str:
+    """A token resuming `query` after the row whose sort key is `after`."""
+    raw = json.dumps({"q": _fingerprint(query), "a": after}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode(query: tuple[object, ...], token: str) -> list[Any] | None:
+    """The sort key to resume after, or None for the first page."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        after = data["a"]
+        fingerprint = data["q"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise bad_field("page_token", "not a page token", Reason.INVALID_PAGE_TOKEN) from exc
+    if fingerprint != _fingerprint(query) or not isinstance(after, list):
+        raise bad_field("page_token", "was issued for another query", Reason.INVALID_PAGE_TOKEN)
+    return after

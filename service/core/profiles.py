@@ -1,0 +1,337 @@
+"""The four lifecycle profiles as tables: the only place a lifecycle rule is written."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from service.core.errors import Reason
+from service.core.model import Action, Profile, Quota, State, TaskState
+
+S = State
+
+
+class DeleteMode(enum.Enum):
+    """Whether DeleteJob removes the job at once or through DELETING and an Operation."""
+
+    IMMEDIATE = "IMMEDIATE"
+    ASYNC = "ASYNC"
+
+
+@dataclass(frozen=True)
+class ActionRule:
+    """A client action: the states it may start from and where it leads. With `via`, the
+    job waits in `via` while it has work in flight, then settles in `to`. `to=None` leaves
+    the state alone (the action only sets `sets`)."""
+
+    allowed_from: frozenset[State]
+    to: State | None = None
+    via: State | None = None
+    # spec fields the action sets, as (path, value)
+    sets: tuple[tuple[str, object], ...] = ()
+    # the action needs this spec field to hold this value, else RETRY_NOT_ALLOWED
+    requires: tuple[str, object] | None = None
+    # the request's task disposition (requeue / terminate / wait) applies to running tasks
+    disposes_tasks: bool = False
+    # spec field that records the request's reason (e.g. a terminate reason)
+    reason_path: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    """Who may change a field: `states` None means whenever the job may be updated at all;
+    `immutable` fields are fixed at creation; `only_values` restricts what may be set."""
+
+    states: frozenset[State] | None = None
+    immutable: bool = False
+    only_values: tuple[object, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ProfileRules:
+    """Everything the engine needs to know about one profile."""
+
+    profile: Profile
+    spec_key: str
+    states: frozenset[State]
+    initial: State
+    # states that do not count as active (quota) and end a job's journey
+    final: frozenset[State]
+    # client-settable states through UpdateJob: target -> states it may be set from
+    client_states: Mapping[State, frozenset[State]]
+    # a client-settable target that needs these spec fields present
+    state_requires: Mapping[State, tuple[str, ...]]
+    # operator/system transitions: from -> allowed targets
+    operator_transitions: Mapping[State, frozenset[State]]
+    actions: Mapping[Action, ActionRule]
+    # states in which update, replace and every action are refused, with the reason
+    update_refused: Mapping[State, Reason]
+    # states in which delete is refused, with the reason (None: see delete_allowed_in)
+    delete_refused: Mapping[State, Reason]
+    # when set, delete is allowed only in these states (else JOB_NOT_DELETABLE_IN_STATE)
+    delete_allowed_in: frozenset[State] | None
+    delete_mode: DeleteMode
+    delete_cancellable: bool
+    # states in which the job itself has work in flight (a run)
+    busy_states: frozenset[State]
+    # when a run ends (RecordRun): state -> state
+    run_end: Mapping[State, State]
+    # spec field that records the last run's result (RecordRun)
+    run_result_path: str | None
+    # updatable spec/job paths and their rules; paths not listed are not updatable
+    fields: Mapping[str, FieldRule]
+    required_on_create: tuple[str, ...]
+    # creating over an existing job replaces it while it is in one of these states
+    replace_existing_in: frozenset[State]
+    case_insensitive_ids: bool
+    id_pattern: re.Pattern[str]
+    client_tasks: bool
+    default_quota: Quota = field(default_factory=Quota)
+    # spec path holding the job's type (filterable as `type`), and types DeleteJob refuses
+    type_path: str | None = None
+    not_deletable_types: frozenset[str] = frozenset()
+
+
+# Paths every job has that clients may never write (AIP OUTPUT_ONLY), besides per-profile
+# output-only spec paths below. `name` addresses the job and cannot be changed.
+OUTPUT_ONLY_PATHS = frozenset(
+    {
+        "name",
+        "uid",
+        "previous_state",
+        "state_transition_time",
+        "previous_state_transition_time",
+        "create_time",
+        "update_time",
+        "delete_time",
+        "profile",
+        "delete_operation",
+        "status",
+    }
+)
+SPEC_OUTPUT_ONLY_PATHS = frozenset(
+    {"batch.execution_info", "transfer.percent_complete", "backup.last_result"}
+)
+# Stored, never returned (AIP INPUT_ONLY).
+INPUT_ONLY_PATHS = (
+    ("scheduled", "action", "request", "authentication"),
+    ("scheduled", "action", "error_action", "request", "authentication"),
+    ("transfer", "drives", "[]", "bit_locker_key"),
+)
+
+DEFAULT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
+ANY = frozenset[State]()
+
+_sched_live = frozenset({S.ENABLED, S.DISABLED})
+SCHEDULED = ProfileRules(
+    profile=Profile.SCHEDULED,
+    spec_key="scheduled",
+    states=frozenset({S.ENABLED, S.DISABLED, S.COMPLETED, S.FAULTED}),
+    initial=S.ENABLED,
+    final=frozenset({S.COMPLETED, S.FAULTED}),
+    client_states={S.ENABLED: _sched_live, S.DISABLED: _sched_live},
+    state_requires={},
+    operator_transitions={
+        S.ENABLED: frozenset({S.DISABLED, S.COMPLETED, S.FAULTED}),
+        S.DISABLED: frozenset({S.ENABLED, S.COMPLETED, S.FAULTED}),
+    },
+    actions={
+        Action.PAUSE: ActionRule(_sched_live, to=S.DISABLED),
+        Action.RESUME: ActionRule(_sched_live, to=S.ENABLED),
+    },
+    update_refused={S.COMPLETED: Reason.JOB_COMPLETED, S.FAULTED: Reason.JOB_FAULTED},
+    delete_refused={},
+    delete_allowed_in=None,
+    delete_mode=DeleteMode.IMMEDIATE,
+    delete_cancellable=False,
+    busy_states=ANY,
+    run_end={},
+    run_result_path=None,
+    fields={
+        "display_name": FieldRule(),
+        "labels": FieldRule(),
+        "scheduled.start_time": FieldRule(),
+        "scheduled.action": FieldRule(),
+        "scheduled.recurrence": FieldRule(),
+    },
+    required_on_create=(),
+    replace_existing_in=ANY,
+    case_insensitive_ids=False,
+    id_pattern=DEFAULT_ID,
+    client_tasks=False,
+)
+
+_batch_live = frozenset({S.ACTIVE, S.DISABLING, S.DISABLED, S.ENABLING})
+BATCH = ProfileRules(
+    profile=Profile.BATCH,
+    spec_key="batch",
+    states=_batch_live | {S.TERMINATING, S.COMPLETED, S.DELETING},
+    initial=S.ACTIVE,
+    final=frozenset({S.COMPLETED}),
+    client_states={},
+    state_requires={},
+    operator_transitions={
+        S.ACTIVE: frozenset({S.COMPLETED}),
+        S.DISABLING: frozenset({S.DISABLED}),
+        S.DISABLED: frozenset({S.ENABLING}),
+        S.ENABLING: frozenset({S.ACTIVE}),
+        S.TERMINATING: frozenset({S.COMPLETED}),
+    },
+    actions={
+        Action.PAUSE: ActionRule(
+            frozenset({S.ACTIVE, S.DISABLING, S.DISABLED}),
+            to=S.DISABLED,
+            via=S.DISABLING,
+            disposes_tasks=True,
+        ),
+        Action.RESUME: ActionRule(frozenset({S.DISABLED}), to=S.ACTIVE),
+        Action.TERMINATE: ActionRule(
+            _batch_live,
+            to=S.COMPLETED,
+            via=S.TERMINATING,
+            reason_path="batch.execution_info.terminate_reason",
+        ),
+    },
+    update_refused={
+        S.COMPLETED: Reason.JOB_COMPLETED,
+        S.TERMINATING: Reason.JOB_BEING_TERMINATED,
+        S.DELETING: Reason.JOB_BEING_DELETED,
+    },
+    delete_refused={S.DELETING: Reason.JOB_BEING_DELETED},
+    delete_allowed_in=None,
+    delete_mode=DeleteMode.ASYNC,
+    delete_cancellable=False,
+    busy_states=ANY,
+    run_end={},
+    run_result_path=None,
+    fields={
+        "display_name": FieldRule(),
+        "labels": FieldRule(),
+        "batch.priority": FieldRule(),
+        "batch.max_parallel_tasks": FieldRule(),
+        "batch.allow_task_preemption": FieldRule(),
+        "batch.constraints": FieldRule(),
+        "batch.pool_info": FieldRule(states=frozenset({S.DISABLED})),
+        "batch.on_all_tasks_complete": FieldRule(),
+        "batch.on_task_failure": FieldRule(immutable=True),
+        "batch.metadata": FieldRule(),
+    },
+    required_on_create=("batch.pool_info",),
+    replace_existing_in=ANY,
+    case_insensitive_ids=True,
+    id_pattern=re.compile(r"[A-Za-z0-9_-]{1,64}"),
+    client_tasks=True,
+)
+
+_to_packaging = frozenset({S.CREATING, S.SHIPPING, S.RECEIVED, S.TRANSFERRING})
+_transfer_live = _to_packaging | {S.PACKAGING}
+TRANSFER = ProfileRules(
+    profile=Profile.TRANSFER,
+    spec_key="transfer",
+    states=_transfer_live | {S.COMPLETED, S.CLOSED, S.FAULTED},
+    initial=S.CREATING,
+    final=frozenset({S.COMPLETED, S.CLOSED}),
+    client_states={S.SHIPPING: frozenset({S.CREATING})},
+    state_requires={S.SHIPPING: ("transfer.return_address", "transfer.delivery_package")},
+    operator_transitions={
+        S.CREATING: frozenset({S.FAULTED}),
+        S.SHIPPING: frozenset({S.RECEIVED, S.FAULTED}),
+        S.RECEIVED: frozenset({S.TRANSFERRING, S.FAULTED}),
+        S.TRANSFERRING: frozenset({S.PACKAGING, S.FAULTED}),
+        S.PACKAGING: frozenset({S.COMPLETED, S.CLOSED, S.FAULTED}),
+    },
+    actions={},
+    update_refused={},
+    delete_refused={},
+    delete_allowed_in=frozenset({S.CREATING, S.COMPLETED}),
+    delete_mode=DeleteMode.IMMEDIATE,
+    delete_cancellable=False,
+    busy_states=ANY,
+    run_end={},
+    run_result_path=None,
+    fields={
+        "display_name": FieldRule(states=_transfer_live),
+        "labels": FieldRule(states=_transfer_live),
+        "transfer.type": FieldRule(immutable=True),
+        "transfer.location": FieldRule(immutable=True),
+        "transfer.return_address": FieldRule(states=_to_packaging),
+        "transfer.return_shipping": FieldRule(states=_to_packaging),
+        "transfer.delivery_package": FieldRule(states=frozenset({S.CREATING, S.SHIPPING})),
+        "transfer.cancel_requested": FieldRule(
+            states=frozenset({S.CREATING, S.SHIPPING, S.TRANSFERRING}), only_values=(True,)
+        ),
+        "transfer.description": FieldRule(states=_transfer_live),
+        "transfer.drives": FieldRule(states=frozenset({S.CREATING})),
+    },
+    required_on_create=("transfer.type", "transfer.location"),
+    replace_existing_in=frozenset({S.CREATING}),
+    case_insensitive_ids=False,
+    id_pattern=DEFAULT_ID,
+    client_tasks=False,
+    default_quota=Quota(max_active_jobs=20),
+    type_path="transfer.type",
+)
+
+_backup_live = frozenset({S.IDLE, S.RUNNING})
+BACKUP = ProfileRules(
+    profile=Profile.BACKUP,
+    spec_key="backup",
+    states=_backup_live | {S.DELETING},
+    initial=S.IDLE,
+    final=ANY,
+    client_states={},
+    state_requires={},
+    operator_transitions={S.IDLE: frozenset({S.RUNNING}), S.RUNNING: frozenset({S.IDLE})},
+    actions={
+        Action.START: ActionRule(frozenset({S.IDLE}), to=S.RUNNING),
+        Action.STOP: ActionRule(
+            frozenset({S.RUNNING}), to=S.IDLE, sets=(("backup.last_result", "FAILED"),)
+        ),
+        Action.RETRY: ActionRule(
+            frozenset({S.IDLE}), to=S.RUNNING, requires=("backup.last_result", "FAILED")
+        ),
+        Action.PAUSE: ActionRule(_backup_live, sets=(("backup.schedule_enabled", False),)),
+        Action.RESUME: ActionRule(_backup_live, sets=(("backup.schedule_enabled", True),)),
+    },
+    update_refused={S.DELETING: Reason.JOB_BEING_DELETED},
+    delete_refused={S.DELETING: Reason.JOB_BEING_DELETED},
+    delete_allowed_in=None,
+    delete_mode=DeleteMode.ASYNC,
+    delete_cancellable=True,
+    busy_states=frozenset({S.RUNNING}),
+    run_end={S.RUNNING: S.IDLE},
+    run_result_path="backup.last_result",
+    fields={
+        "display_name": FieldRule(),
+        "labels": FieldRule(),
+        "backup.job_type": FieldRule(immutable=True),
+        "backup.platform": FieldRule(immutable=True),
+        "backup.schedule_enabled": FieldRule(),
+        "backup.description": FieldRule(),
+    },
+    required_on_create=("backup.job_type",),
+    replace_existing_in=ANY,
+    case_insensitive_ids=False,
+    id_pattern=DEFAULT_ID,
+    client_tasks=False,
+    type_path="backup.job_type",
+    not_deletable_types=frozenset({"NAS", "AGENT"}),
+)
+
+# Task transitions (operators and workers): from -> allowed targets.
+TASK_TRANSITIONS: Mapping[TaskState, frozenset[TaskState]] = {
+    TaskState.ACTIVE: frozenset({TaskState.RUNNING, TaskState.COMPLETED}),
+    TaskState.RUNNING: frozenset({TaskState.COMPLETED, TaskState.ACTIVE}),
+}
+
+PROFILES: Mapping[Profile, ProfileRules] = {
+    p.profile: p for p in (SCHEDULED, BATCH, TRANSFER, BACKUP)
+}
+SPEC_KEYS = frozenset(p.spec_key for p in PROFILES.values())
+
+
+def rules_for(profile: Profile) -> ProfileRules:
+    """The rules of a profile."""
+    return PROFILES[profile]

@@ -1,0 +1,101 @@
+"""The background worker that completes asynchronous deletions in bounded chunks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+
+from service.core import engine
+from service.core.context import Context
+from service.core.model import Operation, now_us
+from service.core.ports import Tx
+from service.core.profiles import rules_for
+
+log = logging.getLogger("jobcontrol.reaper")
+REPLY_SWEEP_EVERY = 600.0
+
+
+class Reaper:
+    """Purges DELETING jobs whose work in flight is gone (or that were forced), a chunk
+    per transaction, and marks each Operation done when its last job is gone. Pending
+    Operations are stored, so a deletion acknowledged before a crash finishes after it."""
+
+    def __init__(self, ctx: Context, interval: float) -> None:
+        self.ctx = ctx
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self._last_sweep = 0.0
+
+    def start(self) -> None:
+        """Run in the background until `stop`."""
+        self._task = asyncio.create_task(self._loop(), name="reaper")
+
+    async def stop(self) -> None:
+        """Stop after the current chunk."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                progressed = await self.run_once()
+                await self._sweep_replies()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep reaping after a transient storage error
+                log.exception("reaper pass failed")
+                progressed = False
+            if not progressed:
+                self.ctx.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.ctx.wake.wait(), self.interval)
+
+    async def run_once(self) -> bool:
+        """One pass over pending operations; True if anything moved."""
+        pending = await self.ctx.store.read(
+            lambda tx: tx.list_operations(None, 1000, pending_only=True)
+        )
+        progressed = False
+        for op in pending:
+            progressed |= await self.ctx.store.write(functools.partial(self._advance, stale=op))
+        return progressed
+
+    async def _advance(self, tx: Tx, stale: Operation) -> bool:
+        op = await tx.get_operation(stale.name)
+        if op is None or op.done:
+            return False
+        budget = self.ctx.purge_chunk
+        jobs = await tx.jobs_of_operation(op.name, budget)
+        progressed = False
+        for job in jobs:
+            rules = rules_for(job.profile)
+            running = await tx.running_tasks(job.pk or 0)
+            if not job.force_delete and engine.work_in_flight(rules, job, running):
+                continue
+            purged = await tx.purge_children(job.pk or 0, budget)
+            budget -= purged
+            progressed = progressed or purged > 0
+            if budget <= 0:
+                break
+            await tx.delete_job(job.pk or 0)
+            op.purged_count += 1
+            budget -= 1
+            progressed = True
+        if not jobs:
+            op.done, op.end_time = True, now_us()
+            progressed = True
+        if progressed:
+            await tx.update_operation(op)
+        return progressed
+
+    async def _sweep_replies(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_sweep < REPLY_SWEEP_EVERY:
+            return
+        self._last_sweep = loop.time()
+        before = now_us() - int(self.ctx.idempotency_window * 1_000_000)
+        await self.ctx.store.write(lambda tx: tx.expire_replies(before))

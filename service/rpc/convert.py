@@ -1,0 +1,281 @@
+"""Pure proto <-> domain conversion (the core never sees a *_pb2 message)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, descriptor, empty_pb2, json_format, timestamp_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from jobcontrol.v1 import job_service_pb2, resources_pb2
+from service.core import model
+from service.core.engine import Preconditions
+from service.core.errors import bad_field
+from service.core.profiles import PROFILES
+
+_SPEC_KEYS = tuple(p.spec_key for p in PROFILES.values())
+_WELL_KNOWN = frozenset(
+    {"google.protobuf.Timestamp", "google.protobuf.Duration", "google.protobuf.Struct"}
+)
+# Top-level Job fields that address the job or carry a precondition, never written.
+_NOT_WRITTEN = frozenset({"name", "etag"})
+
+
+def _repeated(field: descriptor.FieldDescriptor) -> bool:
+    # protobuf 7 drops FieldDescriptor.label; older runtimes lack is_repeated
+    flag = getattr(field, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return bool(getattr(field, "label") == field.LABEL_REPEATED)  # noqa: B009
+
+
+def micros(ts: timestamp_pb2.Timestamp) -> int:
+    """A Timestamp as microseconds."""
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def timestamp(value: int | None) -> timestamp_pb2.Timestamp | None:
+    """Microseconds as a Timestamp (None stays unset)."""
+    if value is None:
+        return None
+    return timestamp_pb2.Timestamp(seconds=value // 1_000_000, nanos=value % 1_000_000 * 1000)
+
+
+def check_enums(message: Message, prefix: str) -> None:
+    """Refuse enum numbers the contract does not define (they would be stored as ints)."""
+    for field, value in message.ListFields():
+        path = f"{prefix}.{field.name}" if prefix else field.name
+        if field.enum_type is not None:
+            values = value if _repeated(field) else [value]
+            for number in values:
+                if field.enum_type.values_by_number.get(number) is None:
+                    raise bad_field(path, f"unknown {field.enum_type.name} value {number}")
+        elif field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                continue
+            if field.message_type.full_name in _WELL_KNOWN:
+                continue
+            items = value if _repeated(field) else [value]
+            for item in items:
+                check_enums(item, path)
+
+
+def present_paths(message: Message, prefix: str = "") -> list[str]:
+    """Leaf paths of the fields set in `message`: singular messages are walked, maps,
+    lists, scalars and well-known types are leaves (the inferred update mask)."""
+    paths: list[str] = []
+    for field, value in message.ListFields():
+        path = f"{prefix}.{field.name}" if prefix else field.name
+        walk = (
+            field.message_type is not None
+            and not _repeated(field)
+            and field.message_type.full_name not in _WELL_KNOWN
+        )
+        sub = present_paths(value, path) if walk else []
+        paths.extend(sub or [path])
+    return paths
+
+
+def job_document(job: resources_pb2.Job, field: str = "job") -> dict[str, Any]:
+    """The client-supplied part of a Job as a document (snake_case, proto3 JSON values)."""
+    check_enums(job, field)
+    doc = json_format.MessageToDict(job, preserving_proto_field_name=True)
+    for key in _NOT_WRITTEN:
+        doc.pop(key, None)
+    return doc
+
+
+def update_paths(job: resources_pb2.Job, mask_paths: list[str]) -> list[str]:
+    """The explicit mask, or the fields present in the request (merge)."""
+    if mask_paths:
+        return mask_paths
+    return [p for p in present_paths(job) if p.split(".")[0] not in _NOT_WRITTEN]
+
+
+def preconditions(etag: str, pre: job_service_pb2.Preconditions | None) -> Preconditions:
+    """Request etag and Preconditions as the core's record."""
+    if pre is None:
+        return Preconditions(etag=etag)
+    return Preconditions(
+        etag=etag,
+        if_none_match=pre.if_none_match,
+        if_modified_since=micros(pre.if_modified_since)
+        if pre.HasField("if_modified_since")
+        else None,
+        if_unmodified_since=micros(pre.if_unmodified_since)
+        if pre.HasField("if_unmodified_since")
+        else None,
+    )
+
+
+def enum_name(enum_type: Any, number: int, field: str) -> str:
+    """The name of an enum number, refusing unknown and UNSPECIFIED values."""
+    value = enum_type.DESCRIPTOR.values_by_number.get(number)
+    if value is None or number == 0:
+        raise bad_field(field, f"unknown or unspecified {enum_type.DESCRIPTOR.name} {number}")
+    return str(value.name)
+
+
+def job_to_proto(job: model.Job) -> resources_pb2.Job:
+    """A domain job as the Job message."""
+    msg = resources_pb2.Job(
+        name=job.name,
+        uid=job.uid,
+        display_name=job.display_name,
+        state=resources_pb2.State.Value(job.state.value),
+        previous_state=resources_pb2.State.Value(
+            job.previous_state.value if job.previous_state else "STATE_UNSPECIFIED"
+        ),
+        state_transition_time=timestamp(job.state_time),
+        previous_state_transition_time=timestamp(job.previous_state_time),
+        create_time=timestamp(job.create_time),
+        update_time=timestamp(job.update_time),
+        delete_time=timestamp(job.delete_time),
+        etag=job.etag,
+        labels=job.labels,
+        profile=resources_pb2.Profile.Value(job.profile.value),
+        delete_operation=job.delete_operation or "",
+    )
+    spec_key = PROFILES[job.profile].spec_key
+    json_format.ParseDict(job.spec, getattr(msg, spec_key))
+    if job.status:
+        json_format.ParseDict(job.status, msg.status)
+    return msg
+
+
+def collection_from_proto(c: resources_pb2.Collection) -> model.Collection:
+    """The client-supplied part of a Collection."""
+    check_enums(c, "collection")
+    q = c.quota
+    frequency = (
+        resources_pb2.Recurrence.Frequency.Name(q.max_recurrence_frequency)
+        if q.max_recurrence_frequency
+        else None
+    )
+    return model.Collection(
+        collection_id="",
+        profile=model.Profile(enum_name(resources_pb2.Profile, c.profile, "collection.profile")),
+        display_name=c.display_name,
+        plan=c.plan,
+        quota=model.Quota(
+            max_job_count=q.max_job_count if q.HasField("max_job_count") else None,
+            max_active_jobs=q.max_active_jobs if q.HasField("max_active_jobs") else None,
+            max_recurrence_frequency=frequency,
+            max_recurrence_interval=q.max_recurrence_interval
+            if q.HasField("max_recurrence_interval")
+            else None,
+        ),
+        labels=dict(c.labels),
+    )
+
+
+def collection_to_proto(c: model.Collection) -> resources_pb2.Collection:
+    """A domain collection as the Collection message."""
+    q = c.quota
+    quota = resources_pb2.Quota(
+        max_job_count=q.max_job_count,
+        max_active_jobs=q.max_active_jobs,
+        max_recurrence_frequency=resources_pb2.Recurrence.Frequency.Value(
+            q.max_recurrence_frequency or "FREQUENCY_UNSPECIFIED"
+        ),
+        max_recurrence_interval=q.max_recurrence_interval,
+    )
+    return resources_pb2.Collection(
+        name=c.name,
+        uid=c.uid,
+        display_name=c.display_name,
+        profile=resources_pb2.Profile.Value(c.profile.value),
+        plan=c.plan,
+        quota=quota,
+        labels=c.labels,
+        create_time=timestamp(c.create_time),
+        update_time=timestamp(c.update_time),
+        etag=c.etag,
+    )
+
+
+def task_to_proto(t: model.Task) -> resources_pb2.Task:
+    """A domain task as the Task message."""
+    return resources_pb2.Task(
+        name=t.name,
+        uid=t.uid,
+        display_name=t.display_name,
+        command_line=t.command_line,
+        state=resources_pb2.Task.State.Value(t.state.value),
+        result=resources_pb2.Task.Result.Value(
+            t.result.value if t.result else "RESULT_UNSPECIFIED"
+        ),
+        create_time=timestamp(t.create_time),
+        update_time=timestamp(t.update_time),
+        state_transition_time=timestamp(t.state_time),
+        etag=t.etag,
+    )
+
+
+def history_from_proto(e: resources_pb2.HistoryEntry) -> model.HistoryEntry:
+    """The operator-supplied part of a history entry."""
+    check_enums(e, "entry")
+    return model.HistoryEntry(
+        job_pk=0,
+        job_name="",
+        status=enum_name(resources_pb2.HistoryEntry.Status, e.status, "entry.status"),
+        state=model.State.ENABLED,
+        start_time=micros(e.start_time) if e.HasField("start_time") else None,
+        end_time=micros(e.end_time) if e.HasField("end_time") else None,
+        message=e.message,
+        retry_count=e.retry_count,
+        repeat_count=e.repeat_count,
+        action_name=e.action_name,
+    )
+
+
+def history_to_proto(e: model.HistoryEntry) -> resources_pb2.HistoryEntry:
+    """A domain history entry as the HistoryEntry message."""
+    return resources_pb2.HistoryEntry(
+        name=e.name,
+        timestamp=timestamp(e.timestamp),
+        start_time=timestamp(e.start_time),
+        end_time=timestamp(e.end_time),
+        state=resources_pb2.State.Value(e.state.value),
+        status=resources_pb2.HistoryEntry.Status.Value(e.status),
+        message=e.message,
+        retry_count=e.retry_count,
+        repeat_count=e.repeat_count,
+        action_name=e.action_name,
+    )
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def operation_to_proto(op: model.Operation) -> Any:
+    """A domain operation as google.longrunning.Operation."""
+    metadata = resources_pb2.OperationMetadata(
+        target=op.target,
+        verb=op.verb,
+        create_time=timestamp(op.create_time),
+        end_time=timestamp(op.end_time),
+        purged_count=op.purged_count,
+        cancellable=op.cancellable and not op.done,
+    )
+    msg = operations_pb2.Operation(name=op.name, done=op.done, metadata=_pack(metadata))
+    if op.done and op.error is not None:
+        msg.error.CopyFrom(
+            status_pb2.Status(
+                code=grpc.StatusCode[op.error.code].value[0], message=op.error.message
+            )
+        )
+    elif op.done:
+        result: Message = (
+            job_service_pb2.DeleteJobsResponse(deleted_count=op.total_count)
+            if op.result_kind == "delete_jobs"
+            else empty_pb2.Empty()
+        )
+        msg.response.CopyFrom(_pack(result))
+    return msg

@@ -1,0 +1,36 @@
+"""Every servicer method runs under `guarded`: domain errors become rich statuses."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from service.core.errors import DomainError, Reason
+from service.rpc.errors import abort
+
+log = logging.getLogger("jobcontrol.rpc")
+R = TypeVar("R")
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[R]]
+
+
+def guarded(fn: Handler[R]) -> Handler[R]:
+    """Translate DomainError (and, as INTERNAL_ERROR, anything unexpected) once."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> R:
+        try:
+            return await fn(self, request, context)
+        except DomainError as exc:
+            await abort(context, exc)
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unhandled error in %s", fn.__qualname__)
+            await abort(context, DomainError(Reason.INTERNAL_ERROR, "internal error"))
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper

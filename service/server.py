@@ -1,0 +1,108 @@
+"""One server factory for the CLI and the tests: storage, core, gRPC services."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from google.longrunning import operations_grpc_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from jobcontrol.v1 import (
+    diagnostics_service_pb2,
+    diagnostics_service_pb2_grpc,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    operator_service_pb2,
+    operator_service_pb2_grpc,
+)
+from service.config import Settings
+from service.core.service import Core, build_core
+from service.rpc.diagnostics import DiagnosticsServicer
+from service.rpc.interceptors import RequestIdInterceptor
+from service.rpc.jobs import JobServicer
+from service.rpc.operations import OperationsServicer
+from service.rpc.operator import OperatorServicer
+from service.storage.database import SqlStore
+
+log = logging.getLogger("jobcontrol.server")
+SERVICE_NAMES = (
+    job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    operator_service_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
+    diagnostics_service_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name,
+    "google.longrunning.Operations",
+)
+
+
+@dataclass
+class RunningServer:
+    """A started server: its bound address and how to stop it."""
+
+    server: grpc.aio.Server
+    address: str
+    core: Core
+    store: SqlStore
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight calls finish for `grace` seconds, then close
+        the reaper and the store (queued writes are committed first)."""
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        await self.core.reaper.stop()
+        await self.store.close()
+
+
+async def start_server(settings: Settings) -> RunningServer:
+    """Open storage (migrations applied), start the reaper and the gRPC server."""
+    store = SqlStore(settings.database_url, settings.read_pool_size, settings.max_batch)
+    await store.open()
+    core = build_core(
+        store,
+        idempotency_window=settings.idempotency_window,
+        purge_chunk=settings.purge_chunk,
+        reaper_interval=settings.reaper_interval,
+    )
+    core.reaper.start()
+    server = grpc.aio.server(interceptors=[RequestIdInterceptor()])
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(core), server)
+    operator_service_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(core), server)
+    diagnostics_service_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
+        DiagnosticsServicer(), server
+    )
+    operations_grpc_pb2.add_OperationsServicer_to_server(OperationsServicer(core), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_insecure_port(settings.grpc_address)
+    if port == 0:
+        await core.reaper.stop()
+        await store.close()
+        raise SystemExit(f"cannot listen on {settings.grpc_address}")
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = settings.grpc_address.rsplit(":", 1)[0]
+    address = f"{host}:{port}"
+    log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
+    return RunningServer(server, address, core, store, health_servicer)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await start_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"jobcontrol gRPC listening on {running.address}", flush=True)
+    await stop.wait()
+    log.info("shutting down", extra={"grace": settings.shutdown_grace})
+    await running.stop(settings.shutdown_grace)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 async, one writer with group commit, Alembic migrations."""

@@ -1,0 +1,291 @@
+"""The core's `Tx` over one SQLAlchemy AsyncConnection, with Core statements only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from service.core import filters
+from service.core.engine import new_etag
+from service.core.model import (
+    Collection,
+    HistoryEntry,
+    Job,
+    Operation,
+    State,
+    Task,
+    TaskResult,
+    TaskState,
+)
+from service.core.ports import JobQuery
+from service.storage import rows
+from service.storage.schema import collections, history, jobs, operations, replies, tasks
+
+_JOB_COLUMNS = {
+    "state": jobs.c.state,
+    "previous_state": jobs.c.previous_state,
+    "type": jobs.c.job_type,
+    "display_name": jobs.c.display_name,
+    "create_time": jobs.c.create_time,
+    "update_time": jobs.c.update_time,
+    "state_transition_time": jobs.c.state_time,
+}
+_HISTORY_COLUMNS = {"status": history.c.status, "timestamp": history.c.timestamp}
+_OPS = {
+    "=": lambda c, v: c == v,
+    "!=": lambda c, v: c != v,
+    "<": lambda c, v: c < v,
+    "<=": lambda c, v: c <= v,
+    ">": lambda c, v: c > v,
+    ">=": lambda c, v: c >= v,
+}
+
+
+def compile_filter(node: filters.Node, columns: dict[str, Any]) -> ColumnElement[bool]:
+    """A filter syntax tree as a SQL boolean expression."""
+    if isinstance(node, filters.And):
+        return and_(*(compile_filter(n, columns) for n in node.items))
+    if isinstance(node, filters.Or):
+        return or_(*(compile_filter(n, columns) for n in node.items))
+    if isinstance(node, filters.Not):
+        return not_(compile_filter(node.item, columns))
+    if node.field.startswith("labels."):
+        column: Any = jobs.c.labels[node.field[len("labels.") :]].as_string()
+    else:
+        column = columns[node.field]
+    value = node.value.value if isinstance(node.value, State) else node.value
+    return _OPS[node.op](column, value)  # type: ignore[no-any-return]
+
+
+class SqlTx:
+    """Implements `service.core.ports.Tx` on a connection inside a transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def _one(self, stmt: Any) -> Any:
+        return (await self.conn.execute(stmt)).first()
+
+    async def _all(self, stmt: Any) -> list[Any]:
+        return list((await self.conn.execute(stmt)).all())
+
+    # collections -------------------------------------------------------------------
+
+    async def get_collection(self, collection_id: str) -> Collection | None:
+        row = await self._one(
+            select(collections).where(collections.c.collection_id == collection_id)
+        )
+        return rows.collection(row) if row else None
+
+    async def list_collections(self, after: str | None, limit: int) -> list[Collection]:
+        stmt = select(collections).order_by(collections.c.collection_id).limit(limit)
+        if after is not None:
+            stmt = stmt.where(collections.c.collection_id > after)
+        return [rows.collection(r) for r in await self._all(stmt)]
+
+    async def insert_collection(self, collection: Collection) -> None:
+        await self.conn.execute(insert(collections).values(rows.collection_values(collection)))
+
+    async def update_collection(self, collection: Collection) -> None:
+        await self.conn.execute(
+            update(collections)
+            .where(collections.c.collection_id == collection.collection_id)
+            .values(rows.collection_values(collection))
+        )
+
+    async def delete_collection(self, collection_id: str) -> None:
+        await self.conn.execute(
+            delete(collections).where(collections.c.collection_id == collection_id)
+        )
+
+    # jobs --------------------------------------------------------------------------
+
+    async def get_job(self, collection_id: str, key: str) -> Job | None:
+        row = await self._one(
+            select(jobs).where(jobs.c.collection_id == collection_id, jobs.c.job_key == key)
+        )
+        return rows.job(row) if row else None
+
+    async def list_jobs(self, query: JobQuery) -> list[Job]:
+        sort = {
+            "job_key": jobs.c.job_key,
+            "create_time": jobs.c.create_time,
+            "update_time": jobs.c.update_time,
+        }[query.order]
+        keys = [jobs.c.job_key] if query.order == "job_key" else [sort, jobs.c.job_key]
+        stmt = select(jobs).where(jobs.c.collection_id == query.collection_id)
+        if query.filter is not None:
+            stmt = stmt.where(compile_filter(query.filter, _JOB_COLUMNS))
+        if query.after is not None:
+            bound = tuple_(*keys)
+            after = tuple_(*query.after)
+            stmt = stmt.where(bound < after if query.descending else bound > after)
+        order = [k.desc() for k in keys] if query.descending else keys
+        return [rows.job(r) for r in await self._all(stmt.order_by(*order).limit(query.limit))]
+
+    async def count_jobs(
+        self, collection_id: str, excluding: frozenset[State] = frozenset()
+    ) -> int:
+        stmt = select(func.count()).select_from(jobs).where(jobs.c.collection_id == collection_id)
+        if excluding:
+            stmt = stmt.where(jobs.c.state.not_in([s.value for s in excluding]))
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def insert_job(self, job: Job, key: str, job_type: str | None) -> int:
+        values = rows.job_values(job, job_type)
+        values["job_key"] = key
+        result = await self.conn.execute(insert(jobs).values(values).returning(jobs.c.pk))
+        return int(result.scalar_one())
+
+    async def update_job(self, job: Job, job_type: str | None) -> None:
+        await self.conn.execute(
+            update(jobs).where(jobs.c.pk == job.pk).values(rows.job_values(job, job_type))
+        )
+
+    async def delete_job(self, job_pk: int) -> None:
+        await self.conn.execute(delete(jobs).where(jobs.c.pk == job_pk))
+
+    async def purge_children(self, job_pk: int, limit: int) -> int:
+        purged = 0
+        for table in (tasks, history):
+            if purged >= limit:
+                break
+            chunk = select(table.c.pk).where(table.c.job_pk == job_pk).limit(limit - purged)
+            result = await self.conn.execute(delete(table).where(table.c.pk.in_(chunk)))
+            purged += result.rowcount or 0
+        return purged
+
+    async def jobs_of_operation(self, operation: str, limit: int) -> list[Job]:
+        stmt = select(jobs).where(jobs.c.delete_operation == operation).order_by(jobs.c.pk)
+        return [rows.job(r) for r in await self._all(stmt.limit(limit))]
+
+    # tasks -------------------------------------------------------------------------
+
+    async def get_task(self, job_pk: int, job_name: str, task_id: str) -> Task | None:
+        row = await self._one(
+            select(tasks).where(tasks.c.job_pk == job_pk, tasks.c.task_id == task_id)
+        )
+        return rows.task(row, job_name) if row else None
+
+    async def list_tasks(
+        self, job_pk: int, job_name: str, after: str | None, limit: int
+    ) -> list[Task]:
+        stmt = select(tasks).where(tasks.c.job_pk == job_pk)
+        if after is not None:
+            stmt = stmt.where(tasks.c.task_id > after)
+        stmt = stmt.order_by(tasks.c.task_id).limit(limit)
+        return [rows.task(r, job_name) for r in await self._all(stmt)]
+
+    async def insert_task(self, task: Task) -> int:
+        result = await self.conn.execute(
+            insert(tasks).values(rows.task_values(task)).returning(tasks.c.pk)
+        )
+        return int(result.scalar_one())
+
+    async def update_task(self, task: Task) -> None:
+        await self.conn.execute(
+            update(tasks).where(tasks.c.pk == task.pk).values(rows.task_values(task))
+        )
+
+    async def running_tasks(self, job_pk: int) -> int:
+        stmt = (
+            select(func.count())
+            .select_from(tasks)
+            .where(tasks.c.job_pk == job_pk, tasks.c.state == TaskState.RUNNING.value)
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
+
+    async def move_running_tasks(
+        self, job_pk: int, state: TaskState, result: TaskResult | None, now: int
+    ) -> int:
+        stmt = select(tasks).where(
+            tasks.c.job_pk == job_pk, tasks.c.state == TaskState.RUNNING.value
+        )
+        running = [rows.task(r, "") for r in await self._all(stmt)]
+        for task in running:
+            task.state, task.result, task.state_time, task.update_time = state, result, now, now
+            task.version += 1
+            task.etag = new_etag(task.uid, task.version)
+            await self.update_task(task)
+        return len(running)
+
+    # history -----------------------------------------------------------------------
+
+    async def insert_history(self, entry: HistoryEntry) -> int:
+        result = await self.conn.execute(
+            insert(history).values(rows.history_values(entry)).returning(history.c.pk)
+        )
+        return int(result.scalar_one())
+
+    async def list_history(
+        self,
+        job_pk: int,
+        job_name: str,
+        filter: filters.Node | None,
+        after: int | None,
+        limit: int,
+    ) -> list[HistoryEntry]:
+        stmt = select(history).where(history.c.job_pk == job_pk)
+        if filter is not None:
+            stmt = stmt.where(compile_filter(filter, _HISTORY_COLUMNS))
+        if after is not None:
+            stmt = stmt.where(history.c.pk < after)
+        stmt = stmt.order_by(history.c.pk.desc()).limit(limit)
+        return [rows.history_entry(r, job_name) for r in await self._all(stmt)]
+
+    # operations --------------------------------------------------------------------
+
+    async def get_operation(self, name: str) -> Operation | None:
+        row = await self._one(select(operations).where(operations.c.name == name))
+        return rows.operation(row) if row else None
+
+    async def list_operations(
+        self, after: str | None, limit: int, pending_only: bool = False
+    ) -> list[Operation]:
+        stmt = select(operations)
+        if pending_only:
+            stmt = stmt.where(operations.c.done.is_(False))
+        if after is not None:
+            stmt = stmt.where(operations.c.name > after)
+        stmt = stmt.order_by(operations.c.name).limit(limit)
+        return [rows.operation(r) for r in await self._all(stmt)]
+
+    async def insert_operation(self, op: Operation) -> None:
+        await self.conn.execute(insert(operations).values(rows.operation_values(op)))
+
+    async def update_operation(self, op: Operation) -> None:
+        await self.conn.execute(
+            update(operations).where(operations.c.name == op.name).values(rows.operation_values(op))
+        )
+
+    async def delete_operation(self, name: str) -> None:
+        await self.conn.execute(delete(operations).where(operations.c.name == name))
+
+    # request-id replay -------------------------------------------------------------
+
+    async def get_reply(self, method: str, request_id: str, since: int) -> str | None:
+        row = await self._one(
+            select(replies.c.reply).where(
+                replies.c.method == method,
+                replies.c.request_id == request_id,
+                replies.c.create_time >= since,
+            )
+        )
+        return row[0] if row else None
+
+    async def put_reply(self, method: str, request_id: str, reply: str, now: int) -> None:
+        await self.conn.execute(
+            delete(replies).where(replies.c.method == method, replies.c.request_id == request_id)
+        )
+        await self.conn.execute(
+            insert(replies).values(
+                method=method, request_id=request_id, reply=reply, create_time=now
+            )
+        )
+
+    async def expire_replies(self, before: int) -> int:
+        result = await self.conn.execute(delete(replies).where(replies.c.create_time < before))
+        return result.rowcount or 0

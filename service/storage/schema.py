@@ -1,0 +1,137 @@
+"""Tables (SQLAlchemy Core). Times are integer microseconds since the epoch (UTC)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+collections = Table(
+    "collections",
+    metadata,
+    Column("collection_id", String(128), primary_key=True),
+    Column("uid", String(32), nullable=False),
+    Column("profile", String(16), nullable=False),
+    Column("display_name", Text, nullable=False, default=""),
+    Column("plan", String(64), nullable=False, default=""),
+    Column("quota", JSON, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+    Column("etag", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "collection_id",
+        String(128),
+        ForeignKey("collections.collection_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("job_key", String(128), nullable=False),
+    Column("job_id", String(128), nullable=False),
+    Column("uid", String(32), nullable=False),
+    Column("profile", String(16), nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("previous_state", String(16)),
+    Column("state_time", BigInteger, nullable=False),
+    Column("previous_state_time", BigInteger),
+    Column("create_time", BigInteger, nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+    Column("delete_time", BigInteger),
+    Column("etag", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("status", JSON, nullable=False),
+    Column("job_type", String(32)),
+    Column("delete_operation", String(64)),
+    Column("force_delete", Boolean, nullable=False, default=False),
+    Index("ix_jobs_key", "collection_id", "job_key", unique=True),
+    Index("ix_jobs_state", "collection_id", "state", "job_key"),
+    Index("ix_jobs_create", "collection_id", "create_time", "job_key"),
+    Index("ix_jobs_update", "collection_id", "update_time", "job_key"),
+    Index("ix_jobs_delete_op", "delete_operation"),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("job_pk", Integer, ForeignKey("jobs.pk", ondelete="CASCADE"), nullable=False),
+    Column("task_id", String(128), nullable=False),
+    Column("uid", String(32), nullable=False),
+    Column("display_name", Text, nullable=False),
+    Column("command_line", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("result", String(16)),
+    Column("create_time", BigInteger, nullable=False),
+    Column("update_time", BigInteger, nullable=False),
+    Column("state_time", BigInteger, nullable=False),
+    Column("etag", String(32), nullable=False),
+    Column("version", Integer, nullable=False),
+    Index("ix_tasks_key", "job_pk", "task_id", unique=True),
+    Index("ix_tasks_state", "job_pk", "state"),
+)
+
+history = Table(
+    "history",
+    metadata,
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("job_pk", Integer, ForeignKey("jobs.pk", ondelete="CASCADE"), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("start_time", BigInteger),
+    Column("end_time", BigInteger),
+    Column("state", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("retry_count", Integer, nullable=False),
+    Column("repeat_count", Integer, nullable=False),
+    Column("action_name", Text, nullable=False),
+    Index("ix_history_job", "job_pk", "pk"),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("verb", String(32), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("collection_id", String(128), nullable=False),
+    Column("done", Boolean, nullable=False),
+    Column("cancellable", Boolean, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Column("end_time", BigInteger),
+    Column("purged_count", Integer, nullable=False),
+    Column("total_count", Integer, nullable=False),
+    Column("error", JSON),
+    Column("result_kind", String(16), nullable=False),
+    Index("ix_operations_pending", "done", "name"),
+)
+
+replies = Table(
+    "replies",
+    metadata,
+    Column("method", String(64), primary_key=True),
+    Column("request_id", String(128), primary_key=True),
+    Column("reply", Text, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Index("ix_replies_time", "create_time"),
+)

@@ -1,4 +1,7 @@
-"""Regenerate the committed `jobcontrol` package from `protos/` (one script, no hand edits)."""
+"""Regenerate the committed `jobcontrol` package from `protos/` (one script, no hand edits).
+
+`--deps-only` only stages the googleapis protos that `buf lint` needs.
+"""
 
 from __future__ import annotations
 
@@ -40,8 +43,11 @@ def generate() -> None:
     OUT.mkdir()
     wkt = Path(grpc_tools.__file__).resolve().parent / "_proto"
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    bindir = Path(sys.executable).parent
     args = [
         "protoc",
+        f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"-I{PROTOS}",
         f"-I{DEPS}",
         f"-I{wkt}",
@@ -62,4 +68,5 @@ def generate() -> None:
 
 if __name__ == "__main__":
     stage_deps()
-    generate()
+    if "--deps-only" not in sys.argv[1:]:
+        generate()

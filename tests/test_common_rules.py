@@ -393,7 +393,7 @@ async def test_c7_every_write_changes_etag_and_update_time(
     ]
     previous = job
     for write in writes:
-        after = await write()
+        after = await write()  # type: ignore[misc]
         assert after.etag and after.etag not in seen
         assert after.update_time != previous.update_time
         assert after.update_time.ToNanoseconds() >= previous.update_time.ToNanoseconds()

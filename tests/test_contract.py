@@ -52,7 +52,7 @@ class Recorder:
 
 
 def field_behaviors(field: descriptor.FieldDescriptor) -> list[int]:
-    return list(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])
+    return list(field.GetOptions().Extensions[field_behavior_pb2.field_behavior])  # type: ignore[index]
 
 
 async def exercise_collections_and_scheduled(jobs: Any, operator: Any, operations: Any) -> None:
@@ -202,7 +202,7 @@ def test_contract_every_rpc_has_an_http_rule() -> None:
     missing = []
     for service in JOBCONTROL_SERVICES:
         for method in service.methods:
-            rule = method.GetOptions().Extensions[annotations_pb2.http]
+            rule: Any = method.GetOptions().Extensions[annotations_pb2.http]  # type: ignore[index]
             pattern = rule.WhichOneof("pattern")
             if pattern is None or not getattr(rule, pattern):
                 missing.append(f"{service.name}/{method.name}")

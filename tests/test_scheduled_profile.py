@@ -55,7 +55,7 @@ def spec(
     return R.ScheduledSpec(
         start_time=ts(start if start is not None else whole_now() - timedelta(days=1)),
         action=job_action if job_action is not None else action(),
-        recurrence=R.Recurrence(frequency=frequency, interval=interval),  # type: ignore[arg-type]
+        recurrence=R.Recurrence(frequency=frequency, interval=interval),
     )
 
 
@@ -68,7 +68,7 @@ async def create(
     """Create a scheduled job; `scheduled` defaults to `spec()`."""
     job_fields.setdefault("scheduled", spec())
     return await clients.jobs.CreateJob(
-        JS.CreateJobRequest(parent=coll.name, job_id=job_id, job=R.Job(**job_fields))  # type: ignore[arg-type]
+        JS.CreateJobRequest(parent=coll.name, job_id=job_id, job=R.Job(**job_fields))
     )
 
 
@@ -87,7 +87,7 @@ async def update(clients: Clients, job: R.Job, paths: list[str] | None = None) -
 async def operator_to(clients: Clients, name: str, state: int) -> R.Job:
     """An operator transition."""
     return await clients.operator.TransitionJob(
-        operator_service_pb2.TransitionJobRequest(name=name, state=state)  # type: ignore[arg-type]
+        operator_service_pb2.TransitionJobRequest(name=name, state=state)
     )
 
 
@@ -693,7 +693,7 @@ async def _record(clients: Clients, name: str, status: int, message: str) -> R.H
     return await clients.operator.RecordRun(
         operator_service_pb2.RecordRunRequest(
             parent=name,
-            entry=R.HistoryEntry(status=status, message=message),  # type: ignore[arg-type]
+            entry=R.HistoryEntry(status=status, message=message),
         )
     )
 

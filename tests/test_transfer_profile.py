@@ -30,7 +30,7 @@ ALL_STATES = LIVE + FINAL_LIKE
 
 
 def sname(state: int) -> str:
-    return R.State.Name(state)  # type: ignore[arg-type]
+    return R.State.Name(state)
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -38,7 +38,7 @@ def sname(state: int) -> str:
 
 def transfer(shipping_info: bool = True, **fields: object) -> R.TransferSpec:
     """An IMPORT to westus; with return address and delivery package unless told not to."""
-    spec = TS(type=TS.IMPORT, location="westus", **fields)  # type: ignore[arg-type]
+    spec = TS(type=TS.IMPORT, location="westus", **fields)
     if shipping_info:
         if not spec.HasField("return_address"):
             spec.return_address.CopyFrom(ADDRESS)
@@ -54,7 +54,7 @@ async def create(
     spec: R.TransferSpec | None = None,
     **job_fields: object,
 ) -> R.Job:
-    job = R.Job(transfer=spec if spec is not None else transfer(), **job_fields)  # type: ignore[arg-type]
+    job = R.Job(transfer=spec if spec is not None else transfer(), **job_fields)
     return await clients.jobs.CreateJob(
         JS.CreateJobRequest(parent=coll.name, job_id=job_id, job=job)
     )
@@ -75,12 +75,12 @@ async def update(clients: Clients, job: R.Job, paths: list[str] | None = None) -
 async def client_set_state(
     clients: Clients, name: str, state: int, paths: list[str] | None = None
 ) -> R.Job:
-    return await update(clients, R.Job(name=name, state=state), paths)  # type: ignore[arg-type]
+    return await update(clients, R.Job(name=name, state=state), paths)
 
 
 async def operator_to(clients: Clients, name: str, state: int) -> R.Job:
     return await clients.operator.TransitionJob(
-        operator_service_pb2.TransitionJobRequest(name=name, state=state)  # type: ignore[arg-type]
+        operator_service_pb2.TransitionJobRequest(name=name, state=state)
     )
 
 

@@ -1,0 +1,213 @@
+"""The server as a process: durability across kill -9, graceful SIGTERM, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import duration_pb2
+
+from jobcontrol.v1 import (
+    job_service_pb2,
+    job_service_pb2_grpc,
+    operator_service_pb2,
+    operator_service_pb2_grpc,
+    resources_pb2,
+)
+from service.cli import build_parser
+from service.config import from_env
+from tests.helpers import expect_error, wait_done
+
+pytestmark = pytest.mark.slow
+READY = re.compile(r"listening on (127\.0\.0\.1:\d+)")
+
+
+class ServerProcess:
+    """`jobctl serve` in a child process on a port chosen by the OS."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.proc: asyncio.subprocess.Process | None = None
+        self.address = ""
+
+    async def start(self) -> str:
+        env = {**os.environ, "JOBCONTROL_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}"}
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "service.cli",
+            "serve",
+            "--grpc-address",
+            "127.0.0.1:0",
+            "--reaper-interval",
+            "0.05",
+            "--log-level",
+            "WARNING",
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 20)
+        match = READY.search(line.decode())
+        assert match, f"no ready line: {line!r}"
+        self.address = match.group(1)
+        return self.address
+
+    async def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), 20)
+
+
+@pytest.fixture
+async def process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(tmp_path / "jobs.db")
+    try:
+        yield server
+    finally:
+        if server.proc is not None and server.proc.returncode is None:
+            server.proc.kill()
+            await server.proc.wait()
+
+
+async def _batch_job_with_running_task(
+    jobs: job_service_pb2_grpc.JobServiceAsyncStub,
+    operator: operator_service_pb2_grpc.OperatorServiceAsyncStub,
+) -> tuple[resources_pb2.Job, resources_pb2.Task]:
+    coll = await jobs.CreateCollection(
+        job_service_pb2.CreateCollectionRequest(
+            collection_id="b", collection=resources_pb2.Collection(profile=resources_pb2.BATCH)
+        )
+    )
+    job = await jobs.CreateJob(
+        job_service_pb2.CreateJobRequest(
+            parent=coll.name,
+            job_id="j1",
+            job=resources_pb2.Job(
+                batch=resources_pb2.BatchSpec(pool_info=resources_pb2.PoolInfo(pool_id="p"))
+            ),
+        )
+    )
+    task = await jobs.CreateTask(
+        job_service_pb2.CreateTaskRequest(parent=job.name, task_id="t1", task=resources_pb2.Task())
+    )
+    await operator.TransitionTask(
+        operator_service_pb2.TransitionTaskRequest(name=task.name, state=resources_pb2.Task.RUNNING)
+    )
+    return job, task
+
+
+async def test_c20_acknowledged_deletion_finishes_after_kill9(process: ServerProcess) -> None:
+    """C20: an acknowledged asynchronous deletion survives kill -9 and completes after
+    restart; acknowledged creates survive too."""
+    address = await process.start()
+    async with grpc.aio.insecure_channel(address) as channel:
+        jobs = job_service_pb2_grpc.JobServiceStub(channel)
+        operator = operator_service_pb2_grpc.OperatorServiceStub(channel)
+        job, task = await _batch_job_with_running_task(jobs, operator)
+        for i in range(20):
+            await jobs.CreateJob(
+                job_service_pb2.CreateJobRequest(
+                    parent="collections/b",
+                    job_id=f"keep{i}",
+                    job=resources_pb2.Job(
+                        batch=resources_pb2.BatchSpec(pool_info=resources_pb2.PoolInfo(pool_id="p"))
+                    ),
+                )
+            )
+        op = await jobs.DeleteJob(job_service_pb2.DeleteJobRequest(name=job.name))
+        assert not op.done
+    await process.kill9()
+
+    address = await process.start()
+    async with grpc.aio.insecure_channel(address) as channel:
+        jobs = job_service_pb2_grpc.JobServiceStub(channel)
+        operator = operator_service_pb2_grpc.OperatorServiceStub(channel)
+        operations = operations_pb2_grpc.OperationsStub(channel)
+        listed = await jobs.ListJobs(
+            job_service_pb2.ListJobsRequest(parent="collections/b", page_size=100)
+        )
+        assert len(listed.jobs) == 21
+        held = await jobs.GetJob(job_service_pb2.GetJobRequest(name=job.name))
+        assert held.state == resources_pb2.DELETING
+        assert held.delete_operation == op.name
+        pending = await operations.GetOperation(operations_pb2.GetOperationRequest(name=op.name))
+        assert not pending.done
+        await operator.TransitionTask(
+            operator_service_pb2.TransitionTaskRequest(
+                name=task.name, state=resources_pb2.Task.COMPLETED
+            )
+        )
+        finished = await wait_done(operations, op.name)
+        assert finished.HasField("response") and not finished.HasField("error")
+        await expect_error(
+            jobs.GetJob(job_service_pb2.GetJobRequest(name=job.name)),
+            grpc.StatusCode.NOT_FOUND,
+            "JOB_NOT_FOUND",
+        )
+    assert await process.terminate() == 0
+
+
+async def test_sigterm_drains_in_flight_calls_then_exits(process: ServerProcess) -> None:
+    """Graceful shutdown: a call in flight when SIGTERM arrives still gets its reply,
+    new calls are refused, and the process exits 0."""
+    address = await process.start()
+    async with grpc.aio.insecure_channel(address) as channel:
+        jobs = job_service_pb2_grpc.JobServiceStub(channel)
+        operator = operator_service_pb2_grpc.OperatorServiceStub(channel)
+        operations = operations_pb2_grpc.OperationsStub(channel)
+        job, _ = await _batch_job_with_running_task(jobs, operator)
+        op = await jobs.DeleteJob(job_service_pb2.DeleteJobRequest(name=job.name))
+        waiting = operations.WaitOperation(
+            operations_pb2.WaitOperationRequest(
+                name=op.name, timeout=duration_pb2.Duration(seconds=2)
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+        reply = await waiting
+        assert reply.name == op.name and not reply.done
+    assert await asyncio.wait_for(process.proc.wait(), 20) == 0
+
+
+def test_cli_help_names_every_flag_and_its_environment_variable() -> None:
+    """`jobctl serve --help` documents each setting with its JOBCONTROL_* variable."""
+    out = subprocess.run(
+        [sys.executable, "-m", "service.cli", "serve", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for flag, env in (
+        ("--grpc-address", "JOBCONTROL_GRPC_ADDRESS"),
+        ("--database-url", "JOBCONTROL_DATABASE_URL"),
+        ("--idempotency-window", "JOBCONTROL_IDEMPOTENCY_WINDOW"),
+    ):
+        assert flag in out and env in out
+
+
+def test_settings_from_environment_with_flags_winning() -> None:
+    """Settings: JOBCONTROL_* variables apply, explicit flags override them."""
+    env = {"JOBCONTROL_GRPC_ADDRESS": "127.0.0.1:6000", "JOBCONTROL_PURGE_CHUNK": "7"}
+    settings = from_env(env)
+    assert settings.grpc_address == "127.0.0.1:6000" and settings.purge_chunk == 7
+    args = build_parser().parse_args(["serve", "--grpc-address", "127.0.0.1:7000"])
+    options = {k: v for k, v in vars(args).items() if k != "command"}
+    assert from_env(env, **options).grpc_address == "127.0.0.1:7000"
+    with pytest.raises(SystemExit):
+        from_env({"JOBCONTROL_PURGE_CHUNK": "many"})

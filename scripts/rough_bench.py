@@ -107,7 +107,9 @@ async def run(channel: grpc.aio.Channel, args: argparse.Namespace) -> None:
         *(
             jobs.CreateJob(
                 job_service_pb2.CreateJobRequest(
-                    parent="collections/bench", job_id=f"j{i}", job=resources_pb2.Job(scheduled=spec)
+                    parent="collections/bench",
+                    job_id=f"j{i}",
+                    job=resources_pb2.Job(scheduled=spec),
                 )
             )
             for i in range(args.jobs)
@@ -131,7 +133,9 @@ async def run(channel: grpc.aio.Channel, args: argparse.Namespace) -> None:
         results[label] = await drive(call, args.in_flight, args.seconds, 1_000_000)
     base = (results["Echo"]["rps"] + results["Echo#2"]["rps"]) / 2
     print(f"{args.in_flight} in flight, {args.seconds:.0f} s each, {args.jobs} jobs stored")
-    print(f"{'operation':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'vs echo':>8}")
+    print(
+        f"{'operation':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'vs echo':>8}"
+    )
     for label, r in results.items():
         print(
             f"{label:<10} {r['rps']:8.0f} {r['p50']:8.2f} {r['p99']:8.2f} "

@@ -1,17 +1,24 @@
-"""Assertions on rich gRPC errors and small waiting helpers shared by the tests."""
+"""Helpers shared by the tests: rich gRPC error assertions, waiting, and job calls."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.longrunning import operations_pb2
+from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
 
+from jobcontrol.v1 import job_service_pb2 as jobs_pb
+from jobcontrol.v1 import operator_service_pb2 as operator_pb
+from jobcontrol.v1 import resources_pb2 as res
+from tests.conftest import Clients
+
 DOMAIN = "jobcontrol.dev"
+Call = Callable[[], Awaitable[Any]]
 
 
 @dataclass
@@ -92,3 +99,94 @@ async def wait_done(operations: Any, name: str, within: float = 10.0) -> operati
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"operation {name} not done after {within}s")
         await asyncio.sleep(0.02)
+
+
+def state_name(state: int) -> str:
+    """The enum name of a job `state` (for messages and parametrize ids)."""
+    return res.State.Name(state)
+
+
+def call_of(method: Callable[[Any], Awaitable[Any]], request: Any) -> Call:
+    """A deferred call: the RPC starts only when the factory is called."""
+    return lambda: method(request)
+
+
+async def get_job(clients: Clients, name: str) -> res.Job:
+    """GetJob by resource name."""
+    job: res.Job = await clients.jobs.GetJob(jobs_pb.GetJobRequest(name=name))
+    return job
+
+
+async def update(clients: Clients, job: res.Job, paths: list[str] | None = None) -> res.Job:
+    """UpdateJob: merge when `paths` is None, else with that mask."""
+    req = jobs_pb.UpdateJobRequest(job=job)
+    if paths is not None:
+        req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=paths))
+    updated: res.Job = await clients.jobs.UpdateJob(req)
+    return updated
+
+
+async def operator_to(clients: Clients, name: str, state: int) -> res.Job:
+    """An operator transition (TransitionJob) of the job to `state`."""
+    job: res.Job = await clients.operator.TransitionJob(
+        operator_pb.TransitionJobRequest(name=name, state=state)
+    )
+    return job
+
+
+async def delete(clients: Clients, name: str, *, force: bool = False) -> operations_pb2.Operation:
+    """DeleteJob; a successful call must return a named Operation."""
+    op: operations_pb2.Operation = await clients.jobs.DeleteJob(
+        jobs_pb.DeleteJobRequest(name=name, force=force)
+    )
+    assert op.name
+    return op
+
+
+async def get_operation(clients: Clients, name: str) -> operations_pb2.Operation:
+    """GetOperation by operation name."""
+    op: operations_pb2.Operation = await clients.operations.GetOperation(
+        operations_pb2.GetOperationRequest(name=name)
+    )
+    return op
+
+
+async def refused(
+    clients: Clients, name: str, call: Call, code: grpc.StatusCode, reason: str, label: str = ""
+) -> RichError:
+    """`call()` must fail with code/reason and leave the job exactly as it was."""
+    before = await get_job(clients, name)
+    try:
+        err = await expect_error(call(), code, reason)
+    except AssertionError as exc:
+        raise AssertionError(f"{label}: {exc}") from exc
+    if code == grpc.StatusCode.FAILED_PRECONDITION:
+        assert err.precondition is not None, f"{label}: no PreconditionFailure detail"
+    after = await get_job(clients, name)
+    assert after.etag == before.etag, f"{label}: etag changed"
+    assert after.state == before.state, f"{label}: state changed"
+    assert after == before, f"{label}: job changed"
+    return err
+
+
+async def assert_unchanged(clients: Clients, before: res.Job) -> None:
+    """The job reads back exactly as before (etag, state, every field)."""
+    after = await get_job(clients, before.name)
+    assert after.etag == before.etag
+    assert after.state == before.state
+    assert after == before
+
+
+async def assert_gone(clients: Clients, name: str) -> RichError:
+    """GetJob is NOT_FOUND / JOB_NOT_FOUND, with a ResourceInfo detail."""
+    err = await expect_error(get_job(clients, name), grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND")
+    assert err.resource is not None
+    return err
+
+
+async def assert_deleted_ok(clients: Clients, name: str) -> None:
+    """DeleteJob completes at once without error, and the job is then gone."""
+    op = await clients.jobs.DeleteJob(jobs_pb.DeleteJobRequest(name=name))
+    assert op.done
+    assert not op.HasField("error")
+    await assert_gone(clients, name)

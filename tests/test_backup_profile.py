@@ -3,7 +3,7 @@ and C21 (which deletions CancelOperation refuses)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import grpc
@@ -14,12 +14,20 @@ from google.protobuf import field_mask_pb2
 from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import operator_service_pb2 as operator_pb
 from jobcontrol.v1 import resources_pb2 as res
-from tests.helpers import RichError, expect_error, wait_done
+from tests.helpers import (
+    Call,
+    call_of,
+    delete,
+    expect_error,
+    get_job,
+    get_operation,
+    refused,
+    wait_done,
+)
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 CANCELLED = 1  # google.rpc.Code.CANCELLED
-Call = Callable[[], Awaitable[Any]]
 Backup = res.BackupSpec
 
 
@@ -33,10 +41,6 @@ async def coll(make_collection: Any) -> res.Collection:
     return collection
 
 
-def state_name(state: int) -> str:
-    return res.State.Name(state)
-
-
 async def create_job(
     clients: Any,
     collection: res.Collection,
@@ -48,11 +52,6 @@ async def create_job(
         jobs_pb.CreateJobRequest(parent=collection.name, job_id=job_id, job=job)
     )
     return created
-
-
-async def get_job(clients: Any, name: str) -> res.Job:
-    job: res.Job = await clients.jobs.GetJob(jobs_pb.GetJobRequest(name=name))
-    return job
 
 
 async def start(clients: Any, name: str) -> res.Job:
@@ -88,21 +87,6 @@ async def history(clients: Any, name: str) -> list[res.HistoryEntry]:
     return list(reply.entries)
 
 
-async def delete(clients: Any, name: str, *, force: bool = False) -> operations_pb2.Operation:
-    op: operations_pb2.Operation = await clients.jobs.DeleteJob(
-        jobs_pb.DeleteJobRequest(name=name, force=force)
-    )
-    assert op.name
-    return op
-
-
-async def get_operation(clients: Any, name: str) -> operations_pb2.Operation:
-    op: operations_pb2.Operation = await clients.operations.GetOperation(
-        operations_pb2.GetOperationRequest(name=name)
-    )
-    return op
-
-
 def cancel(clients: Any, name: str) -> Awaitable[Any]:
     return clients.operations.CancelOperation(operations_pb2.CancelOperationRequest(name=name))
 
@@ -111,29 +95,6 @@ def metadata(op: operations_pb2.Operation) -> res.OperationMetadata:
     meta = res.OperationMetadata()
     assert op.metadata.Unpack(meta), "Operation.metadata is not an OperationMetadata"
     return meta
-
-
-def call_of(method: Callable[[Any], Awaitable[Any]], request: Any) -> Call:
-    """A deferred call: the RPC starts only when the factory is called."""
-    return lambda: method(request)
-
-
-async def refused(
-    clients: Any, name: str, call: Call, code: grpc.StatusCode, reason: str, label: str = ""
-) -> RichError:
-    """`call()` must fail with code/reason and leave the job exactly as it was."""
-    before = await get_job(clients, name)
-    try:
-        err = await expect_error(call(), code, reason)
-    except AssertionError as exc:
-        raise AssertionError(f"{label}: {exc}") from exc
-    if code == FAILED_PRECONDITION:
-        assert err.precondition is not None, f"{label}: no PreconditionFailure detail"
-    after = await get_job(clients, name)
-    assert after.etag == before.etag, f"{label}: etag changed"
-    assert after.state == before.state, f"{label}: state changed"
-    assert after == before, f"{label}: job changed"
-    return err
 
 
 async def assert_purged(clients: Any, name: str) -> None:

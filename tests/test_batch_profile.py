@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import grpc
 import pytest
-from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
 from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import operator_service_pb2 as operator_pb
 from jobcontrol.v1 import resources_pb2 as res
-from tests.helpers import RichError, expect_error, wait_done
+from tests.helpers import (
+    Call,
+    call_of,
+    delete,
+    expect_error,
+    get_job,
+    get_operation,
+    refused,
+    state_name,
+    wait_done,
+)
+from tests.helpers import operator_to as transition
 
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
-Call = Callable[[], Awaitable[Any]]
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -31,10 +40,6 @@ async def coll(make_collection: Any) -> res.Collection:
     return collection
 
 
-def state_name(state: int) -> str:
-    return res.State.Name(state)
-
-
 async def create_job(
     clients: Any, collection: res.Collection, job_id: str = "j1", pool_id: str = "p1"
 ) -> res.Job:
@@ -43,11 +48,6 @@ async def create_job(
         jobs_pb.CreateJobRequest(parent=collection.name, job_id=job_id, job=job)
     )
     return created
-
-
-async def get_job(clients: Any, name: str) -> res.Job:
-    job: res.Job = await clients.jobs.GetJob(jobs_pb.GetJobRequest(name=name))
-    return job
 
 
 async def list_jobs(clients: Any, parent: str) -> list[res.Job]:
@@ -82,13 +82,6 @@ async def complete_task(clients: Any, name: str, result: int = res.Task.SUCCESS)
     assert task.state == res.Task.COMPLETED
 
 
-async def transition(clients: Any, name: str, state: int) -> res.Job:
-    job: res.Job = await clients.operator.TransitionJob(
-        operator_pb.TransitionJobRequest(name=name, state=state)
-    )
-    return job
-
-
 async def pause(
     clients: Any, name: str, disposition: jobs_pb.TaskDisposition.ValueType = jobs_pb.REQUEUE
 ) -> res.Job:
@@ -108,21 +101,6 @@ async def terminate(clients: Any, name: str) -> res.Job:
     return job
 
 
-async def delete(clients: Any, name: str, *, force: bool = False) -> operations_pb2.Operation:
-    op: operations_pb2.Operation = await clients.jobs.DeleteJob(
-        jobs_pb.DeleteJobRequest(name=name, force=force)
-    )
-    assert op.name
-    return op
-
-
-async def get_operation(clients: Any, name: str) -> operations_pb2.Operation:
-    op: operations_pb2.Operation = await clients.operations.GetOperation(
-        operations_pb2.GetOperationRequest(name=name)
-    )
-    return op
-
-
 SETTLE_LIMIT = 10.0  # seconds a settle may take before the test gives up (not a timing claim)
 
 
@@ -137,29 +115,6 @@ async def wait_state(clients: Any, name: str, state: int) -> res.Job:
         if loop.time() > deadline:
             raise AssertionError(f"{name} is {state_name(job.state)}, expected {state_name(state)}")
         await asyncio.sleep(0.02)
-
-
-async def refused(
-    clients: Any, name: str, call: Call, code: grpc.StatusCode, reason: str, label: str = ""
-) -> RichError:
-    """`call()` must fail with code/reason and leave the job exactly as it was."""
-    before = await get_job(clients, name)
-    try:
-        err = await expect_error(call(), code, reason)
-    except AssertionError as exc:
-        raise AssertionError(f"{label}: {exc}") from exc
-    if code == FAILED_PRECONDITION:
-        assert err.precondition is not None, f"{label}: no PreconditionFailure detail"
-    after = await get_job(clients, name)
-    assert after.etag == before.etag, f"{label}: etag changed"
-    assert after.state == before.state, f"{label}: state changed"
-    assert after == before, f"{label}: job changed"
-    return err
-
-
-def call_of(method: Callable[[Any], Awaitable[Any]], request: Any) -> Call:
-    """A deferred call: the RPC starts only when the factory is called."""
-    return lambda: method(request)
 
 
 def mutations(clients: Any, name: str, *, with_delete: bool = False) -> list[tuple[str, Call]]:

@@ -16,7 +16,7 @@ from jobcontrol.v1 import job_service_pb2 as js
 from jobcontrol.v1 import operator_service_pb2 as ops
 from jobcontrol.v1 import resources_pb2 as res
 from tests.conftest import Clients, MakeCollection
-from tests.helpers import RichError, decode, expect_error, wait_done
+from tests.helpers import RichError, decode, expect_error, get_job, wait_done
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -64,10 +64,6 @@ async def new_job(
     return await clients.jobs.CreateJob(
         js.CreateJobRequest(parent=parent, job_id=job_id, job=res.Job(**job_fields))
     )
-
-
-async def get_job(clients: Clients, name: str) -> res.Job:
-    return await clients.jobs.GetJob(js.GetJobRequest(name=name))
 
 
 async def list_all(clients: Clients, parent: str, filter: str = "") -> list[res.Job]:

@@ -6,11 +6,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
 from tests.conftest import Clients, MakeCollection
-from tests.helpers import RichError, expect_error
+from tests.helpers import assert_deleted_ok as _delete_ok
+from tests.helpers import assert_gone, assert_unchanged, expect_error, operator_to, update
+from tests.helpers import get_job as get
 
 R = resources_pb2
 JS = job_service_pb2
@@ -70,39 +72,6 @@ async def create(
     return await clients.jobs.CreateJob(
         JS.CreateJobRequest(parent=coll.name, job_id=job_id, job=R.Job(**job_fields))
     )
-
-
-async def get(clients: Clients, name: str) -> R.Job:
-    return await clients.jobs.GetJob(JS.GetJobRequest(name=name))
-
-
-async def update(clients: Clients, job: R.Job, paths: list[str] | None = None) -> R.Job:
-    """UpdateJob: merge when `paths` is None, else with that mask."""
-    req = JS.UpdateJobRequest(job=job)
-    if paths is not None:
-        req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=paths))
-    return await clients.jobs.UpdateJob(req)
-
-
-async def operator_to(clients: Clients, name: str, state: int) -> R.Job:
-    """An operator transition."""
-    return await clients.operator.TransitionJob(
-        operator_service_pb2.TransitionJobRequest(name=name, state=state)
-    )
-
-
-async def assert_unchanged(clients: Clients, before: R.Job) -> None:
-    """The job reads back exactly as before (etag, state, every field)."""
-    after = await get(clients, before.name)
-    assert after.etag == before.etag
-    assert after.state == before.state
-    assert after == before
-
-
-async def assert_gone(clients: Clients, name: str) -> RichError:
-    err = await expect_error(get(clients, name), Code.NOT_FOUND, "JOB_NOT_FOUND")
-    assert err.resource is not None
-    return err
 
 
 # --- S1 ----------------------------------------------------------------------------
@@ -344,13 +313,6 @@ async def test_scheduled_completed_from_disabled_is_final(
 
 
 # --- S5 ----------------------------------------------------------------------------
-
-
-async def _delete_ok(clients: Clients, name: str) -> None:
-    op = await clients.jobs.DeleteJob(JS.DeleteJobRequest(name=name))
-    assert op.done
-    assert not op.HasField("error")
-    await assert_gone(clients, name)
 
 
 async def test_scheduled_delete_allowed_in_every_state(

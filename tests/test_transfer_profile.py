@@ -6,11 +6,20 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
 
-from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
+from jobcontrol.v1 import job_service_pb2, resources_pb2
 from tests.conftest import Clients, MakeCollection
-from tests.helpers import RichError, expect_error
+from tests.helpers import (
+    assert_deleted_ok,
+    assert_gone,
+    assert_unchanged,
+    delete,
+    expect_error,
+    operator_to,
+    update,
+)
+from tests.helpers import get_job as get
+from tests.helpers import state_name as sname
 
 R = resources_pb2
 JS = job_service_pb2
@@ -27,10 +36,6 @@ PACKAGE = R.DeliveryPackage(
 LIVE = (R.CREATING, R.SHIPPING, R.RECEIVED, R.TRANSFERRING, R.PACKAGING)
 FINAL_LIKE = (R.COMPLETED, R.CLOSED, R.FAULTED)
 ALL_STATES = LIVE + FINAL_LIKE
-
-
-def sname(state: int) -> str:
-    return R.State.Name(state)
 
 
 # --- helpers -----------------------------------------------------------------------
@@ -60,32 +65,10 @@ async def create(
     )
 
 
-async def get(clients: Clients, name: str) -> R.Job:
-    return await clients.jobs.GetJob(JS.GetJobRequest(name=name))
-
-
-async def update(clients: Clients, job: R.Job, paths: list[str] | None = None) -> R.Job:
-    """UpdateJob: merge when `paths` is None, else with that mask."""
-    req = JS.UpdateJobRequest(job=job)
-    if paths is not None:
-        req.update_mask.CopyFrom(field_mask_pb2.FieldMask(paths=paths))
-    return await clients.jobs.UpdateJob(req)
-
-
 async def client_set_state(
     clients: Clients, name: str, state: int, paths: list[str] | None = None
 ) -> R.Job:
     return await update(clients, R.Job(name=name, state=state), paths)
-
-
-async def operator_to(clients: Clients, name: str, state: int) -> R.Job:
-    return await clients.operator.TransitionJob(
-        operator_service_pb2.TransitionJobRequest(name=name, state=state)
-    )
-
-
-async def delete(clients: Clients, name: str) -> object:
-    return await clients.jobs.DeleteJob(JS.DeleteJobRequest(name=name))
 
 
 async def walk_to(clients: Clients, name: str, target: int) -> R.Job:
@@ -109,27 +92,6 @@ async def walk_to(clients: Clients, name: str, target: int) -> R.Job:
         job = await operator_to(clients, name, target)
     assert job.state == target
     return job
-
-
-async def assert_unchanged(clients: Clients, before: R.Job) -> None:
-    """The job reads back exactly as before (etag, state, every field)."""
-    after = await get(clients, before.name)
-    assert after.etag == before.etag
-    assert after.state == before.state
-    assert after == before
-
-
-async def assert_gone(clients: Clients, name: str) -> RichError:
-    err = await expect_error(get(clients, name), Code.NOT_FOUND, "JOB_NOT_FOUND")
-    assert err.resource is not None
-    return err
-
-
-async def assert_deleted_ok(clients: Clients, name: str) -> None:
-    op = await clients.jobs.DeleteJob(JS.DeleteJobRequest(name=name))
-    assert op.done
-    assert not op.HasField("error")
-    await assert_gone(clients, name)
 
 
 async def assert_delete_refused(clients: Clients, name: str) -> None:

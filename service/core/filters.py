@@ -54,6 +54,7 @@ HISTORY_FIELDS: dict[str, object] = {
     "timestamp": "time",
 }
 
+_LABEL_KEY = re.compile(r"[A-Za-z0-9_./-]{1,63}")
 _TOKEN = re.compile(
     r"""\s*(?:(?P<lp>\()|(?P<rp>\))|(?P<op>!=|<=|>=|=|<|>)|(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<word>[^\s()"'=<>!]+))"""
 )
@@ -142,6 +143,8 @@ class _Parser:
         return Cmp(field, op, self.convert(field, op, raw))
 
     def convert(self, field: str, op: str, raw: str) -> object:
+        if field.startswith("labels.") and not _LABEL_KEY.fullmatch(field[len("labels.") :]):
+            raise _fail(f"label keys in filters are 1-63 of [A-Za-z0-9_./-]: {field!r}")
         kind = "string" if field.startswith("labels.") else self.fields.get(field)
         if kind is None:
             raise _fail(f"unknown field {field!r}")

@@ -173,7 +173,8 @@ class Jobs:
         tree = filters.parse(filter_text)
         order, descending = parse_order(order_by)
         fingerprint = ("jobs", collection_id, filter_text, order, descending)
-        after = pages.decode(fingerprint, page_token)
+        kinds: tuple[type, ...] = (str,) if order == "job_key" else (int, str)
+        after = pages.decode(fingerprint, page_token, kinds)
         query = JobQuery(collection_id, tree, order, descending, after, size + 1)
 
         async def run(tx: Tx) -> list[Job]:

@@ -167,7 +167,7 @@ class Lifecycle:
         size = pages.page_size(page_size)
         tree = filters.parse(filter_text, filters.HISTORY_FIELDS)
         fingerprint = ("history", parent, filter_text)
-        after = pages.decode(fingerprint, page_token)
+        after = pages.decode(fingerprint, page_token, (int,))
 
         async def run(tx: Tx) -> list[HistoryEntry]:
             job = await load_job(tx, collection_id, job_id)

@@ -30,8 +30,11 @@ def encode(query: tuple[object, ...], after: list[Any]) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode(query: tuple[object, ...], token: str) -> list[Any] | None:
-    """The sort key to resume after, or None for the first page."""
+def decode(
+    query: tuple[object, ...], token: str, kinds: tuple[type, ...] = (str,)
+) -> list[Any] | None:
+    """The sort key to resume after (one value of each of `kinds`), or None for the first
+    page. Anything else is INVALID_PAGE_TOKEN, never a storage error."""
     if not token:
         return None
     try:
@@ -41,6 +44,13 @@ def decode(query: tuple[object, ...], token: str) -> list[Any] | None:
         fingerprint = data["q"]
     except (ValueError, KeyError, TypeError) as exc:
         raise bad_field("page_token", "not a page token", Reason.INVALID_PAGE_TOKEN) from exc
-    if fingerprint != _fingerprint(query) or not isinstance(after, list):
+    if fingerprint != _fingerprint(query):
         raise bad_field("page_token", "was issued for another query", Reason.INVALID_PAGE_TOKEN)
-    return after
+    shaped = (
+        isinstance(after, list)
+        and len(after) == len(kinds)
+        and all(type(v) is k for v, k in zip(after, kinds, strict=True))
+    )
+    if not shaped:
+        raise bad_field("page_token", "not a page token", Reason.INVALID_PAGE_TOKEN)
+    return list(after)

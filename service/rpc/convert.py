@@ -140,9 +140,10 @@ def job_to_proto(job: model.Job) -> resources_pb2.Job:
         delete_operation=job.delete_operation or "",
     )
     spec_key = PROFILES[job.profile].spec_key
-    json_format.ParseDict(job.spec, getattr(msg, spec_key))
+    # Stored documents may hold fields a rolled-back binary does not know: skip them.
+    json_format.ParseDict(job.spec, getattr(msg, spec_key), ignore_unknown_fields=True)
     if job.status:
-        json_format.ParseDict(job.status, msg.status)
+        json_format.ParseDict(job.status, msg.status, ignore_unknown_fields=True)
     return msg
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from service.core import documents, recurrence
 from service.core.errors import DomainError, FieldViolation, Reason, bad_field
 from service.core.model import Action, Collection, Job, Quota, State
-from service.core.profiles import INPUT_ONLY_PATHS, ActionRule, ProfileRules
+from service.core.profiles import INPUT_ONLY_PATHS, SPEC_KEYS, ActionRule, ProfileRules
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,6 @@ def document(rules: ProfileRules, job: Job) -> dict[str, Any]:
 
 def check_spec_key(rules: ProfileRules, patch: dict[str, Any], field: str) -> None:
     """A spec for another profile than the collection's is refused."""
-    from service.core.profiles import SPEC_KEYS
-
     for key in SPEC_KEYS - {rules.spec_key}:
         if key in patch:
             raise bad_field(
@@ -218,7 +216,7 @@ def check_recurrence_quota(quota: Quota, spec: dict[str, Any], collection: Colle
 
 def refresh_schedule(rules: ProfileRules, job: Job) -> None:
     """Recompute the next execution time from the current definition (scheduled)."""
-    if rules.spec_key != "scheduled":
+    if not rules.schedules_runs:
         return
     nxt = recurrence.next_occurrence(job.spec)
     if nxt is None:

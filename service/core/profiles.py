@@ -92,6 +92,8 @@ class ProfileRules:
     # spec path holding the job's type (filterable as `type`), and types DeleteJob refuses
     type_path: str | None = None
     not_deletable_types: frozenset[str] = frozenset()
+    # status.next_execution_time follows the spec's start time and recurrence
+    schedules_runs: bool = False
 
 
 # Paths every job has that clients may never write (AIP OUTPUT_ONLY), besides per-profile
@@ -161,6 +163,7 @@ SCHEDULED = ProfileRules(
     case_insensitive_ids=False,
     id_pattern=DEFAULT_ID,
     client_tasks=False,
+    schedules_runs=True,
 )
 
 _batch_live = frozenset({S.ACTIVE, S.DISABLING, S.DISABLED, S.ENABLING})

@@ -7,12 +7,15 @@ import asyncio
 import dataclasses
 import sys
 
+from gateway import config as gateway_config
+from gateway import server as gateway_server
 from service import logs
 from service.config import ENV_PREFIX, Settings, from_env
 from service.server import serve
 
 _HELP = {
     "grpc_address": "HOST:PORT the gRPC server listens on (port 0: any free port)",
+    "http_address": "HOST:PORT of the REST gateway, run in its own process (empty: none)",
     "database_url": "SQLAlchemy URL; SQLite via aiosqlite is the default "
     "(e.g. sqlite+aiosqlite:///data/jobcontrol.db)",
     "idempotency_window": "seconds a request_id's first reply is replayed",
@@ -52,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="run the gRPC server", description="Run the gRPC server until SIGTERM."
     )
     _add_settings(serve_cmd)
+    gateway_cmd = commands.add_parser(
+        "gateway",
+        help="run the REST gateway alone",
+        description="Run the REST gateway in front of any jobcontrol gRPC server.",
+    )
+    gateway_server.add_arguments(gateway_cmd)
     return parser
 
 
@@ -59,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jobctl` console script."""
     args = build_parser().parse_args(argv)
     options = {k: v for k, v in vars(args).items() if k != "command"}
+    if args.command == "gateway":
+        gateway_server.run(gateway_config.from_env(**options))
+        return 0
     settings = from_env(**options)
     logs.configure(settings.log_level)
     if args.command == "serve":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from dataclasses import dataclass
 
 import grpc
@@ -95,14 +96,39 @@ async def start_server(settings: Settings) -> RunningServer:
     return RunningServer(server, address, core, store, health_servicer)
 
 
+async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:
+    """The REST gateway in its own process (so it has a core of its own)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "--grpc-target",
+        grpc_target,
+        "--http-address",
+        settings.http_address,
+        "--log-level",
+        settings.log_level,
+    )
+
+
 async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
+    """Run the gRPC server (and the gateway) until SIGTERM or SIGINT, then shut down
+    gracefully: the gateway first, so no new calls arrive, then gRPC drains."""
     running = await start_server(settings)
+    gateway = await start_gateway(settings, running.address) if settings.http_address else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print(f"jobcontrol gRPC listening on {running.address}", flush=True)
+    if gateway is not None:
+        print(f"jobcontrol REST gateway on http://{settings.http_address}", flush=True)
     await stop.wait()
     log.info("shutting down", extra={"grace": settings.shutdown_grace})
+    if gateway is not None and gateway.returncode is None:
+        gateway.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(gateway.wait(), settings.shutdown_grace)
+        except TimeoutError:
+            gateway.kill()
     await running.stop(settings.shutdown_grace)

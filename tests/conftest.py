@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
+import uvicorn
 from google.longrunning import operations_pb2_grpc
 
+from gateway.app import GatewayApp, create_app
+from gateway.config import GatewaySettings
 from jobcontrol.v1 import (
     diagnostics_service_pb2_grpc,
     job_service_pb2,
@@ -88,3 +94,53 @@ def make_collection(clients: Clients) -> MakeCollection:
         )
 
     return make
+
+
+@dataclass
+class RunningGateway:
+    """The REST gateway under uvicorn on 127.0.0.1, in front of `server`."""
+
+    base_url: str
+    app: GatewayApp
+
+
+async def start_gateway(grpc_target: str, **overrides: Any) -> tuple[RunningGateway, Any]:
+    """Start uvicorn on a socket bound to 127.0.0.1:0; returns the gateway and a stopper."""
+    settings = GatewaySettings(grpc_target=grpc_target, http_address="127.0.0.1:0", **overrides)
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app, http="httptools", lifespan="on", access_log=False, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = sock.getsockname()[1]
+
+    async def stop() -> None:
+        server.should_exit = True
+        await task
+        sock.close()
+
+    return RunningGateway(f"http://127.0.0.1:{port}", app), stop
+
+
+@pytest.fixture
+async def gateway(server: RunningServer) -> AsyncIterator[RunningGateway]:
+    """The gateway in front of the test's gRPC server."""
+    running, stop = await start_gateway(server.address)
+    try:
+        yield running
+    finally:
+        await stop()
+
+
+@pytest.fixture
+async def http(gateway: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client for the gateway (real HTTP/1.1 over loopback)."""
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
+        yield client

@@ -6,12 +6,14 @@ import asyncio
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
@@ -31,13 +33,37 @@ pytestmark = pytest.mark.slow
 READY = re.compile(r"listening on (127\.0\.0\.1:\d+)")
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class ServerProcess:
     """`jobctl serve` in a child process on a port chosen by the OS."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, with_gateway: bool = False) -> None:
         self.db = db
         self.proc: asyncio.subprocess.Process | None = None
         self.address = ""
+        self.http_address = f"127.0.0.1:{free_port()}" if with_gateway else ""
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.http_address}"
+
+    async def wait_http(self) -> None:
+        """Until the gateway answers /readyz with 200 (bounded)."""
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            for _ in range(200):
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("gateway not ready")
 
     async def start(self) -> str:
         env = {**os.environ, "JOBCONTROL_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}"}
@@ -52,6 +78,8 @@ class ServerProcess:
             "0.05",
             "--log-level",
             "WARNING",
+            "--http-address",
+            self.http_address,
             stdout=asyncio.subprocess.PIPE,
             env=env,
         )

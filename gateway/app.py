@@ -1,0 +1,115 @@
+"""The gateway's ASGI application: dialect dispatch, health, readiness, OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import orjson
+from google.longrunning import operations_pb2
+from grpc_health.v1 import health_pb2
+
+from gateway import openapi
+from gateway.config import GatewaySettings
+from gateway.dialects.base import Dialect
+from gateway.dialects.native import NativeDialect
+from gateway.errors import GatewayError
+from gateway.http import Receive, Request, Response, Scope, Send
+from gateway.upstream import Upstream
+from jobcontrol.v1 import (
+    diagnostics_service_pb2,
+    job_service_pb2,
+    operator_service_pb2,
+)
+
+log = logging.getLogger("jobcontrol.gateway")
+SERVICES = [
+    job_service_pb2.DESCRIPTOR.services_by_name["JobService"],
+    operator_service_pb2.DESCRIPTOR.services_by_name["OperatorService"],
+    diagnostics_service_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"],
+    operations_pb2.DESCRIPTOR.services_by_name["Operations"],
+]
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+
+
+class GatewayApp:
+    """An ASGI app: the first dialect that claims a path handles it; the native mapping
+    answers for paths nobody claims."""
+
+    def __init__(self, settings: GatewaySettings, extra: list[Dialect] | None = None) -> None:
+        self.settings = settings
+        self.upstream = Upstream(settings.grpc_target)
+        self.native = NativeDialect(SERVICES)
+        self.native.max_body = settings.max_body
+        self.dialects: list[Dialect] = [self.native, *(extra or [])]
+        spec = openapi.document(self.native.bindings, "jobcontrol native REST mapping", "v1")
+        self.openapi_json = orjson.dumps(spec)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            request = Request(scope, receive)
+            response = await self.dispatch(request)
+            await response.send(send, head_only=request.method == "HEAD")
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def dispatch(self, request: Request) -> Response:
+        """Built-in endpoints, else the claiming dialect, else a native 404."""
+        builtin = self._builtin(request.path)
+        if builtin is not None and request.method in ("GET", "HEAD"):
+            return await builtin()
+        for dialect in self.dialects:
+            if dialect.claims(request.path):
+                return await dialect.handle(request, self.upstream)
+        return await self.native.handle(request, self.upstream)
+
+    def _builtin(self, path: str) -> Callable[[], Awaitable[Response]] | None:
+        return {
+            "/healthz": self._healthz,
+            "/readyz": self._readyz,
+            "/openapi.json": self._openapi,
+        }.get(path)
+
+    async def _healthz(self) -> Response:
+        return Response(200, b'{"status":"ok"}')
+
+    async def _readyz(self) -> Response:
+        try:
+            reply = await self.upstream.call(
+                HEALTH_CHECK,
+                health_pb2.HealthCheckRequest(),
+                health_pb2.HealthCheckResponse,
+                deadline=2.0,
+            )
+        except GatewayError as exc:
+            return Response(503, orjson.dumps({"status": "unavailable", "reason": exc.message}))
+        if reply.status != health_pb2.HealthCheckResponse.SERVING:
+            status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            return Response(503, orjson.dumps({"status": status.lower()}))
+        return Response(200, b'{"status":"serving"}')
+
+    async def _openapi(self) -> Response:
+        return Response(200, self.openapi_json)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.upstream.open()
+                except Exception as exc:  # report, do not crash the server loop
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: GatewaySettings) -> GatewayApp:
+    """The gateway application for `settings` (dialects register here)."""
+    return GatewayApp(settings)
+
+
+__all__ = ["GatewayApp", "create_app"]

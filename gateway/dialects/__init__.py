@@ -1,0 +1,1 @@
+"""The dialects the gateway speaks: the native JSON mapping and the legacy APIs."""

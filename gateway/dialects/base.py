@@ -1,0 +1,141 @@
+"""The dialect seam. A dialect declares its routes (a table), its header rules, its codec
+and its error formatter; the routing, 404/405, request ids, body limits and error
+handling below are written once for all of them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gateway import templates
+from gateway.errors import GatewayError, method_not_allowed, not_found, too_large
+from gateway.http import BodyTooLarge, Request, Response
+from gateway.upstream import Upstream
+
+
+@dataclass
+class Exchange:
+    """One request as a dialect handler sees it."""
+
+    request: Request
+    params: dict[str, str]
+    request_id: str
+    upstream: Upstream
+    dialect: Dialect
+    route: Route
+    state: dict[str, Any] = field(default_factory=dict)
+
+    async def body(self) -> bytes:
+        """The request body under the dialect's size limit (413 past it)."""
+        try:
+            return await self.request.body(self.dialect.max_body)
+        except BodyTooLarge:
+            raise too_large(self.dialect.max_body) from None
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """gRPC metadata forwarded upstream: the request id and the caller's credentials."""
+        out = [("x-request-id", self.request_id)]
+        auth = self.request.headers.get("authorization")
+        if auth:
+            out.append(("authorization", auth))
+        return out
+
+
+Handler = Callable[[Exchange], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Route:
+    """A row of a dialect's route table."""
+
+    method: str
+    template: templates.Template
+    handler: Handler
+    name: str = ""
+    # free-form data the dialect attaches (e.g. the gRPC method it maps to)
+    data: Any = None
+
+
+class Codec:
+    """A representation: how bodies are decoded and encoded."""
+
+    content_type: ClassVar[str] = "application/json"
+
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, body: bytes) -> Any:
+        raise NotImplementedError
+
+
+class Dialect:
+    """Base of every dialect. Subclasses set `name`, `routes`, `codec`, and override
+    `claims`, `check_headers`, `format_error` and `finish` where their API differs."""
+
+    name: ClassVar[str] = "dialect"
+    case_insensitive: ClassVar[bool] = False
+    max_body: int = 1024 * 1024
+    request_id_header: ClassVar[str] = "x-request-id"
+    # whether a ':' in the last segment may belong to an id rather than start a verb
+    colons_in_ids: ClassVar[bool] = False
+
+    def __init__(self, routes: Sequence[Route]) -> None:
+        self.routes = list(routes)
+
+    def claims(self, path: str) -> bool:
+        """Whether the path belongs to this dialect (its prefix)."""
+        raise NotImplementedError
+
+    def check_headers(self, exchange: Exchange) -> None:
+        """Required headers, versions, content negotiation: raise GatewayError."""
+
+    def format_error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+        """The dialect's error body and status for `error`."""
+        raise NotImplementedError
+
+    def finish(self, response: Response, exchange: Exchange | None, request_id: str) -> Response:
+        """Headers every response of the dialect carries (request ids, versions)."""
+        return response.header(self.request_id_header, request_id)
+
+    def new_request_id(self, request: Request) -> str:
+        """The id of this request (the caller's, where the dialect honours one)."""
+        given = request.headers.get("x-request-id", "")
+        return given[:128] if given else uuid.uuid4().hex
+
+    def resolve(self, request: Request) -> tuple[Route, dict[str, str]]:
+        """The route for the request, or 404 / 405 as GatewayError."""
+        segments, verb = templates.split_path(request.path)
+        candidates = [(segments, verb)]
+        if verb is not None and self.colons_in_ids:
+            candidates.append((templates.split_path(request.path.replace(":", "%3A"))[0], None))
+        allowed: list[str] = []
+        for segs, v in candidates:
+            for route in self.routes:
+                params = route.template.match(segs, v)
+                if params is None:
+                    continue
+                if route.method == request.method or (
+                    request.method == "HEAD" and route.method == "GET"
+                ):
+                    return route, params
+                allowed.append(route.method)
+        if allowed:
+            raise method_not_allowed(request.method, tuple(dict.fromkeys(allowed)))
+        raise not_found(request.path)
+
+    async def handle(self, request: Request, upstream: Upstream) -> Response:
+        """Route, check headers, run the handler; every error in the dialect's format."""
+        request_id = self.new_request_id(request)
+        exchange: Exchange | None = None
+        try:
+            route, params = self.resolve(request)
+            exchange = Exchange(request, params, request_id, upstream, self, route)
+            self.check_headers(exchange)
+            response = await route.handler(exchange)
+        except GatewayError as error:
+            response = self.format_error(error, exchange)
+            if error.allow:
+                response.header("allow", ", ".join(error.allow))
+        return self.finish(response, exchange, request_id)

@@ -1,0 +1,71 @@
+"""Run the gateway under uvicorn (uvloop + httptools), alone or beside `jobctl serve`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from gateway.app import create_app
+from gateway.config import ENV_PREFIX, GatewaySettings, from_env, split_address
+
+
+def run(settings: GatewaySettings) -> None:
+    """Serve until SIGTERM/SIGINT (uvicorn drains open connections first)."""
+    host, port = split_address(settings.http_address)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    server.run()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gateway's flags (each also a JOBCONTROL_* variable)."""
+    defaults = GatewaySettings()
+    parser.add_argument(
+        "--grpc-target",
+        dest="grpc_target",
+        help=f"HOST:PORT of the jobcontrol gRPC server [env {ENV_PREFIX}GRPC_TARGET;"
+        f" default {defaults.grpc_target}]",
+    )
+    parser.add_argument(
+        "--http-address",
+        dest="http_address",
+        help=f"HOST:PORT to serve HTTP on [env {ENV_PREFIX}HTTP_ADDRESS; "
+        f"default {defaults.http_address}]",
+    )
+    parser.add_argument(
+        "--max-body",
+        dest="max_body",
+        type=int,
+        help=f"largest request body in bytes, larger is 413 [env "
+        f"{ENV_PREFIX}MAX_BODY; default {defaults.max_body}]",
+    )
+    parser.add_argument(
+        "--log-level",
+        dest="log_level",
+        help=f"uvicorn log level [env {ENV_PREFIX}LOG_LEVEL; default {defaults.log_level}]",
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gateway`: the gateway alone, in front of any jobcontrol gRPC server."""
+    parser = argparse.ArgumentParser(prog="jobctl gateway", description=run.__doc__)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run(from_env(**vars(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""HTTP <-> gRPC transcoding driven by `google.api.http` options read from descriptors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.api import annotations_pb2
+from google.protobuf import descriptor, json_format, message_factory
+from google.protobuf.message import Message
+
+from gateway import templates
+from gateway.errors import bad_request
+
+_WKT_SCALARS = frozenset(
+    {
+        "google.protobuf.Timestamp",
+        "google.protobuf.Duration",
+        "google.protobuf.FieldMask",
+        "google.protobuf.Struct",
+        "google.protobuf.Value",
+        "google.protobuf.ListValue",
+        "google.protobuf.Any",
+    }
+)
+_TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One HTTP binding of one RPC (the rule itself or an additional binding)."""
+
+    http_method: str
+    template: templates.Template
+    rpc: str  # /package.Service/Method
+    method: descriptor.MethodDescriptor
+    input_type: type[Message]
+    output_type: type[Message]
+    body: str
+    response_body: str
+
+
+def _repeated(field: descriptor.FieldDescriptor) -> bool:
+    flag = getattr(field, "is_repeated", None)
+    if flag is not None:
+        return bool(flag)
+    return bool(getattr(field, "label") == field.LABEL_REPEATED)  # noqa: B009
+
+
+def bindings(services: list[descriptor.ServiceDescriptor]) -> list[Binding]:
+    """Every HTTP binding of every RPC of `services` that has a google.api.http option."""
+    out: list[Binding] = []
+    for service in services:
+        for method in service.methods:
+            rule: Any = method.GetOptions().Extensions[annotations_pb2.http]  # type: ignore[index]
+            for r in (rule, *rule.additional_bindings):
+                kind = r.WhichOneof("pattern")
+                if kind is None:
+                    continue
+                http_method, path = (
+                    (r.custom.kind.upper(), r.custom.path)
+                    if kind == "custom"
+                    else (kind.upper(), getattr(r, kind))
+                )
+                out.append(
+                    Binding(
+                        http_method=http_method,
+                        template=templates.parse(path),
+                        rpc=f"/{service.full_name}/{method.name}",
+                        method=method,
+                        input_type=message_factory.GetMessageClass(method.input_type),
+                        output_type=message_factory.GetMessageClass(method.output_type),
+                        body=r.body,
+                        response_body=r.response_body,
+                    )
+                )
+    out.sort(key=lambda b: -b.template.literal_count)
+    return out
+
+
+def field_of(desc: Any, name: str) -> Any:
+    """A field by proto name or JSON (lowerCamelCase) name."""
+    found = desc.fields_by_name.get(name)
+    if found is None:
+        for f in desc.fields:
+            if f.json_name == name:
+                return f
+    return found
+
+
+def _resolve(message: Message, dotted: str) -> tuple[Message, descriptor.FieldDescriptor]:
+    """The message holding the last field of `dotted`, and that field."""
+    target = message
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        field = field_of(target.DESCRIPTOR, part)
+        if field is None:
+            raise bad_request("UNKNOWN_FIELD", f"unknown field {dotted!r}", field=dotted)
+        if i == len(parts) - 1:
+            return target, field
+        if field.message_type is None or _repeated(field):
+            raise bad_request("UNKNOWN_FIELD", f"{dotted!r} does not name a field", field=dotted)
+        target = getattr(target, field.name)
+    raise AssertionError("unreachable")
+
+
+def _scalar(field: descriptor.FieldDescriptor, raw: str, dotted: str) -> Any:
+    try:
+        if field.enum_type is not None:
+            value = field.enum_type.values_by_name.get(raw)
+            return value.number if value is not None else int(raw)
+        if field.cpp_type == field.CPPTYPE_BOOL:
+            low = raw.lower()
+            if low not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return low in _TRUE
+        if field.cpp_type in (field.CPPTYPE_FLOAT, field.CPPTYPE_DOUBLE):
+            return float(raw)
+        if field.cpp_type in (
+            field.CPPTYPE_INT32,
+            field.CPPTYPE_INT64,
+            field.CPPTYPE_UINT32,
+            field.CPPTYPE_UINT64,
+        ):
+            return int(raw)
+        if field.cpp_type == field.CPPTYPE_STRING:
+            return raw if field.type == field.TYPE_STRING else raw.encode()
+    except ValueError:
+        pass
+    raise bad_request("INVALID_PARAMETER", f"{dotted}: invalid value {raw!r}", field=dotted)
+
+
+def set_value(message: Message, dotted: str, values: list[str]) -> None:
+    """Set a (nested) field from path or query strings: scalars, enums by name, repeated
+    fields, and well-known types in their JSON form (Timestamp, Duration, FieldMask)."""
+    holder, field = _resolve(message, dotted)
+    if field.message_type is not None:
+        if field.message_type.full_name not in _WKT_SCALARS or _repeated(field):
+            raise bad_request("INVALID_PARAMETER", f"{dotted} cannot be set from a string")
+        try:
+            json_format.ParseDict(values[-1], getattr(holder, field.name))  # type: ignore[arg-type]
+        except json_format.ParseError as exc:
+            raise bad_request("INVALID_PARAMETER", f"{dotted}: {exc}", field=dotted) from None
+        return
+    try:
+        if _repeated(field):
+            getattr(holder, field.name).extend(_scalar(field, v, dotted) for v in values)
+        else:
+            setattr(holder, field.name, _scalar(field, values[-1], dotted))
+    except (TypeError, ValueError) as exc:
+        raise bad_request("INVALID_PARAMETER", f"{dotted}: {exc}", field=dotted) from None
+
+
+def parse_json(body: bytes) -> Any:
+    """A JSON document, or 400 MALFORMED_JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request("MALFORMED_JSON", f"the body is not valid JSON: {exc}") from None
+
+
+def merge_json(value: Any, target: Message, where: str) -> None:
+    """Proto3 JSON into `target`; unknown fields and wrong types are 400."""
+    try:
+        json_format.ParseDict(value, target, ignore_unknown_fields=False)
+    except (json_format.ParseError, TypeError, ValueError) as exc:
+        raise bad_request("INVALID_BODY", f"{where}: {exc}") from None
+
+
+def present_paths(value: Any, desc: Any, prefix: str = "") -> list[str]:
+    """Field paths (proto names) of the keys present in a JSON object: singular message
+    fields are walked, everything else (maps, lists, scalars, well-known types) is a leaf.
+    This is how PATCH without `updateMask` learns which fields to write."""
+    paths: list[str] = []
+    if not isinstance(value, dict):
+        return paths
+    for key, item in value.items():
+        field = field_of(desc, key)
+        if field is None:
+            continue
+        path = f"{prefix}{field.name}"
+        walk = (
+            field.message_type is not None
+            and not _repeated(field)
+            and field.message_type.full_name not in _WKT_SCALARS
+            and isinstance(item, dict)
+            and item
+        )
+        sub = present_paths(item, field.message_type, path + ".") if walk else []
+        paths.extend(sub or [path])
+    return paths
+
+
+def render(message: Message) -> bytes:
+    """Proto3 JSON (lowerCamelCase, int64 as strings, defaults omitted)."""
+    return orjson.dumps(json_format.MessageToDict(message))
+
+
+def parse_timeout(headers: dict[str, str]) -> float | None:
+    """A deadline from `grpc-timeout` (e.g. 500m, 2S) or `X-Request-Timeout` (seconds)."""
+    raw = headers.get("grpc-timeout")
+    units = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+    try:
+        if raw:
+            if raw[-1] not in units or not raw[:-1].isdigit() or len(raw) > 9:
+                raise ValueError(raw)
+            return int(raw[:-1]) * units[raw[-1]]
+        raw = headers.get("x-request-timeout")
+        if raw:
+            seconds = float(raw)
+            if not 0 < seconds <= 3600:
+                raise ValueError(raw)
+            return seconds
+    except ValueError:
+        raise bad_request("INVALID_TIMEOUT", f"invalid request timeout {raw!r}") from None
+    return None
+
+
+def unquote_etag(value: str) -> str:
+    """An entity tag without W/ and quotes."""
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        value = value[1:-1]
+    return value

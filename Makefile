@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint gen check-gen ci bench-rough clean
+.PHONY: install run test lint gen check-gen ci bench-rough bench-rest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ ci: test lint check-gen
 
 bench-rough: install
 	$(BIN)/python scripts/rough_bench.py
+
+bench-rest: install
+	$(BIN)/python scripts/rest_bench.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

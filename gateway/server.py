@@ -24,6 +24,9 @@ def run(settings: GatewaySettings) -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
         server_header=False,
+        date_header=False,
+        # no X-Forwarded-* rewriting on the hot path: the gateway listens on loopback
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     server.run()

@@ -4,7 +4,7 @@ handling below are written once for all of them."""
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -102,7 +102,7 @@ class Dialect:
     def new_request_id(self, request: Request) -> str:
         """The id of this request (the caller's, where the dialect honours one)."""
         given = request.headers.get("x-request-id", "")
-        return given[:128] if given else uuid.uuid4().hex
+        return given[:128] if given else os.urandom(16).hex()
 
     def resolve(self, request: Request) -> tuple[Route, dict[str, str]]:
         """The route for the request, or 404 / 405 as GatewayError."""

@@ -9,8 +9,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from gateway import templates
-from gateway.errors import GatewayError, method_not_allowed, not_found, too_large
+from gateway import conditional, templates
+from gateway.errors import (
+    GatewayError,
+    bad_request,
+    method_not_allowed,
+    not_found,
+    too_large,
+)
 from gateway.http import BodyTooLarge, Request, Response
 from gateway.upstream import Upstream
 
@@ -33,6 +39,16 @@ class Exchange:
             return await self.request.body(self.dialect.max_body)
         except BodyTooLarge:
             raise too_large(self.dialect.max_body) from None
+
+    def conditions(self) -> conditional.Conditions:
+        """The request's deciding If-* condition under the dialect's rules; a refused
+        combination is 400 with reason MULTIPLE_CONDITION_HEADERS."""
+        try:
+            return conditional.parse(self.request.headers, self.dialect.condition_rules)
+        except conditional.ConditionError as exc:
+            raise bad_request(
+                "MULTIPLE_CONDITION_HEADERS", str(exc), headers=",".join(exc.present)
+            ) from None
 
     def metadata(self) -> list[tuple[str, str]]:
         """gRPC metadata forwarded upstream: the request id and the caller's credentials."""
@@ -80,6 +96,8 @@ class Dialect:
     request_id_header: ClassVar[str] = "x-request-id"
     # whether a ':' in the last segment may belong to an id rather than start a verb
     colons_in_ids: ClassVar[bool] = False
+    # which If-* headers may be combined, and whether unmet reads are 304
+    condition_rules: ClassVar[conditional.ConditionRules] = conditional.ConditionRules()
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)

@@ -127,6 +127,11 @@ def too_large(limit: int) -> GatewayError:
     )
 
 
+def internal_error() -> GatewayError:
+    """An unexpected failure inside the gateway."""
+    return gateway_error(grpc.StatusCode.INTERNAL, "INTERNAL_ERROR", "internal gateway error")
+
+
 def bad_request(reason: str, message: str, **metadata: str) -> GatewayError:
     """Malformed input found by the gateway (JSON, query, headers)."""
     return gateway_error(grpc.StatusCode.INVALID_ARGUMENT, reason, message, None, metadata)

@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from gateway import conditional, templates
-from gateway.dialects.base import Codec, Dialect, Exchange, Route
+from gateway import conditional
+from gateway.dialects.base import Codec, Dialect, Exchange
 from gateway.errors import GatewayError
 from gateway.http import Response
 from jobcontrol.v1 import job_service_pb2, resources_pb2
@@ -45,8 +45,10 @@ class ToyDialect(Dialect):
     def __init__(self) -> None:
         self.codec = JsonCodec()
         super().__init__(
-            [Route("GET", templates.parse("/toy/{c}/jobs/{j}", case_insensitive=True),
-                   self.get_job)]
+            [
+                self.route("GET", "/toy/{c}/jobs/{j}", self.get_job),
+                self.route("GET", "/toy/boom", self.boom),
+            ]
         )  # fmt: skip
 
     def claims(self, path: str) -> bool:
@@ -55,6 +57,9 @@ class ToyDialect(Dialect):
     def format_error(self, error: GatewayError, exchange: Exchange | None) -> Response:
         status, code = self.codes.get(error.reason, (error.status, "Other"))
         return Response(status, self.codec.encode({"Code": code, "Message": error.message}))
+
+    async def boom(self, exchange: Exchange) -> Response:
+        raise RuntimeError("a bug")
 
     async def get_job(self, exchange: Exchange) -> Response:
         conditions = exchange.conditions()
@@ -103,13 +108,14 @@ async def test_toy_dialect_routes_case_insensitively_and_keeps_id_case(
         ("GET", "/toy/c/jobs/nope", 404, "JobNotFound"),
         ("GET", "/toy/c/other", 404, "NoSuchRoute"),
         ("DELETE", "/toy/c/jobs/J1", 405, "BadMethod"),
+        ("GET", "/toy/boom", 500, "Other"),
     ],
 )
 async def test_toy_dialect_answers_errors_in_its_own_format(
     toy: httpx.AsyncClient, method: str, path: str, status: int, body: str
 ) -> None:
-    """Seam: upstream errors, unknown routes and wrong methods all come back in the
-    dialect's error body (not AIP-193)."""
+    """Seam: upstream errors, unknown routes, wrong methods and even gateway bugs come
+    back in the dialect's error body (not AIP-193, not a traceback)."""
     r = await toy.request(method, path)
     assert r.status_code == status and r.json()["Code"] == body and "error" not in r.json()
     if status == 405:

@@ -4,6 +4,7 @@ handling below are written once for all of them."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from gateway import conditional, templates
 from gateway.errors import (
     GatewayError,
     bad_request,
+    internal_error,
     method_not_allowed,
     not_found,
     too_large,
@@ -60,6 +62,7 @@ class Exchange:
 
 
 Handler = Callable[[Exchange], Awaitable[Response]]
+log = logging.getLogger("jobcontrol.gateway")
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,22 @@ class Dialect:
             self.check_headers(exchange)
             response = await route.handler(exchange)
         except GatewayError as error:
-            response = self.format_error(error, exchange)
-            if error.allow:
-                response.header("allow", ", ".join(error.allow))
+            response = self._error(error, exchange)
+        except Exception:  # a bug: still answer in the dialect's format, never a traceback
+            log.exception("unhandled error in %s", request.path)
+            response = self._error(internal_error(), exchange)
         return self.finish(response, exchange, request_id)
+
+    def _error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+        response = self.format_error(error, exchange)
+        if error.allow:
+            response.header("allow", ", ".join(error.allow))
+        return response
+
+    @classmethod
+    def route(
+        cls, method: str, path: str, handler: Handler, name: str = "", data: Any = None
+    ) -> Route:
+        """A row of the route table, its fixed segments matched with the dialect's case
+        rule."""
+        return Route(method, templates.parse(path, cls.case_insensitive), handler, name, data)

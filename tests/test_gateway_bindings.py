@@ -47,7 +47,7 @@ def _service() -> descriptor_pb2.FileDescriptorProto:
     rule = http_pb2.HttpRule(get="/v1/{name=shelves/*}", response_body="shelf")
     rule.additional_bindings.add(get="/v1/{name=libraries/*/shelves/*}")
     rule.additional_bindings.add(custom=http_pb2.CustomHttpPattern(kind="HEAD", path="/v1/x"))
-    method.options.Extensions[annotations_pb2.http].CopyFrom(rule)
+    method.options.Extensions[annotations_pb2.http].CopyFrom(rule)  # type: ignore[index]
     return file  # fmt: skip
 
 

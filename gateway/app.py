@@ -13,6 +13,7 @@ from gateway import openapi
 from gateway.config import GatewaySettings
 from gateway.dialects.base import Dialect
 from gateway.dialects.native import NativeDialect
+from gateway.dialects.scheduler import SchedulerDialect
 from gateway.errors import GatewayError
 from gateway.http import Receive, Request, Response, Scope, Send
 from gateway.upstream import Upstream
@@ -109,7 +110,7 @@ class GatewayApp:
 
 def create_app(settings: GatewaySettings) -> GatewayApp:
     """The gateway application for `settings` (dialects register here)."""
-    return GatewayApp(settings)
+    return GatewayApp(settings, extra=[SchedulerDialect()])
 
 
 __all__ = ["GatewayApp", "create_app"]

@@ -72,6 +72,8 @@ class Response:
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: list[tuple[str, str]] = field(default_factory=list)
+    # facts a dialect keeps about the response (e.g. its error code), never sent
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def header(self, name: str, value: str) -> Response:
         """Add a header (chainable)."""

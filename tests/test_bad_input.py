@@ -70,3 +70,33 @@ async def test_c16_order_by_create_time_pages_with_its_own_tokens(
         if not token:
             break
     assert seen == list(reversed(created))
+
+
+async def test_c16_skip_skips_results_and_must_not_be_negative(
+    clients: Clients, make_collection: MakeCollection
+) -> None:
+    """C16: `skip` (AIP-158) skips results after the token's position; negative is
+    INVALID_ARGUMENT on jobs and history."""
+    coll = await make_collection(resources_pb2.SCHEDULED)
+    for i in range(5):
+        await clients.jobs.CreateJob(
+            job_service_pb2.CreateJobRequest(
+                parent=coll.name, job_id=f"j{i}", job=resources_pb2.Job()
+            )
+        )
+    page = await clients.jobs.ListJobs(
+        job_service_pb2.ListJobsRequest(parent=coll.name, page_size=2, skip=2)
+    )
+    assert [j.name.rsplit("/", 1)[1] for j in page.jobs] == ["j2", "j3"]
+    await expect_error(
+        clients.jobs.ListJobs(job_service_pb2.ListJobsRequest(parent=coll.name, skip=-1)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+    )
+    await expect_error(
+        clients.jobs.ListJobHistory(
+            job_service_pb2.ListJobHistoryRequest(parent=f"{coll.name}/jobs/j0", skip=-1)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_FIELD",
+    )

@@ -165,7 +165,13 @@ class Jobs:
         return await self.ctx.store.read(run)
 
     async def list_page(
-        self, parent: str, page_size: int, page_token: str, filter_text: str, order_by: str
+        self,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        filter_text: str,
+        order_by: str,
+        skip: int = 0,
     ) -> JobPage:
         """ListJobs: keyset pagination with opaque tokens bound to the query."""
         collection_id = names.collection_name(parent, "parent")
@@ -175,7 +181,9 @@ class Jobs:
         fingerprint = ("jobs", collection_id, filter_text, order, descending)
         kinds: tuple[type, ...] = (str,) if order == "job_key" else (int, str)
         after = pages.decode(fingerprint, page_token, kinds)
-        query = JobQuery(collection_id, tree, order, descending, after, size + 1)
+        query = JobQuery(
+            collection_id, tree, order, descending, after, size + 1, pages.skip_count(skip)
+        )
 
         async def run(tx: Tx) -> list[Job]:
             await load_collection(tx, collection_id)

@@ -160,7 +160,7 @@ class Lifecycle:
         return result
 
     async def list_history(
-        self, parent: str, page_size: int, page_token: str, filter_text: str
+        self, parent: str, page_size: int, page_token: str, filter_text: str, skip: int = 0
     ) -> HistoryPage:
         """ListJobHistory, newest first."""
         collection_id, job_id = names.job_name(parent, "parent")
@@ -172,7 +172,9 @@ class Lifecycle:
         async def run(tx: Tx) -> list[HistoryEntry]:
             job = await load_job(tx, collection_id, job_id)
             start = int(after[0]) if after else None
-            return await tx.list_history(job.pk or 0, job.name, tree, start, size + 1)
+            return await tx.list_history(
+                job.pk or 0, job.name, tree, start, size + 1, pages.skip_count(skip)
+            )
 
         rows = await self.ctx.store.read(run)
         token = ""

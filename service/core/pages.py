@@ -24,6 +24,13 @@ def _fingerprint(query: tuple[object, ...]) -> str:
     return hashlib.blake2s(repr(query).encode(), digest_size=8).hexdigest()
 
 
+def skip_count(value: int) -> int:
+    """AIP-158 `skip`: not negative."""
+    if value < 0:
+        raise bad_field("skip", "must not be negative")
+    return value
+
+
 def encode(query: tuple[object, ...], after: list[Any]) -> str:
     """A token resuming `query` after the row whose sort key is `after`."""
     raw = json.dumps({"q": _fingerprint(query), "a": after}, separators=(",", ":"))

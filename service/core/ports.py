@@ -31,6 +31,7 @@ class JobQuery:
     descending: bool
     after: list[Any] | None
     limit: int
+    skip: int = 0
 
 
 class Tx(Protocol):
@@ -71,7 +72,13 @@ class Tx(Protocol):
     # history
     async def insert_history(self, entry: HistoryEntry) -> int: ...
     async def list_history(
-        self, job_pk: int, job_name: str, filter: Node | None, after: int | None, limit: int
+        self,
+        job_pk: int,
+        job_name: str,
+        filter: Node | None,
+        after: int | None,
+        limit: int,
+        skip: int = 0,
     ) -> list[HistoryEntry]: ...
 
     # operations

@@ -90,7 +90,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @guarded
     async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> Any:
         page = await self.core.jobs.list_page(
-            request.parent, request.page_size, request.page_token, request.filter, request.order_by
+            request.parent,
+            request.page_size,
+            request.page_token,
+            request.filter,
+            request.order_by,
+            request.skip,
         )
         return pb.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.jobs],
@@ -169,7 +174,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @guarded
     async def ListJobHistory(self, request: pb.ListJobHistoryRequest, context: Ctx) -> Any:
         page = await self.core.lifecycle.list_history(
-            request.parent, request.page_size, request.page_token, request.filter
+            request.parent, request.page_size, request.page_token, request.filter, request.skip
         )
         return pb.ListJobHistoryResponse(
             entries=[convert.history_to_proto(e) for e in page.entries],

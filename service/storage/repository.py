@@ -124,7 +124,8 @@ class SqlTx:
             after = tuple_(*query.after)
             stmt = stmt.where(bound < after if query.descending else bound > after)
         order = [k.desc() for k in keys] if query.descending else keys
-        return [rows.job(r) for r in await self._all(stmt.order_by(*order).limit(query.limit))]
+        stmt = stmt.order_by(*order).limit(query.limit).offset(query.skip or None)
+        return [rows.job(r) for r in await self._all(stmt)]
 
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()
@@ -227,13 +228,14 @@ class SqlTx:
         filter: filters.Node | None,
         after: int | None,
         limit: int,
+        skip: int = 0,
     ) -> list[HistoryEntry]:
         stmt = select(history).where(history.c.job_pk == job_pk)
         if filter is not None:
             stmt = stmt.where(compile_filter(filter, _HISTORY_COLUMNS))
         if after is not None:
             stmt = stmt.where(history.c.pk < after)
-        stmt = stmt.order_by(history.c.pk.desc()).limit(limit)
+        stmt = stmt.order_by(history.c.pk.desc()).limit(limit).offset(skip or None)
         return [rows.history_entry(r, job_name) for r in await self._all(stmt)]
 
     # operations --------------------------------------------------------------------

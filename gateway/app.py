@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 from gateway import openapi
 from gateway.config import GatewaySettings
 from gateway.dialects.base import Dialect
+from gateway.dialects.batch import BatchDialect, parse_accounts
 from gateway.dialects.native import NativeDialect
 from gateway.dialects.scheduler import SchedulerDialect
 from gateway.errors import GatewayError
@@ -110,7 +111,10 @@ class GatewayApp:
 
 def create_app(settings: GatewaySettings) -> GatewayApp:
     """The gateway application for `settings` (dialects register here)."""
-    return GatewayApp(settings, extra=[SchedulerDialect()])
+    dialects: list[Dialect] = [SchedulerDialect()]
+    if settings.batch_accounts:
+        dialects.append(BatchDialect(parse_accounts(settings.batch_accounts)))
+    return GatewayApp(settings, extra=dialects)
 
 
 __all__ = ["GatewayApp", "create_app"]

@@ -18,6 +18,8 @@ class GatewaySettings:
     grpc_target: str = "127.0.0.1:50051"
     max_body: int = 1024 * 1024
     log_level: str = "WARNING"
+    # Azure Batch shared-key accounts: "name=base64key[,name=base64key]"
+    batch_accounts: str = ""
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:

@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{ENV_PREFIX}MAX_BODY; default {defaults.max_body}]",
     )
     parser.add_argument(
+        "--batch-accounts",
+        dest="batch_accounts",
+        help=f"Azure Batch shared-key accounts, name=base64key[,name=key] [env "
+        f"{ENV_PREFIX}BATCH_ACCOUNTS; default none: the Batch dialect is off]",
+    )
+    parser.add_argument(
         "--log-level",
         dest="log_level",
         help=f"uvicorn log level [env {ENV_PREFIX}LOG_LEVEL; default {defaults.log_level}]",

@@ -16,6 +16,7 @@ from service.server import serve
 _HELP = {
     "grpc_address": "HOST:PORT the gRPC server listens on (port 0: any free port)",
     "http_address": "HOST:PORT of the REST gateway, run in its own process (empty: none)",
+    "batch_accounts": "Azure Batch shared-key accounts for the gateway, name=base64key[,...]",
     "database_url": "SQLAlchemy URL; SQLite via aiosqlite is the default "
     "(e.g. sqlite+aiosqlite:///data/jobcontrol.db)",
     "idempotency_window": "seconds a request_id's first reply is replayed",

@@ -17,6 +17,8 @@ class Settings:
     grpc_address: str = "127.0.0.1:50051"
     # the REST gateway, run as a child process by `jobctl serve`; empty: no gateway
     http_address: str = "127.0.0.1:8080"
+    # Azure Batch shared-key accounts for the gateway: "name=base64key[,name=key]"
+    batch_accounts: str = ""
     database_url: str = DEFAULT_DATABASE_URL
     # seconds a request_id's reply is replayed
     idempotency_window: float = 24 * 3600.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -97,7 +98,9 @@ async def start_server(settings: Settings) -> RunningServer:
 
 
 async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:
-    """The REST gateway in its own process (so it has a core of its own)."""
+    """The REST gateway in its own process (so it has a core of its own); secrets travel
+    in its environment, not on its command line."""
+    env = {**os.environ, "JOBCONTROL_BATCH_ACCOUNTS": settings.batch_accounts}
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -108,6 +111,7 @@ async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subproc
         settings.http_address,
         "--log-level",
         settings.log_level,
+        env=env,
     )
 
 

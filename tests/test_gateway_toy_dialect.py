@@ -54,7 +54,7 @@ class ToyDialect(Dialect):
     def claims(self, path: str) -> bool:
         return path.lower().startswith("/toy/")
 
-    def format_error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+    def format_error(self, error: GatewayError, exchange: Exchange) -> Response:
         status, code = self.codes.get(error.reason, (error.status, "Other"))
         return Response(status, self.codec.encode({"Code": code, "Message": error.message}))
 

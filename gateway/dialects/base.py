@@ -32,7 +32,8 @@ class Exchange:
     request_id: str
     upstream: Upstream
     dialect: Dialect
-    route: Route
+    # None while routing (and for 404 / 405)
+    route: Route | None = None
     state: dict[str, Any] = field(default_factory=dict)
 
     async def body(self) -> bytes:
@@ -112,11 +113,11 @@ class Dialect:
     def check_headers(self, exchange: Exchange) -> None:
         """Required headers, versions, content negotiation: raise GatewayError."""
 
-    def format_error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+    def format_error(self, error: GatewayError, exchange: Exchange) -> Response:
         """The dialect's error body and status for `error`."""
         raise NotImplementedError
 
-    def finish(self, response: Response, exchange: Exchange | None, request_id: str) -> Response:
+    def finish(self, response: Response, exchange: Exchange, request_id: str) -> Response:
         """Headers every response of the dialect carries (request ids, versions)."""
         return response.header(self.request_id_header, request_id)
 
@@ -149,12 +150,11 @@ class Dialect:
     async def handle(self, request: Request, upstream: Upstream) -> Response:
         """Route, check headers, run the handler; every error in the dialect's format."""
         request_id = self.new_request_id(request)
-        exchange: Exchange | None = None
+        exchange = Exchange(request, {}, request_id, upstream, self)
         try:
-            route, params = self.resolve(request)
-            exchange = Exchange(request, params, request_id, upstream, self, route)
+            exchange.route, exchange.params = self.resolve(request)
             self.check_headers(exchange)
-            response = await route.handler(exchange)
+            response = await exchange.route.handler(exchange)
         except GatewayError as error:
             response = self._error(error, exchange)
         except Exception:  # a bug: still answer in the dialect's format, never a traceback
@@ -162,7 +162,7 @@ class Dialect:
             response = self._error(internal_error(), exchange)
         return self.finish(response, exchange, request_id)
 
-    def _error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+    def _error(self, error: GatewayError, exchange: Exchange) -> Response:
         response = self.format_error(error, exchange)
         if error.allow:
             response.header("allow", ", ".join(error.allow))

@@ -31,7 +31,7 @@ class NativeDialect(Dialect):
     def claims(self, path: str) -> bool:
         return path.startswith(("/v1/", "/v1:"))
 
-    def format_error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+    def format_error(self, error: GatewayError, exchange: Exchange) -> Response:
         """AIP-193: {"error": {"code", "status", "message", "details"}}."""
         body = {
             "error": {
@@ -44,6 +44,7 @@ class NativeDialect(Dialect):
         return Response(error.status, orjson.dumps(body))
 
     async def _transcode(self, exchange: Exchange) -> Response:
+        assert exchange.route is not None
         binding: transcode.Binding = exchange.route.data
         request = binding.input_type()
         body: Any = None

@@ -129,17 +129,17 @@ class SchedulerDialect(Dialect):
                 f"The x-ms-version header is missing or older than {MIN_VERSION}.",
             )
 
-    def format_error(self, error: GatewayError, exchange: Exchange | None) -> Response:
+    def format_error(self, error: GatewayError, exchange: Exchange) -> Response:
         status, code = BY_REASON.get(error.reason) or BY_CODE.get(
             error.code, (500, "InternalError")
         )
-        message = _message(error, exchange.params if exchange else {})
+        message = _message(error, exchange.params)
         body = _xml(_el("Error", None, _el("Code", code), _el("Message", message)))
         response = Response(status, body, XML)
         response.extra["error"] = (code, message)
         return response
 
-    def finish(self, response: Response, exchange: Exchange | None, request_id: str) -> Response:
+    def finish(self, response: Response, exchange: Exchange, request_id: str) -> Response:
         code, message = response.extra.get("error", ("", ""))
         self.outcomes[request_id] = (response.status, code, message)
         while len(self.outcomes) > self.operations_kept:

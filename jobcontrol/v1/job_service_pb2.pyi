@@ -290,7 +290,7 @@ class ListJobsRequest(_message.Message):
     """1-1000; 0 means 50."""
     page_token: _builtins.str
     filter: _builtins.str
-    """AIP-160 subset: comparisons of state, previous_state, type, display_name,
+    """AIP-160 subset: comparisons of id, state, previous_state, type, display_name,
     create_time, update_time, state_transition_time, labels.KEY joined by AND / OR,
     NOT and parentheses, e.g. `state = ENABLED AND labels.env = "prod"`.
     """

@@ -41,6 +41,7 @@ Node = Union[Cmp, And, Or, Not]  # noqa: UP007 - used at runtime by dataclasses
 
 # field kinds: "state", "time", "string", or a frozenset of allowed enum names
 JOB_FIELDS: dict[str, object] = {
+    "id": "string",
     "state": "state",
     "previous_state": "state",
     "type": "string",

@@ -25,6 +25,7 @@ from service.storage import rows
 from service.storage.schema import collections, history, jobs, operations, replies, tasks
 
 _JOB_COLUMNS = {
+    "id": jobs.c.job_id,
     "state": jobs.c.state,
     "previous_state": jobs.c.previous_state,
     "type": jobs.c.job_type,

@@ -289,10 +289,7 @@ class BatchDialect(Dialect):
             raise gateway_error(grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_FIELD_MISSING",
                                 "The property id is required.", None,
                                 {"PropertyName": "id"})  # fmt: skip
-        if not isinstance(body.get("poolInfo"), dict):
-            raise gateway_error(grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_FIELD_MISSING",
-                                "The property poolInfo is required.", None,
-                                {"PropertyName": "poolInfo"})  # fmt: skip
+        # poolInfo is required by the core (rule C5), which answers REQUIRED_FIELD_MISSING
         job = r.Job(display_name=str(body.get("displayName", "")))
         job.batch.SetInParent()
         bj.to_spec(body, job.batch, set(bj.UPDATABLE) | {"onTaskFailure"})

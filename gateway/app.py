@@ -13,6 +13,7 @@ from gateway import openapi
 from gateway.config import GatewaySettings
 from gateway.dialects.base import Dialect
 from gateway.dialects.batch import BatchDialect, parse_accounts
+from gateway.dialects.importexport import ImportExportDialect
 from gateway.dialects.native import NativeDialect
 from gateway.dialects.scheduler import SchedulerDialect
 from gateway.errors import GatewayError
@@ -111,7 +112,7 @@ class GatewayApp:
 
 def create_app(settings: GatewaySettings) -> GatewayApp:
     """The gateway application for `settings` (dialects register here)."""
-    dialects: list[Dialect] = [SchedulerDialect()]
+    dialects: list[Dialect] = [SchedulerDialect(), ImportExportDialect()]
     if settings.batch_accounts:
         dialects.append(BatchDialect(parse_accounts(settings.batch_accounts)))
     return GatewayApp(settings, extra=dialects)

@@ -24,7 +24,6 @@ def run(settings: GatewaySettings) -> None:
         access_log=False,
         log_level=settings.log_level.lower(),
         server_header=False,
-        date_header=False,
         # no X-Forwarded-* rewriting on the hot path: the gateway listens on loopback
         proxy_headers=False,
     )

@@ -111,7 +111,12 @@ async def start_gateway(grpc_target: str, **overrides: Any) -> tuple[RunningGate
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        app, http="httptools", lifespan="on", access_log=False, log_level="warning"
+        app,
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

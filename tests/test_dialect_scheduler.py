@@ -16,6 +16,7 @@ import orjson
 import pytest
 from google.protobuf import timestamp_pb2
 
+from gateway.dialects.scheduler import SchedulerDialect
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
 from tests.conftest import Clients, RunningGateway, start_gateway
 
@@ -198,7 +199,7 @@ def without_status(job: dict[str, Any]) -> dict[str, Any]:
 
 def dialect_of(gateway: RunningGateway) -> Any:
     """The scheduler dialect registered in the gateway."""
-    found = [d for d in gateway.app.dialects if hasattr(d, "collection_id")]
+    found = [d for d in gateway.app.dialects if isinstance(d, SchedulerDialect)]
     assert len(found) == 1, gateway.app.dialects
     return found[0]
 

@@ -110,6 +110,9 @@ class Dialect:
         """Whether the path belongs to this dialect (its prefix)."""
         raise NotImplementedError
 
+    def prepare(self, request: Request) -> None:
+        """Adjust the request before routing (e.g. method tunnelling); raise GatewayError."""
+
     def check_headers(self, exchange: Exchange) -> None:
         """Required headers, versions, content negotiation: raise GatewayError."""
 
@@ -152,6 +155,7 @@ class Dialect:
         request_id = self.new_request_id(request)
         exchange = Exchange(request, {}, request_id, upstream, self)
         try:
+            self.prepare(request)
             exchange.route, exchange.params = self.resolve(request)
             self.check_headers(exchange)
             response = await exchange.route.handler(exchange)

@@ -236,7 +236,7 @@ class Jobs:
         engine.check_field_changes(rules, job, old, new, resolved)
         requested = patch.get("state") if "state" in resolved else None
         target = State[requested] if requested else job.state
-        if target is not job.state:
+        if requested:  # a state the client names is checked even when it is the current one
             engine.check_client_state(rules, job, target, new)
         check_document(new, rules.spec_key)
         new_spec = new.get(rules.spec_key) or {}

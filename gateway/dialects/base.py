@@ -8,7 +8,11 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
+
+import orjson
+from google.protobuf.message import Message
 
 from gateway import conditional, templates
 from gateway.errors import (
@@ -21,6 +25,9 @@ from gateway.errors import (
 )
 from gateway.http import BodyTooLarge, Request, Response
 from gateway.upstream import Upstream
+from jobcontrol.v1 import job_service_pb2
+
+JOB_SERVICE = "/jobcontrol.v1.JobService/"
 
 
 @dataclass
@@ -52,6 +59,49 @@ class Exchange:
             raise bad_request(
                 "MULTIPLE_CONDITION_HEADERS", str(exc), headers=",".join(exc.present)
             ) from None
+
+    async def call(self, method: str, request: Message, reply: type[Message]) -> Any:
+        """A jobcontrol.v1.JobService call (e.g. "GetJob") with this request's metadata."""
+        return await self.upstream.call(JOB_SERVICE + method, request, reply,
+                                        metadata=self.metadata())  # fmt: skip
+
+    async def json_object(self, required: bool = False) -> dict[str, Any]:
+        """The body as a JSON object: 400 MALFORMED_JSON / INVALID_BODY otherwise (an empty
+        body is `{}` unless `required`)."""
+        raw = await self.body()
+        if not raw.strip():
+            if required:
+                raise bad_request("MALFORMED_JSON", "A JSON body is required.")
+            return {}
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise bad_request("MALFORMED_JSON", f"The body is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise bad_request("INVALID_BODY", "The body must be a JSON object.")
+        return value
+
+    def write_conditions(self, etag_in: Callable[[str], str] = str) -> dict[str, Any]:
+        """The request's If-* condition as fields of a jobcontrol write request (`etag`,
+        `preconditions`), so the core checks it atomically. `etag_in` maps the dialect's
+        entity tags to jobcontrol etags."""
+        found = self.conditions()
+        if found.etags and not found.any:
+            found = conditional.Conditions(found.header, tuple(map(etag_in, found.etags)))
+        try:
+            fields = conditional.for_write(found)
+        except ValueError as exc:
+            raise bad_request("INVALID_CONDITION", str(exc)) from None
+        wanted: dict[str, Any] = fields.pop("preconditions", {})  # type: ignore[assignment]
+        if wanted:
+            message = job_service_pb2.Preconditions()
+            for key, value in wanted.items():
+                if isinstance(value, datetime):
+                    getattr(message, key).FromDatetime(value)
+                else:
+                    setattr(message, key, value)
+            fields["preconditions"] = message
+        return fields
 
     def metadata(self) -> list[tuple[str, str]]:
         """gRPC metadata forwarded upstream: the request id and the caller's credentials."""

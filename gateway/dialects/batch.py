@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlencode
 import grpc
 import orjson
 from google.longrunning import operations_pb2
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2
 
 from gateway import conditional
 from gateway.dialects import batch_json as bj
@@ -30,7 +30,6 @@ from gateway.http import Request, Response
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
-SVC = "/jobcontrol.v1.JobService/"
 JSON = "application/json;odata=minimalmetadata"
 API_VERSION = "2025-06-01"
 SIGNED_HEADERS = (
@@ -207,60 +206,22 @@ class BatchDialect(Dialect):
     def _job_name(self, ex: Exchange) -> str:
         return f"{self._parent(ex)}/jobs/{ex.params['job']}"
 
-    async def _call(self, ex: Exchange, method: str, request: Any, reply: Any) -> Any:
-        return await ex.upstream.call(SVC + method, request, reply, metadata=ex.metadata())
-
     async def _write(self, ex: Exchange, method: str, request: Any, reply: Any) -> Any:
         """A write that creates the account's collection on first use."""
         try:
-            return await self._call(ex, method, request, reply)
+            return await ex.call(method, request, reply)
         except GatewayError as error:
             if error.reason != "COLLECTION_NOT_FOUND":
                 raise
         collection = r.Collection(profile=r.BATCH, labels={"dialect": "batch"})
         try:
-            await self._call(ex, "CreateCollection", pb.CreateCollectionRequest(
+            await ex.call("CreateCollection", pb.CreateCollectionRequest(
                 collection_id=self.collection_id(ex.state["account"]), collection=collection),
                 r.Collection)  # fmt: skip
         except GatewayError as error:
             if error.reason != "COLLECTION_ALREADY_EXISTS":
                 raise
-        return await self._call(ex, method, request, reply)
-
-    @staticmethod
-    async def _body(ex: Exchange) -> dict[str, Any]:
-        raw = await ex.body()
-        try:
-            value = orjson.loads(raw) if raw.strip() else {}
-        except orjson.JSONDecodeError as exc:
-            raise bad_request("MALFORMED_JSON", f"The body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise bad_request("INVALID_BODY", "The body must be a JSON object.")
-        return value
-
-    def _conditions(self, ex: Exchange) -> dict[str, Any]:
-        """If-* headers as write fields (etag, preconditions) for the core."""
-        found = ex.conditions()
-        if found.header == conditional.IF_MATCH and not found.any:
-            found = conditional.Conditions(found.header, tuple(bj.etag_in(t) for t in found.etags))
-        if found.header == conditional.IF_NONE_MATCH and not found.any:
-            found = conditional.Conditions(found.header, tuple(bj.etag_in(t) for t in found.etags))
-        try:
-            fields = conditional.for_write(found)
-        except ValueError as exc:
-            raise bad_request("INVALID_CONDITION", str(exc)) from None
-        pre: dict[str, Any] = fields.get("preconditions", {})  # type: ignore[assignment]
-        if pre:
-            message = pb.Preconditions()
-            for key, value in pre.items():
-                if isinstance(value, datetime):
-                    stamp = timestamp_pb2.Timestamp()
-                    stamp.FromDatetime(value)
-                    getattr(message, key).CopyFrom(stamp)
-                else:
-                    setattr(message, key, value)
-            fields["preconditions"] = message
-        return fields
+        return await ex.call(method, request, reply)
 
     @staticmethod
     def _entity_headers(response: Response, job: r.Job, url: str) -> Response:
@@ -270,9 +231,7 @@ class BatchDialect(Dialect):
         return response.header("dataserviceid", url)
 
     async def _get(self, ex: Exchange) -> r.Job:
-        job: r.Job = await self._call(
-            ex, "GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job
-        )
+        job: r.Job = await ex.call("GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
         return job
 
     async def _accepted(self, ex: Exchange, status: int) -> Response:
@@ -283,7 +242,7 @@ class BatchDialect(Dialect):
     # --- jobs -------------------------------------------------------------------------
 
     async def add_job(self, ex: Exchange) -> Response:
-        body = await self._body(ex)
+        body = await ex.json_object()
         job_id = body.get("id")
         if not isinstance(job_id, str) or not job_id:
             raise gateway_error(grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_FIELD_MISSING",
@@ -310,7 +269,7 @@ class BatchDialect(Dialect):
         request = pb.ListJobsRequest(parent=self._parent(ex), page_size=size, filter=filter_text,
                                      page_token=params.get("$skiptoken", ""))  # fmt: skip
         try:
-            reply = await self._call(ex, "ListJobs", request, pb.ListJobsResponse)
+            reply = await ex.call("ListJobs", request, pb.ListJobsResponse)
         except GatewayError as error:
             if error.reason != "COLLECTION_NOT_FOUND":
                 raise
@@ -352,12 +311,12 @@ class BatchDialect(Dialect):
         return self._entity_headers(Response(200, orjson.dumps(body), JSON), job, url)
 
     async def patch_job(self, ex: Exchange) -> Response:
-        body = await self._body(ex)
+        body = await ex.json_object()
         paths = [path for key, path in bj.UPDATABLE.items() if key in body]
         return await self._update(ex, body, paths, 200)
 
     async def replace_job(self, ex: Exchange) -> Response:
-        body = await self._body(ex)
+        body = await ex.json_object()
         if not isinstance(body.get("poolInfo"), dict):
             raise gateway_error(grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_FIELD_MISSING",
                                 "The property poolInfo is required.", None,
@@ -372,7 +331,7 @@ class BatchDialect(Dialect):
         job = r.Job(name=self._job_name(ex))
         job.batch.SetInParent()
         bj.to_spec(body, job.batch, set(bj.UPDATABLE))
-        fields = self._conditions(ex)
+        fields = ex.write_conditions(bj.etag_in)
         if "etag" in fields:
             job.etag = fields.pop("etag")
         request = pb.UpdateJobRequest(job=job, update_mask=field_mask_pb2.FieldMask(paths=paths),
@@ -380,43 +339,45 @@ class BatchDialect(Dialect):
         if not paths:
             await self._get(ex)
         else:
-            await self._call(ex, "UpdateJob", request, r.Job)
+            await ex.call("UpdateJob", request, r.Job)
         return await self._accepted(ex, status)
 
     async def delete_job(self, ex: Exchange) -> Response:
         params = {k.lower(): v for k, v in ex.request.query()}
         force = params.get("force", "false").lower() == "true"
-        request = pb.DeleteJobRequest(name=self._job_name(ex), force=force, **self._conditions(ex))
-        await self._call(ex, "DeleteJob", request, operations_pb2.Operation)
+        request = pb.DeleteJobRequest(
+            name=self._job_name(ex), force=force, **ex.write_conditions(bj.etag_in)
+        )
+        await ex.call("DeleteJob", request, operations_pb2.Operation)
         return Response(202, b"", None)
 
     async def disable_job(self, ex: Exchange) -> Response:
-        body = await self._body(ex)
+        body = await ex.json_object()
         word = str(body.get("disableTasks", "requeue")).lower()
         if word not in DISPOSITIONS:
             raise bad_request("INVALID_BODY", f"disableTasks: unknown value {word!r}")
         request = pb.PauseJobRequest(name=self._job_name(ex), disable_tasks=DISPOSITIONS[word],
-                                     **self._conditions(ex))  # fmt: skip
-        await self._call(ex, "PauseJob", request, r.Job)
+                                     **ex.write_conditions(bj.etag_in))  # fmt: skip
+        await ex.call("PauseJob", request, r.Job)
         return await self._accepted(ex, 202)
 
     async def enable_job(self, ex: Exchange) -> Response:
-        request = pb.ResumeJobRequest(name=self._job_name(ex), **self._conditions(ex))
-        await self._call(ex, "ResumeJob", request, r.Job)
+        request = pb.ResumeJobRequest(name=self._job_name(ex), **ex.write_conditions(bj.etag_in))
+        await ex.call("ResumeJob", request, r.Job)
         return await self._accepted(ex, 202)
 
     async def terminate_job(self, ex: Exchange) -> Response:
-        body = await self._body(ex)
+        body = await ex.json_object()
         reason = str(body.get("terminateReason") or "UserTerminate")
         request = pb.TerminateJobRequest(name=self._job_name(ex), reason=reason,
-                                         **self._conditions(ex))  # fmt: skip
-        await self._call(ex, "TerminateJob", request, r.Job)
+                                         **ex.write_conditions(bj.etag_in))  # fmt: skip
+        await ex.call("TerminateJob", request, r.Job)
         return await self._accepted(ex, 202)
 
     # --- tasks ------------------------------------------------------------------------
 
     async def add_task(self, ex: Exchange) -> Response:
-        body = await self._body(ex)
+        body = await ex.json_object()
         task_id = body.get("id")
         if not isinstance(task_id, str) or not task_id:
             raise gateway_error(grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED_FIELD_MISSING",
@@ -425,7 +386,7 @@ class BatchDialect(Dialect):
         task = r.Task(display_name=str(body.get("displayName", "")),
                       command_line=str(body.get("commandLine", "")))  # fmt: skip
         request = pb.CreateTaskRequest(parent=self._job_name(ex), task_id=task_id, task=task)
-        created = await self._call(ex, "CreateTask", request, r.Task)
+        created = await ex.call("CreateTask", request, r.Task)
         response = Response(201, b"", None).header("etag", bj.etag_out(created.etag))
         return response.header(
             "dataserviceid", f"{_base(ex.request)}/jobs/{ex.params['job']}/tasks/{task_id}"
@@ -438,7 +399,7 @@ class BatchDialect(Dialect):
             request = pb.ListTasksRequest(
                 parent=self._job_name(ex), page_size=1000, page_token=token
             )
-            reply = await self._call(ex, "ListTasks", request, pb.ListTasksResponse)
+            reply = await ex.call("ListTasks", request, pb.ListTasksResponse)
             tasks += reply.tasks
             token = reply.next_page_token
             if not token:
@@ -454,7 +415,7 @@ class BatchDialect(Dialect):
 
     async def get_task(self, ex: Exchange) -> Response:
         name = f"{self._job_name(ex)}/tasks/{ex.params['task']}"
-        task = await self._call(ex, "GetTask", pb.GetTaskRequest(name=name), r.Task)
+        task = await ex.call("GetTask", pb.GetTaskRequest(name=name), r.Task)
         base = _base(ex.request)
         body = bj.task_json(task, base, ex.params["job"])
         response = Response(200, orjson.dumps(body), JSON).header("etag", bj.etag_out(task.etag))

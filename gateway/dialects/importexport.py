@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import format_datetime
 from typing import Any, ClassVar
 from urllib.parse import urlencode
@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import grpc
 import orjson
 from google.longrunning import operations_pb2
-from google.protobuf import field_mask_pb2, timestamp_pb2
+from google.protobuf import field_mask_pb2
 
 from gateway import conditional
 from gateway.dialects.base import Dialect, Exchange
@@ -28,7 +28,6 @@ from gateway.http import Request, Response
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
-SVC = "/jobcontrol.v1.JobService/"
 PREFIX = "/{sub}/services/importexport/storageaccounts/{account}"
 VERSIONS = ("2014-05-01", "2014-11-01")
 ODATA_LEVELS = ("minimalmetadata", "nometadata", "fullmetadata")
@@ -205,20 +204,6 @@ class ImportExportDialect(Dialect):
     def _job_name(self, ex: Exchange) -> str:
         return f"{self._parent(ex)}/jobs/{ex.params['name']}"
 
-    async def _call(self, ex: Exchange, method: str, request: Any, reply: Any) -> Any:
-        return await ex.upstream.call(SVC + method, request, reply, metadata=ex.metadata())
-
-    @staticmethod
-    async def _body(ex: Exchange) -> dict[str, Any]:
-        raw = await ex.body()
-        try:
-            value = orjson.loads(raw) if raw.strip() else {}
-        except orjson.JSONDecodeError as exc:
-            raise bad_request("MALFORMED_JSON", f"The body is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise bad_request("INVALID_BODY", "The body must be a JSON object.")
-        return value
-
     def _entity(self, ex: Exchange, status: int, job: r.Job, body: bool) -> Response:
         content = orjson.dumps(job_json(job)) if body else b""
         response = Response(status, content, "application/json" if body else None)
@@ -230,36 +215,18 @@ class ImportExportDialect(Dialect):
         url = f"{base}/{p['sub']}/services/importexport/storageaccounts/{p['account']}/jobs"
         return response.header("dataserviceid", f"{url}/{job.name.rsplit('/', 1)[-1]}")
 
-    def _write_conditions(self, ex: Exchange) -> dict[str, Any]:
-        try:
-            fields = conditional.for_write(ex.conditions())
-        except ValueError as exc:
-            raise bad_request("INVALID_CONDITION", str(exc)) from None
-        pre: dict[str, Any] | None = fields.pop("preconditions", None)  # type: ignore[assignment]
-        if pre:
-            message = pb.Preconditions()
-            for key, value in pre.items():
-                if isinstance(value, datetime):
-                    stamp = timestamp_pb2.Timestamp()
-                    stamp.FromDatetime(value)
-                    getattr(message, key).CopyFrom(stamp)
-                else:
-                    setattr(message, key, value)
-            fields["preconditions"] = message
-        return fields
-
     # --- routes -----------------------------------------------------------------------
 
     async def put_job(self, ex: Exchange) -> Response:
         """Create (or replace a Creating job): 201 with the job."""
-        body = await self._body(ex)
+        body = await ex.json_object()
         if "Name" in body and body["Name"] != ex.params["name"]:
             raise bad_request("INVALID_BODY", "Name differs from the job name in the URL.")
         job = to_job(body)
         await self._check_put_conditions(ex)
         request = pb.CreateJobRequest(parent=self._parent(ex), job_id=ex.params["name"], job=job)
         try:
-            created = await self._call(ex, "CreateJob", request, r.Job)
+            created = await ex.call("CreateJob", request, r.Job)
         except GatewayError as error:
             if error.reason != "COLLECTION_NOT_FOUND":
                 raise
@@ -267,13 +234,13 @@ class ImportExportDialect(Dialect):
             labels = {"dialect": "importexport", "subscription": p["sub"], "account": p["account"]}
             collection = r.Collection(profile=r.TRANSFER, labels=labels)
             try:
-                await self._call(ex, "CreateCollection", pb.CreateCollectionRequest(
+                await ex.call("CreateCollection", pb.CreateCollectionRequest(
                     collection_id=self.collection_id(p["sub"], p["account"]),
                     collection=collection), r.Collection)  # fmt: skip
             except GatewayError as again:
                 if again.reason != "COLLECTION_ALREADY_EXISTS":
                     raise
-            created = await self._call(ex, "CreateJob", request, r.Job)
+            created = await ex.call("CreateJob", request, r.Job)
         return self._entity(ex, 201, created, body=True)
 
     async def _check_put_conditions(self, ex: Exchange) -> None:
@@ -282,7 +249,7 @@ class ImportExportDialect(Dialect):
         if found.header is None:
             return
         try:
-            job = await self._call(ex, "GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
+            job = await ex.call("GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
             etag, modified = job.etag, job.update_time.ToDatetime(tzinfo=UTC)
         except GatewayError as error:
             if error.code != grpc.StatusCode.NOT_FOUND:
@@ -293,7 +260,7 @@ class ImportExportDialect(Dialect):
                                 "The condition specified was not met.")  # fmt: skip
 
     async def get_job(self, ex: Exchange) -> Response:
-        job = await self._call(ex, "GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
+        job = await ex.call("GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
         modified = job.update_time.ToDatetime(tzinfo=UTC)
         verdict = conditional.outcome(ex.conditions(), "GET", job.etag, modified,
                                       self.condition_rules)  # fmt: skip
@@ -330,7 +297,7 @@ class ImportExportDialect(Dialect):
             page_token=params.get("$skiptoken", ""),
         )
         try:
-            reply = await self._call(ex, "ListJobs", request, pb.ListJobsResponse)
+            reply = await ex.call("ListJobs", request, pb.ListJobsResponse)
         except GatewayError as error:
             if error.reason != "COLLECTION_NOT_FOUND":
                 raise
@@ -345,7 +312,7 @@ class ImportExportDialect(Dialect):
 
     async def patch_job(self, ex: Exchange) -> Response:
         """Update Job Properties: 204; the rules are the core's."""
-        body = await self._body(ex)
+        body = await ex.json_object()
         properties = body.get("Properties", {})
         if not isinstance(properties, dict) or set(body) - {"Properties", "DriveList", "Name"}:
             raise bad_request("INVALID_BODY", "The body holds Properties (and DriveList) only.")
@@ -357,20 +324,20 @@ class ImportExportDialect(Dialect):
             paths.append("transfer.drives")
         job = to_job(body)
         job.name = self._job_name(ex)
-        fields = self._write_conditions(ex)
+        fields = ex.write_conditions()
         if "etag" in fields:
             job.etag = fields.pop("etag")
         if not paths:
-            current = await self._call(ex, "GetJob", pb.GetJobRequest(name=job.name), r.Job)
+            current = await ex.call("GetJob", pb.GetJobRequest(name=job.name), r.Job)
             return self._entity(ex, 204, current, body=False)
         mask = field_mask_pb2.FieldMask(paths=paths)
         request = pb.UpdateJobRequest(job=job, update_mask=mask, **fields)
-        updated = await self._call(ex, "UpdateJob", request, r.Job)
+        updated = await ex.call("UpdateJob", request, r.Job)
         return self._entity(ex, 204, updated, body=False)
 
     async def delete_job(self, ex: Exchange) -> Response:
-        request = pb.DeleteJobRequest(name=self._job_name(ex), **self._write_conditions(ex))
-        await self._call(ex, "DeleteJob", request, operations_pb2.Operation)
+        request = pb.DeleteJobRequest(name=self._job_name(ex), **ex.write_conditions())
+        await ex.call("DeleteJob", request, operations_pb2.Operation)
         return Response(204, b"", None)
 
 

@@ -35,7 +35,6 @@ XML = "application/xml; charset=utf-8"
 MIN_VERSION = "2013-06-01"
 JOBS = "/{sub}/cloudServices/{cs}/resources/scheduler/~/jobCollections/{jc}/jobs"
 COLLECTION = "/{sub}/cloudServices/{cs}/resources/scheduler/jobCollections/{jc}"
-SVC = "/jobcontrol.v1.JobService/"
 _VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _FILTER = re.compile(r"^\s*(state|status)\s+eq\s+'?([A-Za-z]+)'?\s*$", re.IGNORECASE)
 _FREQ_XML = {"Minute": "MINUTE", "Hour": "HOUR", "Day": "DAY", "Week": "WEEK", "Month": "MONTH"}
@@ -162,19 +161,6 @@ class SchedulerDialect(Dialect):
     def _job_name(self, ex: Exchange) -> str:
         return f"{self._parent(ex)}/jobs/{ex.params['job']}"
 
-    async def _call(self, ex: Exchange, method: str, request: Any, reply: Any) -> Any:
-        return await ex.upstream.call(SVC + method, request, reply, metadata=ex.metadata())
-
-    @staticmethod
-    async def _json(ex: Exchange) -> Any:
-        raw = await ex.body()
-        if not raw.strip():
-            raise bad_request("MALFORMED_JSON", "A job definition (JSON) is required.")
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise bad_request("MALFORMED_JSON", f"The body is not valid JSON: {exc}") from None
-
     @staticmethod
     def _job_response(status: int, job: r.Job) -> Response:
         return Response(status, orjson.dumps(sj.from_job(job)), JSON)
@@ -211,28 +197,28 @@ class SchedulerDialect(Dialect):
 
     async def put_job(self, ex: Exchange) -> Response:
         """Create (201) or, over an existing job, replace (200); the URL names the job."""
-        job = sj.to_job(await self._json(ex))
+        job = sj.to_job(await ex.json_object(required=True))
         request = pb.CreateJobRequest(parent=self._parent(ex), job_id=ex.params["job"], job=job)
         try:
-            created = await self._call(ex, "CreateJob", request, r.Job)
+            created = await ex.call("CreateJob", request, r.Job)
         except GatewayError as error:
             if error.reason != "JOB_ALREADY_EXISTS":
                 raise
             job.name = self._job_name(ex)
             update = pb.UpdateJobRequest(job=job, update_mask=field_mask_pb2.FieldMask(paths=["*"]))
-            return self._job_response(200, await self._call(ex, "UpdateJob", update, r.Job))
+            return self._job_response(200, await ex.call("UpdateJob", update, r.Job))
         return self._job_response(201, created)
 
     async def post_job(self, ex: Exchange) -> Response:
         """Create with a server-chosen id."""
-        body = await self._json(ex)
+        body = await ex.json_object(required=True)
         if isinstance(body, dict) and "id" in body:
             raise bad_request("ID_NOT_ALLOWED", "POST creates a job with a server-chosen id.")
         request = pb.CreateJobRequest(parent=self._parent(ex), job=sj.to_job(body))
-        return self._job_response(201, await self._call(ex, "CreateJob", request, r.Job))
+        return self._job_response(201, await ex.call("CreateJob", request, r.Job))
 
     async def get_job(self, ex: Exchange) -> Response:
-        job = await self._call(ex, "GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
+        job = await ex.call("GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
         return self._job_response(200, job)
 
     async def list_jobs(self, ex: Exchange) -> Response:
@@ -240,30 +226,30 @@ class SchedulerDialect(Dialect):
         request = pb.ListJobsRequest(
             parent=self._parent(ex), filter=filter_text, page_size=top, skip=skip
         )
-        reply = await self._call(ex, "ListJobs", request, pb.ListJobsResponse)
+        reply = await ex.call("ListJobs", request, pb.ListJobsResponse)
         return Response(200, orjson.dumps([sj.from_job(j) for j in reply.jobs]), JSON)
 
     async def patch_job(self, ex: Exchange) -> Response:
         """Merge (seed 003): 202 with the whole updated job."""
-        body = await self._json(ex)
+        body = await ex.json_object(required=True)
         job = sj.to_job(body)
         paths = sj.mask_paths(body, ex.params["job"])
         if not paths:
-            return self._job_response(202, await self._call(
-                ex, "GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job))  # fmt: skip
+            return self._job_response(
+                202, await ex.call("GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
+            )
         job.name = self._job_name(ex)
         request = pb.UpdateJobRequest(job=job, update_mask=field_mask_pb2.FieldMask(paths=paths))
-        return self._job_response(202, await self._call(ex, "UpdateJob", request, r.Job))
+        return self._job_response(202, await ex.call("UpdateJob", request, r.Job))
 
     async def delete_job(self, ex: Exchange) -> Response:
-        await self._call(
-            ex, "DeleteJob", pb.DeleteJobRequest(name=self._job_name(ex)), operations_pb2.Operation
+        await ex.call(
+            "DeleteJob", pb.DeleteJobRequest(name=self._job_name(ex)), operations_pb2.Operation
         )
         return Response(200, b"", None)
 
     async def delete_all(self, ex: Exchange) -> Response:
-        await self._call(
-            ex,
+        await ex.call(
             "DeleteJobs",
             pb.DeleteJobsRequest(parent=self._parent(ex)),
             operations_pb2.Operation,
@@ -275,7 +261,7 @@ class SchedulerDialect(Dialect):
         request = pb.ListJobHistoryRequest(
             parent=self._job_name(ex), filter=filter_text, page_size=top, skip=skip
         )
-        reply = await self._call(ex, "ListJobHistory", request, pb.ListJobHistoryResponse)
+        reply = await ex.call("ListJobHistory", request, pb.ListJobHistoryResponse)
         entries = [sj.history_json(e, ex.params["job"]) for e in reply.entries]
         return Response(200, orjson.dumps(entries), JSON)
 
@@ -291,7 +277,7 @@ class SchedulerDialect(Dialect):
         )  # fmt: skip
         cid = self.collection_id(p["sub"], p["cs"], p["jc"])
         try:
-            await self._call(ex, "CreateCollection", pb.CreateCollectionRequest(
+            await ex.call("CreateCollection", pb.CreateCollectionRequest(
                 collection_id=cid, collection=collection), r.Collection)  # fmt: skip
         except GatewayError as error:
             if error.reason != "COLLECTION_ALREADY_EXISTS":
@@ -299,22 +285,22 @@ class SchedulerDialect(Dialect):
             collection.name = f"collections/{cid}"
             collection.ClearField("profile")
             mask = field_mask_pb2.FieldMask(paths=["plan", "quota", "labels"])
-            await self._call(ex, "UpdateCollection", pb.UpdateCollectionRequest(
+            await ex.call("UpdateCollection", pb.UpdateCollectionRequest(
                 collection=collection, update_mask=mask), r.Collection)  # fmt: skip
         return Response(202, b"", None)
 
     async def get_collection(self, ex: Exchange) -> Response:
         p = ex.params
         name = f"collections/{self.collection_id(p['sub'], p['cs'], p['jc'])}"
-        collection = await self._call(ex, "GetCollection", pb.GetCollectionRequest(name=name),
+        collection = await ex.call("GetCollection", pb.GetCollectionRequest(name=name),
                                       r.Collection)  # fmt: skip
         return Response(200, _xml(_resource_xml(collection)), XML)
 
     async def delete_collection(self, ex: Exchange) -> Response:
         p = ex.params
         name = f"collections/{self.collection_id(p['sub'], p['cs'], p['jc'])}"
-        await self._call(
-            ex, "DeleteCollection", pb.DeleteCollectionRequest(name=name), operations_pb2.Operation
+        await ex.call(
+            "DeleteCollection", pb.DeleteCollectionRequest(name=name), operations_pb2.Operation
         )
         return Response(200, b"", None)
 
@@ -324,7 +310,7 @@ class SchedulerDialect(Dialect):
         found: list[r.Collection] = []
         token = ""
         for _ in range(10_000):  # bounded walk over collection pages
-            reply = await self._call(ex, "ListCollections", pb.ListCollectionsRequest(
+            reply = await ex.call("ListCollections", pb.ListCollectionsRequest(
                 page_size=1000, page_token=token), pb.ListCollectionsResponse)  # fmt: skip
             found += [
                 c for c in reply.collections

@@ -25,7 +25,7 @@ from gateway.errors import (
 )
 from gateway.http import BodyTooLarge, Request, Response
 from gateway.upstream import Upstream
-from jobcontrol.v1 import job_service_pb2
+from jobcontrol.v1 import job_service_pb2, resources_pb2
 
 JOB_SERVICE = "/jobcontrol.v1.JobService/"
 
@@ -64,6 +64,31 @@ class Exchange:
         """A jobcontrol.v1.JobService call (e.g. "GetJob") with this request's metadata."""
         return await self.upstream.call(JOB_SERVICE + method, request, reply,
                                         metadata=self.metadata())  # fmt: skip
+
+    async def call_creating(
+        self,
+        method: str,
+        request: Message,
+        reply: type[Message],
+        collection_id: str,
+        collection: resources_pb2.Collection,
+    ) -> Any:
+        """A write into the dialect's collection, creating the collection on first use
+        (spec: the first write to an unknown prefix creates it), then retrying once."""
+        try:
+            return await self.call(method, request, reply)
+        except GatewayError as error:
+            if error.reason != "COLLECTION_NOT_FOUND":
+                raise
+        create = job_service_pb2.CreateCollectionRequest(
+            collection_id=collection_id, collection=collection
+        )
+        try:
+            await self.call("CreateCollection", create, resources_pb2.Collection)
+        except GatewayError as error:
+            if error.reason != "COLLECTION_ALREADY_EXISTS":
+                raise
+        return await self.call(method, request, reply)
 
     async def json_object(self, required: bool = False) -> dict[str, Any]:
         """The body as a JSON object: 400 MALFORMED_JSON / INVALID_BODY otherwise (an empty

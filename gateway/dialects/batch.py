@@ -206,23 +206,6 @@ class BatchDialect(Dialect):
     def _job_name(self, ex: Exchange) -> str:
         return f"{self._parent(ex)}/jobs/{ex.params['job']}"
 
-    async def _write(self, ex: Exchange, method: str, request: Any, reply: Any) -> Any:
-        """A write that creates the account's collection on first use."""
-        try:
-            return await ex.call(method, request, reply)
-        except GatewayError as error:
-            if error.reason != "COLLECTION_NOT_FOUND":
-                raise
-        collection = r.Collection(profile=r.BATCH, labels={"dialect": "batch"})
-        try:
-            await ex.call("CreateCollection", pb.CreateCollectionRequest(
-                collection_id=self.collection_id(ex.state["account"]), collection=collection),
-                r.Collection)  # fmt: skip
-        except GatewayError as error:
-            if error.reason != "COLLECTION_ALREADY_EXISTS":
-                raise
-        return await ex.call(method, request, reply)
-
     @staticmethod
     def _entity_headers(response: Response, job: r.Job, url: str) -> Response:
         response.header("etag", bj.etag_out(job.etag))
@@ -253,7 +236,9 @@ class BatchDialect(Dialect):
         job.batch.SetInParent()
         bj.to_spec(body, job.batch, set(bj.UPDATABLE) | {"onTaskFailure"})
         request = pb.CreateJobRequest(parent=self._parent(ex), job_id=job_id, job=job)
-        created = await self._write(ex, "CreateJob", request, r.Job)
+        collection = r.Collection(profile=r.BATCH, labels={"dialect": "batch"})
+        cid = self.collection_id(ex.state["account"])
+        created = await ex.call_creating("CreateJob", request, r.Job, cid, collection)
         url = f"{_base(ex.request)}/jobs/{job_id}"
         return self._entity_headers(Response(201, b"", None), created, url)
 

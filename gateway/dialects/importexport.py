@@ -225,22 +225,11 @@ class ImportExportDialect(Dialect):
         job = to_job(body)
         await self._check_put_conditions(ex)
         request = pb.CreateJobRequest(parent=self._parent(ex), job_id=ex.params["name"], job=job)
-        try:
-            created = await ex.call("CreateJob", request, r.Job)
-        except GatewayError as error:
-            if error.reason != "COLLECTION_NOT_FOUND":
-                raise
-            p = ex.params
-            labels = {"dialect": "importexport", "subscription": p["sub"], "account": p["account"]}
-            collection = r.Collection(profile=r.TRANSFER, labels=labels)
-            try:
-                await ex.call("CreateCollection", pb.CreateCollectionRequest(
-                    collection_id=self.collection_id(p["sub"], p["account"]),
-                    collection=collection), r.Collection)  # fmt: skip
-            except GatewayError as again:
-                if again.reason != "COLLECTION_ALREADY_EXISTS":
-                    raise
-            created = await ex.call("CreateJob", request, r.Job)
+        p = ex.params
+        labels = {"dialect": "importexport", "subscription": p["sub"], "account": p["account"]}
+        collection = r.Collection(profile=r.TRANSFER, labels=labels)
+        cid = self.collection_id(p["sub"], p["account"])
+        created = await ex.call_creating("CreateJob", request, r.Job, cid, collection)
         return self._entity(ex, 201, created, body=True)
 
     async def _check_put_conditions(self, ex: Exchange) -> None:

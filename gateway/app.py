@@ -16,6 +16,8 @@ from gateway.dialects.batch import BatchDialect, parse_accounts
 from gateway.dialects.importexport import ImportExportDialect
 from gateway.dialects.native import NativeDialect
 from gateway.dialects.scheduler import SchedulerDialect
+from gateway.dialects.veeam import VeeamDialect
+from gateway.dialects.veeam_sessions import parse_users
 from gateway.errors import GatewayError
 from gateway.http import Receive, Request, Response, Scope, Send
 from gateway.upstream import Upstream
@@ -115,6 +117,9 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
     dialects: list[Dialect] = [SchedulerDialect(), ImportExportDialect()]
     if settings.batch_accounts:
         dialects.append(BatchDialect(parse_accounts(settings.batch_accounts)))
+    if settings.veeam_users:
+        users = parse_users(settings.veeam_users, settings.veeam_roles)
+        dialects.append(VeeamDialect(users, settings.veeam_session_idle, settings.veeam_collection))
     return GatewayApp(settings, extra=dialects)
 
 

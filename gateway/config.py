@@ -20,6 +20,14 @@ class GatewaySettings:
     log_level: str = "WARNING"
     # Azure Batch shared-key accounts: "name=base64key[,name=base64key]"
     batch_accounts: str = ""
+    # Veeam Enterprise Manager users: "user:password[,user:password]" (empty: dialect off)
+    veeam_users: str = ""
+    # their roles: "user=viewer|operator|administrator[,...]" (default administrator)
+    veeam_roles: str = ""
+    # seconds a Veeam logon session lives without a request
+    veeam_session_idle: float = 900.0
+    # the jobcontrol collection (profile backup) the Veeam dialect serves
+    veeam_collection: str = "veeam"
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
@@ -30,7 +38,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Gatew
         raw = env.get(ENV_PREFIX + f.name.upper())
         if raw is not None:
             try:
-                values[f.name] = int(raw) if f.type in (int, "int") else raw
+                kind = {"int": int, "float": float}.get(str(f.type), str)
+                values[f.name] = kind(raw)
             except ValueError as exc:
                 raise SystemExit(f"{ENV_PREFIX}{f.name.upper()}: not a number: {raw!r}") from exc
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -60,6 +60,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"{ENV_PREFIX}BATCH_ACCOUNTS; default none: the Batch dialect is off]",
     )
     parser.add_argument(
+        "--veeam-users",
+        dest="veeam_users",
+        help=f"Veeam Enterprise Manager users, user:password[,user:password] [env "
+        f"{ENV_PREFIX}VEEAM_USERS; default none: the Veeam dialect is off]",
+    )
+    parser.add_argument(
+        "--veeam-roles",
+        dest="veeam_roles",
+        help=f"their roles, user=viewer|operator|administrator[,...] [env "
+        f"{ENV_PREFIX}VEEAM_ROLES; default administrator]",
+    )
+    parser.add_argument(
+        "--veeam-session-idle",
+        dest="veeam_session_idle",
+        type=float,
+        help=f"seconds a Veeam logon session lives idle [env {ENV_PREFIX}VEEAM_SESSION_IDLE; "
+        f"default {defaults.veeam_session_idle}]",
+    )
+    parser.add_argument(
+        "--veeam-collection",
+        dest="veeam_collection",
+        help=f"collection (profile backup) behind /api [env {ENV_PREFIX}VEEAM_COLLECTION; "
+        f"default {defaults.veeam_collection}]",
+    )
+    parser.add_argument(
         "--log-level",
         dest="log_level",
         help=f"uvicorn log level [env {ENV_PREFIX}LOG_LEVEL; default {defaults.log_level}]",

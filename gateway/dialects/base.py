@@ -28,6 +28,7 @@ from gateway.upstream import Upstream
 from jobcontrol.v1 import job_service_pb2, resources_pb2
 
 JOB_SERVICE = "/jobcontrol.v1.JobService/"
+OPERATIONS = "/google.longrunning.Operations/"
 
 
 @dataclass
@@ -63,6 +64,11 @@ class Exchange:
     async def call(self, method: str, request: Message, reply: type[Message]) -> Any:
         """A jobcontrol.v1.JobService call (e.g. "GetJob") with this request's metadata."""
         return await self.upstream.call(JOB_SERVICE + method, request, reply,
+                                        metadata=self.metadata())  # fmt: skip
+
+    async def call_operations(self, method: str, request: Message, reply: type[Message]) -> Any:
+        """A google.longrunning.Operations call (e.g. "GetOperation")."""
+        return await self.upstream.call(OPERATIONS + method, request, reply,
                                         metadata=self.metadata())  # fmt: skip
 
     async def call_creating(
@@ -129,10 +135,11 @@ class Exchange:
         return fields
 
     def metadata(self) -> list[tuple[str, str]]:
-        """gRPC metadata forwarded upstream: the request id and the caller's credentials."""
+        """gRPC metadata forwarded upstream: the request id and, where the dialect's
+        credentials are meant for the server, the caller's Authorization."""
         out = [("x-request-id", self.request_id)]
         auth = self.request.headers.get("authorization")
-        if auth:
+        if auth and self.dialect.forward_authorization:
             out.append(("authorization", auth))
         return out
 
@@ -177,6 +184,9 @@ class Dialect:
     colons_in_ids: ClassVar[bool] = False
     # which If-* headers may be combined, and whether unmet reads are 304
     condition_rules: ClassVar[conditional.ConditionRules] = conditional.ConditionRules()
+    # whether the caller's Authorization header travels upstream (not where it holds a
+    # password the gateway itself checks)
+    forward_authorization: ClassVar[bool] = True
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)

@@ -1,0 +1,155 @@
+"""Veeam logon sessions and their tasks, held by the gateway process (dialects.md §4).
+
+Users and roles come from configuration; a session token is the base64 text of a random
+UUID (as Enterprise Manager issues them) and lives until log off or `idle` seconds without a
+request. Tasks belong to the session that created them. Passwords are compared in constant
+time and never logged or kept beyond the user table.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hmac
+import itertools
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# tasks a session keeps (the oldest go first)
+MAX_TASKS = 1000
+
+
+class Right(enum.IntEnum):
+    """What a route needs; each role has every right up to its own."""
+
+    READ = 0
+    OPERATE = 1
+    DELETE = 2
+
+
+ROLES: dict[str, Right] = {
+    "viewer": Right.READ,
+    "operator": Right.OPERATE,
+    "administrator": Right.DELETE,
+}
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    password: str = field(repr=False)
+    role: str = "administrator"
+
+    def may(self, right: Right) -> bool:
+        return ROLES[self.role] >= right
+
+
+def parse_users(users: str, roles: str = "") -> dict[str, User]:
+    """`user:password[,…]` (the password is everything after the first `:`) and
+    `user=role[,…]`; SystemExit on a malformed entry (the secret is never echoed)."""
+    role_of: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in roles.split(","))):
+        name, sep, role = item.partition("=")
+        if not sep or role.strip() not in ROLES:
+            raise SystemExit(f"JOBCONTROL_VEEAM_ROLES: {item!r}: expected user=" + "|".join(ROLES))
+        role_of[name.strip()] = role.strip()
+    table: dict[str, User] = {}
+    for index, item in enumerate(filter(None, (p.strip() for p in users.split(","))), 1):
+        name, sep, password = item.partition(":")
+        if not sep or not name or not password:
+            raise SystemExit(f"JOBCONTROL_VEEAM_USERS: entry {index} is not user:password")
+        table[name] = User(name, password, role_of.get(name, "administrator"))
+    unknown = set(role_of) - set(table)
+    if unknown:
+        raise SystemExit(f"JOBCONTROL_VEEAM_ROLES: unknown users {sorted(unknown)}")
+    return table
+
+
+@dataclass
+class TaskRecord:
+    """A task: a finished action (`result` set at once) or a deletion's Operation."""
+
+    task_id: str
+    operation: str
+    operation_name: str = ""
+    # (success, message) once finished
+    result: tuple[bool, str] | None = None
+
+
+@dataclass
+class Session:
+    id: str
+    user: User
+    last_seen: float
+    tasks: OrderedDict[str, TaskRecord] = field(default_factory=OrderedDict)
+
+
+class Sessions:
+    """Live sessions by token, expiring after `idle` seconds without a request."""
+
+    def __init__(
+        self, users: dict[str, User], idle: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.users = users
+        self.idle = idle
+        self.clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._task_ids = itertools.count(1)
+
+    def authenticate(self, authorization: str) -> User | None:
+        """The user of an `Authorization: Basic …` header, or None."""
+        scheme, _, credential = authorization.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(credential.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        name, sep, password = decoded.partition(":")
+        user = self.users.get(name)
+        # compare even for an unknown user, so timing does not tell names apart
+        expected = user.password if user is not None else "\0" * len(password)
+        same = hmac.compare_digest(expected.encode(), password.encode())
+        return user if sep and user is not None and same else None
+
+    def logon(self, user: User) -> Session:
+        """A new session for `user` (expired ones are dropped first)."""
+        now = self.clock()
+        for token in [t for t, s in self._sessions.items() if now - s.last_seen > self.idle]:
+            del self._sessions[token]
+        token = base64.b64encode(str(uuid.uuid4()).encode()).decode()
+        session = self._sessions[token] = Session(token, user, now)
+        return session
+
+    def find(self, token: str) -> Session | None:
+        """The live session of `token`, refreshed; None if unknown or expired."""
+        session = self._sessions.get(token)
+        if session is None:
+            return None
+        now = self.clock()
+        if now - session.last_seen > self.idle:
+            del self._sessions[token]
+            return None
+        session.last_seen = now
+        return session
+
+    def logoff(self, token: str) -> None:
+        self._sessions.pop(token, None)
+
+    def add_task(
+        self,
+        session: Session,
+        operation: str,
+        operation_name: str = "",
+        result: tuple[bool, str] | None = None,
+    ) -> TaskRecord:
+        """A new task of `session` (`task-N`, numbered across the gateway)."""
+        task = TaskRecord(f"task-{next(self._task_ids)}", operation, operation_name, result)
+        session.tasks[task.task_id] = task
+        while len(session.tasks) > MAX_TASKS:
+            session.tasks.popitem(last=False)
+        return task

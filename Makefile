@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint gen check-gen ci bench-rough bench-rest clean
+.PHONY: install run test lint gen check-gen ci bench bench-full bench-rest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,11 @@ check-gen: gen
 
 ci: test lint check-gen
 
-bench-rough: install
-	$(BIN)/python scripts/rough_bench.py
+bench: install
+	$(BIN)/python bench/run.py --short
+
+bench-full: install
+	$(BIN)/python bench/run.py
 
 bench-rest: install
 	$(BIN)/python scripts/rest_bench.py

@@ -1,4 +1,4 @@
-"""`jobctl`: the command line (serve; more commands come with the gateway and bench)."""
+"""`jobctl`: the command line (serve, gateway, bench)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway import config as gateway_config
 from gateway import server as gateway_server
 from service import logs
 from service.config import ENV_PREFIX, Settings, from_env
+from service.loadgen import config as bench_config
 from service.server import serve
 
 _HELP = {
@@ -23,7 +24,7 @@ _HELP = {
     "reaper_interval": "seconds between deletion-reaper passes when idle",
     "purge_chunk": "rows purged per reaper transaction",
     "max_batch": "most write requests committed in one transaction (group commit)",
-    "read_pool_size": "read connections beside the single writer",
+    "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
 }
@@ -62,12 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the REST gateway in front of any jobcontrol gRPC server.",
     )
     gateway_server.add_arguments(gateway_cmd)
+    bench_cmd = commands.add_parser(
+        "bench",
+        help="load-test a jobcontrol server (gRPC or REST)",
+        description="Drive a jobcontrol server with an operation mix, closed loop (N in "
+        "flight) or open loop (fixed arrival rate), bounded by time and count, and report "
+        "throughput and p50/p90/p99/max latency per operation (table; JSON with --json). "
+        "Targets 127.0.0.1 unless an address is given.",
+    )
+    bench_config.add_arguments(bench_cmd)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jobctl` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        from service.loadgen import bench
+
+        return bench.main(args)
     options = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "gateway":
         gateway_server.run(gateway_config.from_env(**options))
@@ -81,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.install()
         except ImportError:  # pragma: no cover - uvloop is optional off Linux
             pass
+        # the storage writer thread runs Python between its statements: hand the GIL
+        # back to the event loop sooner than the default 5 ms so reads keep their tail
+        sys.setswitchinterval(0.001)
         asyncio.run(serve(settings))
     return 0
 

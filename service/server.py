@@ -29,7 +29,7 @@ from service.rpc.interceptors import RequestIdInterceptor
 from service.rpc.jobs import JobServicer
 from service.rpc.operations import OperationsServicer
 from service.rpc.operator import OperatorServicer
-from service.storage.database import SqlStore
+from service.storage.database import SqliteStore, SqlStore, open_store
 
 log = logging.getLogger("jobcontrol.server")
 SERVICE_NAMES = (
@@ -47,7 +47,7 @@ class RunningServer:
     server: grpc.aio.Server
     address: str
     core: Core
-    store: SqlStore
+    store: SqliteStore | SqlStore
     health: health.aio.HealthServicer
 
     async def stop(self, grace: float) -> None:
@@ -62,7 +62,7 @@ class RunningServer:
 
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
-    store = SqlStore(settings.database_url, settings.read_pool_size, settings.max_batch)
+    store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)
     await store.open()
     core = build_core(
         store,

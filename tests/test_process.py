@@ -16,7 +16,7 @@ import grpc
 import httpx
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from jobcontrol.v1 import (
     job_service_pb2,
@@ -187,6 +187,57 @@ async def test_c20_acknowledged_deletion_finishes_after_kill9(process: ServerPro
             grpc.StatusCode.NOT_FOUND,
             "JOB_NOT_FOUND",
         )
+    assert await process.terminate() == 0
+
+
+async def test_acknowledged_writes_survive_kill9_under_concurrent_load(
+    process: ServerProcess,
+) -> None:
+    """Group commit: with 32 writers updating their own jobs as fast as they can, kill -9
+    lands mid-batch; after restart every job holds its last acknowledged update or a
+    later one that was in flight, never an older one."""
+    address = await process.start()
+    acked: dict[str, int] = {}
+    mask = field_mask_pb2.FieldMask(paths=["display_name"])
+    async with grpc.aio.insecure_channel(address) as channel:
+        jobs = job_service_pb2_grpc.JobServiceStub(channel)
+        batch = resources_pb2.Collection(profile=resources_pb2.BATCH)
+        await jobs.CreateCollection(
+            job_service_pb2.CreateCollectionRequest(collection_id="k", collection=batch)
+        )
+        spec = resources_pb2.BatchSpec(pool_info=resources_pb2.PoolInfo(pool_id="p"))
+        for w in range(32):
+            job = resources_pb2.Job(batch=spec)
+            await jobs.CreateJob(
+                job_service_pb2.CreateJobRequest(parent="collections/k", job_id=f"w{w}", job=job)
+            )
+
+        async def writer(w: int) -> None:
+            name = f"collections/k/jobs/w{w}"
+            for n in range(1, 100_000):
+                job = resources_pb2.Job(name=name, display_name=f"v{n}")
+                try:
+                    await jobs.UpdateJob(
+                        job_service_pb2.UpdateJobRequest(job=job, update_mask=mask)
+                    )
+                except grpc.aio.AioRpcError:
+                    return
+                acked[name] = n
+
+        writers = [asyncio.create_task(writer(w)) for w in range(32)]
+        for _ in range(200):  # until a few hundred writes are acknowledged (bounded)
+            await asyncio.sleep(0.05)
+            if sum(acked.values()) > 500:
+                break
+        await process.kill9()
+        await asyncio.wait_for(asyncio.gather(*writers, return_exceptions=True), 30)
+    assert sum(acked.values()) > 0
+    address = await process.start()
+    async with grpc.aio.insecure_channel(address) as channel:
+        jobs = job_service_pb2_grpc.JobServiceStub(channel)
+        for name, n in acked.items():
+            stored = await jobs.GetJob(job_service_pb2.GetJobRequest(name=name))
+            assert int(stored.display_name[1:]) >= n, (name, stored.display_name, n)
     assert await process.terminate() == 0
 
 

@@ -14,13 +14,15 @@ from sqlalchemy import text
 from service.core.errors import DomainError, Reason
 from service.core.model import Collection, Profile
 from service.core.ports import Tx
-from service.storage.database import SqlStore
+from service.storage.database import SqliteStore, SqlStore
 from service.storage.schema import metadata
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
-    s = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", read_pool_size=2)
+@pytest.fixture(params=[SqliteStore, SqlStore])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
+    """Both stores: the SQLite one (the default) and the asyncio-engine one (PostgreSQL's,
+    here over aiosqlite)."""
+    s = request.param(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", read_pool_size=2)
     await s.open()
     try:
         yield s

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import grpc
+import orjson
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2, descriptor, empty_pb2, json_format, timestamp_pb2
 from google.protobuf.message import Message
@@ -140,11 +142,22 @@ def job_to_proto(job: model.Job) -> resources_pb2.Job:
         delete_operation=job.delete_operation or "",
     )
     spec_key = PROFILES[job.profile].spec_key
-    # Stored documents may hold fields a rolled-back binary does not know: skip them.
-    json_format.ParseDict(job.spec, getattr(msg, spec_key), ignore_unknown_fields=True)
+    spec = getattr(msg, spec_key)
+    spec.MergeFromString(_document(spec_key, orjson.dumps(job.spec)))
     if job.status:
-        json_format.ParseDict(job.status, msg.status, ignore_unknown_fields=True)
+        msg.status.MergeFromString(_document("status", orjson.dumps(job.status)))
     return msg
+
+
+@functools.lru_cache(maxsize=8192)
+def _document(field: str, text: bytes) -> bytes:
+    """A stored JSON document as its message's wire form. json_format is slow and jobs of
+        a collection tend to share documents, so conversions are cached by their text (`field`:
+    the Job field the document fills). Stored
+        documents may hold fields a rolled-back binary does not know: they are skipped."""
+    message: Message = getattr(resources_pb2.Job(), field)
+    json_format.Parse(text, message, ignore_unknown_fields=True)
+    return message.SerializeToString()
 
 
 def collection_from_proto(c: resources_pb2.Collection) -> model.Collection:

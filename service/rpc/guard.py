@@ -18,10 +18,14 @@ Handler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[R]]
 
 
 def guarded(fn: Handler[R]) -> Handler[R]:
-    """Translate DomainError (and, as INTERNAL_ERROR, anything unexpected) once."""
+    """Translate DomainError (and, as INTERNAL_ERROR, anything unexpected) once; a call
+    whose deadline has passed before it starts does no work (DEADLINE_EXCEEDED)."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> R:
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline has passed")
         try:
             return await fn(self, request, context)
         except DomainError as exc:

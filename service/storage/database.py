@@ -1,23 +1,34 @@
-"""The SQL store: concurrent readers and one writer that group-commits queued requests."""
+"""The SQL stores: concurrent readers and one writer that group-commits queued requests.
+
+`SqliteStore` (the embedded default) runs SQLAlchemy Core statements on synchronous
+connections: a read runs at once on the event loop (a primary-key read takes microseconds;
+an await per statement through a driver thread would cost far more), and the writer is one
+thread that runs a whole batch — every request in its SAVEPOINT, one COMMIT and one fsync —
+per hop. `SqlStore` is the same design over SQLAlchemy's asyncio engines, for PostgreSQL.
+Both run the same `SqlTx`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import event, make_url
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from service.core.errors import DomainError, Reason
 from service.core.ports import Tx
 from service.storage.migrate import upgrade
-from service.storage.repository import SqlTx
+from service.storage.repository import SqliteTx, SqlTx
 
 T = TypeVar("T")
 log = logging.getLogger("jobcontrol.storage")
@@ -31,19 +42,20 @@ def translate_errors() -> Iterator[None]:
         yield
     except DomainError:
         raise
-    except (OperationalError, DBAPIError) as exc:
+    except (OperationalError, DBAPIError, sqlite3.OperationalError) as exc:
         log.error("storage unavailable: %s", exc)
         raise DomainError(Reason.STORAGE_UNAVAILABLE, "storage is unavailable; retry") from exc
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, sqlite3.Error) as exc:
         log.exception("storage error")
         raise DomainError(Reason.INTERNAL_ERROR, "internal storage error") from exc
 
 
-def _sqlite_setup(engine: AsyncEngine, *, writer: bool) -> None:
+def _sqlite_setup(engine: AsyncEngine | Engine, *, writer: bool, begin: bool = True) -> None:
     """WAL, synchronous=FULL, foreign keys, busy timeout; BEGIN issued by us so that
     SAVEPOINTs work (pysqlite's implicit transactions do not nest)."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(sync_engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
@@ -58,9 +70,26 @@ def _sqlite_setup(engine: AsyncEngine, *, writer: bool) -> None:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+    if begin:
+
+        @event.listens_for(sync_engine, "begin")
+        def _begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+
+async def next_batch(
+    queue: asyncio.Queue[_Item | None], max_batch: int
+) -> tuple[list[_Item], bool]:
+    """Wait for one queued write, then take whatever else has queued (up to `max_batch`);
+    and whether the stop marker (None) was reached."""
+    batch: list[_Item] = []
+    item = await queue.get()
+    while item is not None:
+        batch.append(item)
+        if len(batch) >= max_batch or queue.empty():
+            return batch, False
+        item = queue.get_nowait()
+    return batch, True
 
 
 class SqlStore:
@@ -125,18 +154,9 @@ class SqlStore:
         assert self._write_engine is not None
         async with self._connection() as conn:
             while True:
-                first = await self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < self.max_batch and not self._queue.empty():
-                    item = self._queue.get_nowait()
-                    if item is None:
-                        stop = True
-                        break
-                    batch.append(item)
-                await self._commit(conn, batch)
+                batch, stop = await next_batch(self._queue, self.max_batch)
+                if batch:
+                    await self._commit(conn, batch)
                 if stop:
                     return
 
@@ -179,3 +199,181 @@ class SqlStore:
             return False, exc
         await savepoint.commit()
         return True, value
+
+
+class SyncConnection:
+    """An AsyncConnection-shaped face on a synchronous Connection, for `SqlTx`: its
+    coroutines finish without ever suspending."""
+
+    def __init__(self, sync: Connection) -> None:
+        self.sync = sync
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self.sync.execute(statement, parameters)
+
+    async def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(self.sync, *args)
+
+
+def drive(awaitable: Awaitable[T]) -> T:
+    """Run a storage coroutine to completion here and now (it awaits only
+    `SyncConnection`, which never suspends)."""
+    coroutine = cast(Coroutine[Any, Any, T], awaitable)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coroutine.close()
+    raise RuntimeError("a storage function awaited something other than storage")
+
+
+class SqliteStore:
+    """`service.core.ports.Store` over SQLite: reads on the event loop, one writer thread
+    with group commit (see the module docstring)."""
+
+    def __init__(self, url: str, read_pool_size: int = 1, max_batch: int = 256) -> None:
+        self.url: URL = make_url(url)
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._engines: list[Engine] = []
+        self._reader: Connection | None = None
+        self._writer: Connection | None = None
+
+    def _engine(self, writer: bool) -> Engine:
+        engine = create_engine(self.url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
+        # transactions are begun on the driver (see read and _commit)
+        _sqlite_setup(engine, writer=writer, begin=False)
+        self._engines.append(engine)
+        return engine
+
+    async def open(self) -> None:
+        """Connect, apply migrations (on the writer), start the writer."""
+        if self.url.database and self.url.database != ":memory:":
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        with translate_errors():
+            await loop.run_in_executor(self._thread, self._open_writer)
+            self._reader = self._engine(writer=False).connect()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="writer")
+
+    def _open_writer(self) -> None:
+        self._writer = conn = self._engine(writer=True).connect()
+        dbapi = conn.connection.driver_connection
+        assert isinstance(dbapi, sqlite3.Connection)
+        dbapi.execute("BEGIN IMMEDIATE")
+        try:
+            upgrade(conn)
+        except BaseException:
+            self._finish(conn, dbapi, commit=False)
+            raise
+        self._finish(conn, dbapi, commit=True)
+
+    async def close(self) -> None:
+        """Finish queued writes, stop the writer, close the connections."""
+        if self._writer_task is not None:
+            await self._queue.put(None)
+            await self._writer_task
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
+        self._thread.shutdown()
+        if self._reader is not None:
+            self._reader.close()
+        for engine in self._engines:
+            engine.dispose()
+
+    @staticmethod
+    def _tx(conn: Connection) -> SqliteTx:
+        dbapi = conn.connection.driver_connection
+        assert isinstance(dbapi, sqlite3.Connection)
+        return SqliteTx(SyncConnection(conn), dbapi)
+
+    async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` in a read transaction (one snapshot), at once, on the loop's
+        connection; BEGIN and ROLLBACK go straight to the driver."""
+        assert self._reader is not None, "store not open"
+        reader = self._reader
+        dbapi = reader.connection.driver_connection
+        assert isinstance(dbapi, sqlite3.Connection)
+        with translate_errors():
+            dbapi.execute("BEGIN")
+            try:
+                return drive(fn(self._tx(reader)))
+            finally:
+                self._finish(reader, dbapi, commit=False)
+
+    async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Queue `fn` for the writer; resolves after its transaction has committed."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((fn, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch, stop = await next_batch(self._queue, self.max_batch)
+            if not batch:
+                return
+            outcomes = await loop.run_in_executor(
+                self._thread, self._commit, [fn for fn, _ in batch]
+            )
+            for index, (_fn, future) in enumerate(batch):
+                if future.done():
+                    continue
+                if isinstance(outcomes, DomainError):
+                    future.set_exception(outcomes)
+                elif outcomes[index][0]:
+                    future.set_result(outcomes[index][1])
+                else:
+                    future.set_exception(outcomes[index][1])
+            if stop:
+                return
+
+    def _commit(
+        self, fns: list[Callable[[Tx], Awaitable[Any]]]
+    ) -> list[tuple[bool, Any]] | DomainError:
+        """On the writer thread: the batch in one transaction, each request in its
+        SAVEPOINT; a failed COMMIT fails them all (nothing was written). Transaction
+        control goes straight to the driver (see `_finish`)."""
+        assert self._writer is not None
+        conn = self._writer
+        dbapi = conn.connection.driver_connection
+        assert isinstance(dbapi, sqlite3.Connection)
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with translate_errors():
+                dbapi.execute("BEGIN IMMEDIATE")
+                for fn in fns:
+                    dbapi.execute("SAVEPOINT item")
+                    try:
+                        with translate_errors():
+                            value = drive(fn(self._tx(conn)))
+                    except Exception as exc:
+                        dbapi.execute("ROLLBACK TO item")
+                        outcomes.append((False, exc))
+                    else:
+                        outcomes.append((True, value))
+                    dbapi.execute("RELEASE item")
+                self._finish(conn, dbapi, commit=True)
+        except DomainError as exc:
+            with contextlib.suppress(Exception):
+                self._finish(conn, dbapi, commit=False)
+            return exc
+        return outcomes
+
+    @staticmethod
+    def _finish(conn: Connection, dbapi: sqlite3.Connection, commit: bool) -> None:
+        """End the driver's transaction, and SQLAlchemy's if a statement made it
+        autobegin (its engines issue no BEGIN of their own here)."""
+        if conn.in_transaction():
+            conn.commit() if commit else conn.rollback()
+        if dbapi.in_transaction:
+            dbapi.execute("COMMIT" if commit else "ROLLBACK")
+
+
+def open_store(url: str, read_pool_size: int = 4, max_batch: int = 256) -> SqliteStore | SqlStore:
+    """The store for a database URL: `SqliteStore` for SQLite, `SqlStore` otherwise."""
+    if make_url(url).get_backend_name() == "sqlite":
+        return SqliteStore(url, read_pool_size, max_batch)
+    return SqlStore(url, read_pool_size, max_batch)

@@ -1,11 +1,14 @@
-"""The core's `Tx` over one SQLAlchemy AsyncConnection, with Core statements only."""
+"""The core's `Tx` over one connection inside a transaction, with Core statements only."""
 
 from __future__ import annotations
 
-from typing import Any
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar
 
-from sqlalchemy import and_, delete, func, insert, not_, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+import orjson
+from sqlalchemy import JSON, Table, and_, delete, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from service.core import filters
@@ -61,10 +64,21 @@ def compile_filter(node: filters.Node, columns: dict[str, Any]) -> ColumnElement
     return _OPS[node.op](column, value)  # type: ignore[no-any-return]
 
 
+R = TypeVar("R")
+
+
+class Connection(Protocol):
+    """What SqlTx needs of a connection: SQLAlchemy's AsyncConnection, or the
+    never-suspending face of a synchronous one (database.SyncConnection)."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+    async def run_sync(self, fn: Callable[..., R], *args: Any) -> R: ...
+
+
 class SqlTx:
     """Implements `service.core.ports.Tx` on a connection inside a transaction."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def _one(self, stmt: Any) -> Any:
@@ -292,3 +306,98 @@ class SqlTx:
     async def expire_replies(self, before: int) -> int:
         result = await self.conn.execute(delete(replies).where(replies.c.create_time < before))
         return result.rowcount or 0
+
+
+# --- SQLite: the hot statements as prepared SQL on the DBAPI connection ----------------
+
+_JSON = frozenset(c.name for t in (jobs, collections, operations) for c in t.c
+                  if isinstance(c.type, JSON))  # fmt: skip
+
+
+def _shape(table: Table) -> tuple[list[str], list[int], Any]:
+    """Column names, positions of the JSON columns, a row type with attribute access."""
+    names = [c.name for c in table.c]
+    return names, [i for i, n in enumerate(names) if n in _JSON], namedtuple(table.name, names)
+
+
+_JOB_COLUMNS_ALL, _JOB_JSON_AT, JobRow = _shape(jobs)
+_COLL_COLUMNS, _COLL_JSON_AT, CollectionRow = _shape(collections)
+_SELECT_JOB = (
+    f"SELECT {', '.join(_JOB_COLUMNS_ALL)} FROM jobs WHERE collection_id = ? AND job_key = ?"
+)
+_SELECT_COLLECTION = f"SELECT {', '.join(_COLL_COLUMNS)} FROM collections WHERE collection_id = ?"
+
+
+def _decoded(found: tuple[Any, ...], json_at: list[int], row_type: Any) -> Any:
+    values = list(found)
+    for i in json_at:
+        if values[i] is not None:
+            values[i] = orjson.loads(values[i])
+    return row_type._make(values)
+
+
+def _params(values: dict[str, Any]) -> list[Any]:
+    """Values as SQLAlchemy's types would bind them (JSON as text, None as 'null')."""
+    return [orjson.dumps(v).decode() if k in _JSON else v for k, v in values.items()]
+
+
+class SqliteTx(SqlTx):
+    """`SqlTx` on a synchronous SQLite connection, with the statements every request runs
+    (get, update and delete of one job) as fixed SQL on the DBAPI connection: SQLAlchemy's
+    per-statement compilation and result processing cost more than the query itself. The
+    SQL is derived from schema.py, and JSON columns are encoded as SQLAlchemy's JSON type
+    does (text)."""
+
+    _statements: ClassVar[dict[tuple[str, ...], str]] = {}
+
+    def __init__(self, conn: Connection, dbapi: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self.dbapi = dbapi
+
+    def _sql(self, key: tuple[str, ...], build: Callable[[], str]) -> str:
+        sql = self._statements.get(key)
+        if sql is None:
+            sql = self._statements[key] = build()
+        return sql
+
+    async def get_collection(self, collection_id: str) -> Collection | None:
+        found = self.dbapi.execute(_SELECT_COLLECTION, (collection_id,)).fetchone()
+        return (
+            None
+            if found is None
+            else rows.collection(_decoded(found, _COLL_JSON_AT, CollectionRow))
+        )
+
+    async def get_job(self, collection_id: str, key: str) -> Job | None:
+        found = self.dbapi.execute(_SELECT_JOB, (collection_id, key)).fetchone()
+        return None if found is None else rows.job(_decoded(found, _JOB_JSON_AT, JobRow))
+
+    async def update_job(self, job: Job, job_type: str | None) -> None:
+        values = rows.job_values(job, job_type)
+        keys = ("update jobs", *values)
+        sql = self._sql(keys, lambda: f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} "
+                        "WHERE pk = ?")  # fmt: skip
+        self.dbapi.execute(sql, [*_params(values), job.pk])
+
+    async def insert_operation(self, op: Operation) -> None:
+        values = rows.operation_values(op)
+        keys = ("insert operations", *values)
+        sql = self._sql(keys, lambda: f"INSERT INTO operations ({', '.join(values)}) "
+                        f"VALUES ({', '.join('?' * len(values))})")  # fmt: skip
+        self.dbapi.execute(sql, _params(values))
+
+    async def delete_job(self, job_pk: int) -> None:
+        self.dbapi.execute("DELETE FROM jobs WHERE pk = ?", (job_pk,))
+
+    async def purge_children(self, job_pk: int, limit: int) -> int:
+        purged = 0
+        for table in ("tasks", "history"):
+            if purged >= limit:
+                break
+            cursor = self.dbapi.execute(
+                f"DELETE FROM {table} WHERE pk IN "  # table names are ours, not input
+                f"(SELECT pk FROM {table} WHERE job_pk = ? LIMIT ?)",
+                (job_pk, limit - purged),
+            )
+            purged += max(cursor.rowcount, 0)
+        return purged

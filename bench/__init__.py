@@ -1,0 +1,1 @@
+"""Benchmark scenarios (run.py); not part of the installed package."""

@@ -1566,34 +1566,27 @@ async def test_nas_and_agent_actions_give_finished_tasks_and_change_the_job(
     assert (await get_job(clients, job.name)).backup.schedule_enabled is False
 
 
+@pytest.mark.parametrize(
+    ("route", "others"),
+    [("nas", (Backup.BACKUP, Backup.AGENT)), ("agents", (Backup.BACKUP, Backup.NAS))],
+)
 @as_json_param
-async def test_generic_or_agent_id_on_the_nas_route_is_404(
-    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
+async def test_nas_and_agents_routes_serve_only_their_own_jobs(
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
+    route: str,
+    others: tuple[Any, Any],
 ) -> None:
-    """NAS jobs: GET /api/nas/jobs/<id> (?format=Entity): a generic or agent id there -> 404."""
-    job = await seed(clients)
-    agent = await seed(clients, Backup.AGENT)
+    """NAS jobs / agents: GET /api/nas/jobs/<id> and /api/agents/jobs/<id> (?format=Entity)
+    -> 404 for a job of another kind (generic, agent or NAS) or an unknown id."""
+    ids = [jid(await seed(clients, kind)) for kind in others]
     sid = await logon(vhttp)
     h = auth(sid, as_json)
-    for i in (jid(job), jid(agent), str(uuid.uuid4())):
-        error(await vhttp.get(f"/api/nas/jobs/{i}", headers=h), 404, as_json)
-        r = await vhttp.get(f"/api/nas/jobs/{i}", params={"format": "Entity"}, headers=h)
-        error(r, 404, as_json)
-
-
-@as_json_param
-async def test_generic_or_nas_id_on_the_agents_route_is_404(
-    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
-) -> None:
-    """Agents: GET /api/agents/jobs/<id> serves agent jobs only (like the NAS rule "a generic
-    or agent id there -> 404" and "GET /api/jobs/<id> of a NAS or AGENT job -> 404")."""
-    job = await seed(clients)
-    nas = await seed(clients, Backup.NAS)
-    sid = await logon(vhttp)
-    h = auth(sid, as_json)
-    for i in (jid(job), jid(nas), str(uuid.uuid4())):
-        error(await vhttp.get(f"/api/agents/jobs/{i}", headers=h), 404, as_json)
-        r = await vhttp.get(f"/api/agents/jobs/{i}", params={"format": "Entity"}, headers=h)
+    for i in (*ids, str(uuid.uuid4())):
+        error(await vhttp.get(f"/api/{route}/jobs/{i}", headers=h), 404, as_json)
+        r = await vhttp.get(f"/api/{route}/jobs/{i}", params={"format": "Entity"}, headers=h)
         error(r, 404, as_json)
 
 

@@ -32,15 +32,15 @@ JOB_TYPES = {B.BACKUP: "Backup", B.REPLICA: "Replica", B.BACKUP_COPY: "BackupCop
              B.NAS: "NasBackup", B.AGENT: "AgentBackup"}  # fmt: skip
 PLATFORMS = {B.VMWARE: "VMware", B.VCLOUD: "vCloud", B.HYPERV: "HyperV", B.WINDOWS: "Windows",
              B.LINUX: "Linux", B.FILE_SHARE: "FileShare"}  # fmt: skip
-# action (lower case) -> (JobService method, Task Operation, Result message, Link Rel)
+# action (lower case) -> (its query/path spelling, JobService method, Task Operation,
+# Result message, Link Rel); the toggle's method depends on the job
 ACTIONS = {
-    "start": ("StartJob", "StartJob", "The job has been started.", "Start"),
-    "stop": ("StopJob", "StopJob", "The job has been stopped.", "Stop"),
-    "retry": ("RetryJob", "RetryJob", "The job has been retried.", "Retry"),
-    "togglescheduleenabled": ("", "ToggleScheduleEnabled", "", "ToggleScheduleEnabled"),
-}
-ACTION_PARAM = {"start": "start", "stop": "stop", "retry": "retry",
-                "togglescheduleenabled": "toggleScheduleEnabled"}  # fmt: skip
+    "start": ("start", "StartJob", "StartJob", "The job has been started.", "Start"),
+    "stop": ("stop", "StopJob", "StopJob", "The job has been stopped.", "Stop"),
+    "retry": ("retry", "RetryJob", "RetryJob", "The job has been retried.", "Retry"),
+    "togglescheduleenabled": ("toggleScheduleEnabled", "", "ToggleScheduleEnabled", "",
+                              "ToggleScheduleEnabled"),
+}  # fmt: skip
 # HTTP status by ErrorInfo reason where Enterprise Manager differs from the standard table
 BY_REASON = {
     "COLLECTION_NOT_FOUND": 404,
@@ -236,8 +236,8 @@ class VeeamDialect(Dialect):
         node = Node(kind.entity, {"Href": f"{href}?format=Entity", "Type": kind.entity,
                                   "Name": name, "UID": uid})  # fmt: skip
         rows = [{"Href": href, "Name": name, "Type": kind.reference, "Rel": "Alternate"}]
-        for key, (_, _, _, rel) in ACTIONS.items():
-            action = kind.action_href(base, job_id, ACTION_PARAM[key])
+        for param, _, _, _, rel in ACTIONS.values():
+            action = kind.action_href(base, job_id, param)
             rows.append({"Href": action, "Type": "Task", "Rel": rel})
         node.children.append(links(*rows))
         spec = job.backup
@@ -381,7 +381,7 @@ class VeeamDialect(Dialect):
                         "INVALID_ACTION",
                         "action must be start, stop, retry or toggleScheduleEnabled.",
                     )
-            method, operation, message, _ = ACTIONS[action.lower()]
+            _, method, operation, message, _ = ACTIONS[action.lower()]
             job = await self._job(ex, kind)
             request: Any
             if not method:  # the toggle: from what the job is now, guarded by its etag

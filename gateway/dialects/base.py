@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+import grpc
 import orjson
 from google.protobuf.message import Message
 
@@ -18,6 +20,7 @@ from gateway import conditional, templates
 from gateway.errors import (
     GatewayError,
     bad_request,
+    gateway_error,
     internal_error,
     method_not_allowed,
     not_found,
@@ -43,6 +46,19 @@ class Exchange:
     # None while routing (and for 404 / 405)
     route: Route | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    # when the request arrived (time.monotonic), for deadlines counted from arrival
+    received: float = field(default_factory=time.monotonic)
+
+    def remaining(self, timeout: float | None) -> float | None:
+        """What is left of a request timeout counted from arrival; a timeout that has
+        already run out is DEADLINE_EXCEEDED here, without calling upstream."""
+        if timeout is None:
+            return None
+        left = timeout - (time.monotonic() - self.received)
+        if left <= 0:
+            raise gateway_error(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED",
+                                "the request timeout ran out before the call")  # fmt: skip
+        return left
 
     async def body(self) -> bytes:
         """The request body under the dialect's size limit (413 past it)."""

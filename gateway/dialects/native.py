@@ -62,7 +62,7 @@ class NativeDialect(Dialect):
             request,
             binding.output_type,
             metadata=exchange.metadata(),
-            deadline=transcode.parse_timeout(exchange.request.headers),
+            deadline=exchange.remaining(transcode.parse_timeout(exchange.request.headers)),
         )
         if binding.response_body:
             reply = getattr(reply, binding.response_body)

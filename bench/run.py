@@ -25,9 +25,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.loadgen import population, served
-from service.loadgen.bench import build_parser, execute
-from service.loadgen.config import from_args
+from jobcontrol.service.loadgen import population, served
+from jobcontrol.service.loadgen.bench import build_parser, execute
+from jobcontrol.service.loadgen.config import from_args
 
 ROOT = Path(__file__).resolve().parent
 

@@ -1,7 +1,7 @@
-"""`python -m gateway`."""
+"""`python -m jobcontrol.gateway`."""
 
 import sys
 
-from gateway.server import main
+from jobcontrol.gateway.server import main
 
 sys.exit(main())

@@ -9,18 +9,18 @@ import orjson
 from google.longrunning import operations_pb2
 from grpc_health.v1 import health_pb2
 
-from gateway import openapi
-from gateway.config import GatewaySettings
-from gateway.dialects.base import Dialect
-from gateway.dialects.batch import BatchDialect, parse_accounts
-from gateway.dialects.importexport import ImportExportDialect
-from gateway.dialects.native import NativeDialect
-from gateway.dialects.scheduler import SchedulerDialect
-from gateway.dialects.veeam import VeeamDialect
-from gateway.dialects.veeam_sessions import parse_users
-from gateway.errors import GatewayError
-from gateway.http import Receive, Request, Response, Scope, Send
-from gateway.upstream import Upstream
+from jobcontrol.gateway import openapi
+from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.batch import BatchDialect, parse_accounts
+from jobcontrol.gateway.dialects.importexport import ImportExportDialect
+from jobcontrol.gateway.dialects.native import NativeDialect
+from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
+from jobcontrol.gateway.dialects.veeam import VeeamDialect
+from jobcontrol.gateway.dialects.veeam_sessions import parse_users
+from jobcontrol.gateway.errors import GatewayError
+from jobcontrol.gateway.http import Receive, Request, Response, Scope, Send
+from jobcontrol.gateway.upstream import Upstream
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     job_service_pb2,

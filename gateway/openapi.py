@@ -11,7 +11,7 @@ from typing import Any
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor
 
-from gateway.transcode import Binding, _repeated
+from jobcontrol.gateway.transcode import Binding, _repeated
 
 _SCALARS: dict[int, dict[str, Any]] = {
     descriptor.FieldDescriptor.TYPE_DOUBLE: {"type": "number", "format": "double"},

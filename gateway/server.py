@@ -7,8 +7,8 @@ import sys
 
 import uvicorn
 
-from gateway.app import create_app
-from gateway.config import ENV_PREFIX, GatewaySettings, from_env, split_address
+from jobcontrol.gateway.app import create_app
+from jobcontrol.gateway.config import ENV_PREFIX, GatewaySettings, from_env, split_address
 
 
 def run(settings: GatewaySettings) -> None:
@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gateway`: the gateway alone, in front of any jobcontrol gRPC server."""
+    """`python -m jobcontrol.gateway`: the gateway alone, in front of any jobcontrol gRPC server."""
     parser = argparse.ArgumentParser(prog="jobctl gateway", description=run.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -10,8 +10,8 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
 
-from gateway import templates
-from gateway.errors import bad_request
+from jobcontrol.gateway import templates
+from jobcontrol.gateway.errors import bad_request
 
 _WKT_SCALARS = frozenset(
     {

@@ -8,7 +8,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from gateway.errors import from_rpc_error
+from jobcontrol.gateway.errors import from_rpc_error
 
 
 class Upstream:

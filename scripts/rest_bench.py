@@ -166,7 +166,7 @@ def jobctl_command() -> list[str]:
     script = Path(sys.executable).parent / "jobctl"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "service.cli"]
+    return [sys.executable, "-m", "jobcontrol.service.cli"]
 
 
 async def start_service(tmp: Path) -> Service:

@@ -7,12 +7,12 @@ import asyncio
 import dataclasses
 import sys
 
-from gateway import config as gateway_config
-from gateway import server as gateway_server
-from service import logs
-from service.config import ENV_PREFIX, Settings, from_env
-from service.loadgen import config as bench_config
-from service.server import serve
+from jobcontrol.gateway import config as gateway_config
+from jobcontrol.gateway import server as gateway_server
+from jobcontrol.service import logs
+from jobcontrol.service.config import ENV_PREFIX, Settings, from_env
+from jobcontrol.service.loadgen import config as bench_config
+from jobcontrol.service.server import serve
 
 _HELP = {
     "grpc_address": "HOST:PORT the gRPC server listens on (port 0: any free port)",
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jobctl` console script."""
     args = build_parser().parse_args(argv)
     if args.command == "bench":
-        from service.loadgen import bench
+        from jobcontrol.service.loadgen import bench
 
         return bench.main(args)
     options = {k: v for k, v in vars(args).items() if k != "command"}

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from service.rpc.context import request_id
+from jobcontrol.service.rpc.context import request_id
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 

@@ -14,6 +14,14 @@ from google.longrunning import operations_grpc_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from jobcontrol.service.config import Settings
+from jobcontrol.service.core.service import Core, build_core
+from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
+from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
+from jobcontrol.service.rpc.jobs import JobServicer
+from jobcontrol.service.rpc.operations import OperationsServicer
+from jobcontrol.service.rpc.operator import OperatorServicer
+from jobcontrol.service.storage.database import SqliteStore, SqlStore, open_store
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     diagnostics_service_pb2_grpc,
@@ -22,16 +30,10 @@ from jobcontrol.v1 import (
     operator_service_pb2,
     operator_service_pb2_grpc,
 )
-from service.config import Settings
-from service.core.service import Core, build_core
-from service.rpc.diagnostics import DiagnosticsServicer
-from service.rpc.interceptors import RequestIdInterceptor
-from service.rpc.jobs import JobServicer
-from service.rpc.operations import OperationsServicer
-from service.rpc.operator import OperatorServicer
-from service.storage.database import SqliteStore, SqlStore, open_store
 
 log = logging.getLogger("jobcontrol.server")
+# the module `jobctl serve` runs its gateway process as (`python -m ...`)
+GATEWAY_MODULE = "jobcontrol.gateway"
 SERVICE_NAMES = (
     job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     operator_service_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
@@ -104,7 +106,7 @@ async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subproc
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "gateway",
+        GATEWAY_MODULE,
         "--grpc-target",
         grpc_target,
         "--http-address",

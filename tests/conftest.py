@@ -16,8 +16,10 @@ import pytest
 import uvicorn
 from google.longrunning import operations_pb2_grpc
 
-from gateway.app import GatewayApp, create_app
-from gateway.config import GatewaySettings
+from jobcontrol.gateway.app import GatewayApp, create_app
+from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.service.config import Settings
+from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import (
     diagnostics_service_pb2_grpc,
     job_service_pb2,
@@ -25,8 +27,6 @@ from jobcontrol.v1 import (
     operator_service_pb2_grpc,
     resources_pb2,
 )
-from service.config import Settings
-from service.server import RunningServer, start_server
 
 
 @dataclass

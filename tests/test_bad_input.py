@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 
+from jobcontrol.service.core import pages
 from jobcontrol.v1 import job_service_pb2, resources_pb2
-from service.core import pages
 from tests.conftest import Clients, MakeCollection
 from tests.helpers import expect_error
 

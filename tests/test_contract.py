@@ -10,11 +10,11 @@ from google.api import annotations_pb2, field_behavior_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import descriptor, duration_pb2, empty_pb2
 
+from jobcontrol.service.core.profiles import OUTPUT_ONLY_PATHS, SPEC_OUTPUT_ONLY_PATHS
 from jobcontrol.v1 import diagnostics_service_pb2 as diag
 from jobcontrol.v1 import job_service_pb2 as js
 from jobcontrol.v1 import operator_service_pb2 as ops
 from jobcontrol.v1 import resources_pb2 as res
-from service.core.profiles import OUTPUT_ONLY_PATHS, SPEC_OUTPUT_ONLY_PATHS
 from tests.conftest import Clients
 from tests.helpers import wait_done
 

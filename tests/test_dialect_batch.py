@@ -32,8 +32,8 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 
+from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
-from service.server import RunningServer
 from tests.conftest import Clients, RunningGateway, start_gateway
 
 ACCOUNT = "acct1"
@@ -449,7 +449,9 @@ async def test_account_selects_collection_created_on_first_write(
     """Accounts: account acct1 is collection `batch-acct1` (profile batch), created on the
     first write; reads before it see no jobs."""
     found: list[Any] = [
-        d for d in batch_gateway.app.dialects if type(d).__module__ == "gateway.dialects.batch"
+        d
+        for d in batch_gateway.app.dialects
+        if type(d).__module__ == "jobcontrol.gateway.dialects.batch"
     ]
     assert len(found) == 1, batch_gateway.app.dialects
     assert found[0].collection_id(ACCOUNT) == CID

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from google.protobuf import timestamp_pb2
 
-from gateway.dialects.scheduler import SchedulerDialect
+from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
 from tests.conftest import Clients, RunningGateway, start_gateway
 

@@ -16,10 +16,10 @@ from typing import Any, TypeAlias
 import httpx
 import pytest
 
+from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import operator_service_pb2 as operator_pb
 from jobcontrol.v1 import resources_pb2 as res
-from service.server import RunningServer
 from tests.conftest import Clients, RunningGateway, start_gateway
 from tests.helpers import assert_gone, get_job
 

@@ -6,8 +6,8 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
-from service.core.errors import CODE_OF, Code, DomainError, FieldViolation, Reason
-from service.rpc.errors import DOMAIN, STATUS_OF, to_status
+from jobcontrol.service.core.errors import CODE_OF, Code, DomainError, FieldViolation, Reason
+from jobcontrol.service.rpc.errors import DOMAIN, STATUS_OF, to_status
 
 
 def test_every_reason_has_a_code_and_every_code_a_grpc_status() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from gateway import openapi, templates, transcode
+from jobcontrol.gateway import openapi, templates, transcode
 
 
 def _service() -> descriptor_pb2.FileDescriptorProto:

@@ -9,8 +9,8 @@ import grpc
 import httpx
 import pytest
 
-from gateway.app import SERVICES
-from gateway.errors import HTTP_STATUS
+from jobcontrol.gateway.app import SERVICES
+from jobcontrol.gateway.errors import HTTP_STATUS
 from jobcontrol.v1 import job_service_pb2, resources_pb2
 from tests.conftest import Clients, RunningGateway
 
@@ -285,7 +285,7 @@ async def test_bad_query_parameters_are_400(
 
 def test_query_values_convert_enums_repeated_and_durations() -> None:
     """Query: enums by name or number, repeated scalars, Duration in JSON form."""
-    from gateway.transcode import set_value
+    from jobcontrol.gateway.transcode import set_value
 
     pause = job_service_pb2.PauseJobRequest()
     set_value(pause, "disableTasks", ["WAIT"])

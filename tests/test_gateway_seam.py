@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import importlib.util
 import itertools
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from gateway import conditional as c
-from gateway import templates
+from jobcontrol.gateway import conditional as c
+from jobcontrol.gateway import templates
 
 ROOT = Path(__file__).resolve().parent.parent
 ETAG = "abc"
@@ -125,15 +127,46 @@ def test_templates_support_wildcards_and_verbs() -> None:
         templates.parse("/v1/{bad-field}")
 
 
+def _imports(folder: str) -> list[tuple[str, str]]:
+    """(file, imported module) for every import under a top-level folder."""
+    found = []
+    for path in (ROOT / folder).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found += [(path.name, a.name) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.append((path.name, node.module))
+    return found
+
+
 def test_gateway_never_imports_the_service() -> None:
     """Architecture: gateway/ talks to the server only over gRPC; it imports no service/."""
-    offenders = []
-    for path in (ROOT / "gateway").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "service"]
+    offenders = [
+        f"{name}: {module}"
+        for name, module in _imports("gateway")
+        if module == "jobcontrol.service" or module.startswith("jobcontrol.service.")
+    ]
     assert offenders == []
+
+
+@pytest.mark.parametrize("folder", ["service", "gateway", "tests", "scripts", "bench"])
+def test_code_imports_the_one_jobcontrol_namespace(folder: str) -> None:
+    """Packaging: the folders install as jobcontrol.service and jobcontrol.gateway, so no
+    code imports a top-level `service` or `gateway` module (there is none installed)."""
+    offenders = [
+        f"{name}: {module}"
+        for name, module in _imports(folder)
+        if module.split(".")[0] in ("service", "gateway")
+    ]
+    assert offenders == []
+
+
+def test_distribution_installs_only_the_jobcontrol_package() -> None:
+    """Packaging: the installed distribution's only top-level import package is jobcontrol."""
+    top = importlib.metadata.distribution("jobcontrol").read_text("top_level.txt")
+    if top is not None:  # editable installs may not record it
+        assert top.split() == ["jobcontrol"]
+    assert importlib.util.find_spec("jobcontrol.service.core.engine") is not None
+    assert Path(str(importlib.util.find_spec("jobcontrol.gateway").origin)).resolve() == (
+        ROOT / "gateway" / "__init__.py"
+    )

@@ -11,12 +11,12 @@ import httpx
 import orjson
 import pytest
 
-from gateway import conditional
-from gateway.dialects.base import Codec, Dialect, Exchange
-from gateway.errors import GatewayError
-from gateway.http import Response
+from jobcontrol.gateway import conditional
+from jobcontrol.gateway.dialects.base import Codec, Dialect, Exchange
+from jobcontrol.gateway.errors import GatewayError
+from jobcontrol.gateway.http import Response
+from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2, resources_pb2
-from service.server import RunningServer
 from tests.conftest import start_gateway
 
 GET_JOB = "/jobcontrol.v1.JobService/GetJob"

@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from gateway.dialects.scheduler import SchedulerDialect
+from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
+from jobcontrol.service.cli import build_parser
+from jobcontrol.service.loadgen import targets
+from jobcontrol.service.loadgen.bench import run_bench
+from jobcontrol.service.loadgen.config import UsageError, parse_mix, parse_route
+from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2, resources_pb2
-from service.cli import build_parser
-from service.loadgen import targets
-from service.loadgen.bench import run_bench
-from service.loadgen.config import UsageError, parse_mix, parse_route
-from service.server import RunningServer
 from tests.conftest import Clients, RunningGateway
 
 OP_KEYS = {"count", "throughput", "p50_ms", "p90_ms", "p99_ms", "max_ms", "errors"}

@@ -18,6 +18,8 @@ import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from jobcontrol.service.cli import build_parser
+from jobcontrol.service.config import from_env
 from jobcontrol.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
@@ -25,8 +27,6 @@ from jobcontrol.v1 import (
     operator_service_pb2_grpc,
     resources_pb2,
 )
-from service.cli import build_parser
-from service.config import from_env
 from tests.helpers import expect_error, wait_done
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ class ServerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "service.cli",
+            "jobcontrol.service.cli",
             "serve",
             "--grpc-address",
             "127.0.0.1:0",
@@ -267,7 +267,7 @@ async def test_sigterm_drains_in_flight_calls_then_exits(process: ServerProcess)
 def test_cli_help_names_every_flag_and_its_environment_variable() -> None:
     """`jobctl serve --help` documents each setting with its JOBCONTROL_* variable."""
     out = subprocess.run(
-        [sys.executable, "-m", "service.cli", "serve", "--help"],
+        [sys.executable, "-m", "jobcontrol.service.cli", "serve", "--help"],
         capture_output=True,
         text=True,
         check=True,

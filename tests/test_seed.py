@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from google.protobuf import field_mask_pb2
 
+from jobcontrol.service.server import RunningServer
+from jobcontrol.service.storage.seed import seed_jobs, sqlite_path
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as res
-from service.server import RunningServer
-from service.storage.seed import seed_jobs, sqlite_path
 
 
 async def test_seeded_jobs_are_served_like_created_ones(

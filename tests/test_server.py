@@ -9,13 +9,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from jobcontrol.service.server import SERVICE_NAMES, RunningServer, start_server
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     job_service_pb2,
     job_service_pb2_grpc,
     resources_pb2,
 )
-from service.server import SERVICE_NAMES, RunningServer, start_server
 from tests.conftest import Clients, MakeCollection, make_settings
 from tests.helpers import expect_error
 

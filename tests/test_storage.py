@@ -11,11 +11,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from service.core.errors import DomainError, Reason
-from service.core.model import Collection, Profile
-from service.core.ports import Tx
-from service.storage.database import SqliteStore, SqlStore
-from service.storage.schema import metadata
+from jobcontrol.service.core.errors import DomainError, Reason
+from jobcontrol.service.core.model import Collection, Profile
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.storage.database import SqliteStore, SqlStore
+from jobcontrol.service.storage.schema import metadata
 
 
 @pytest.fixture(params=[SqliteStore, SqlStore])

@@ -16,8 +16,8 @@ import grpc
 import orjson
 from google.protobuf.message import Message
 
-from gateway import conditional, templates
-from gateway.errors import (
+from jobcontrol.gateway import conditional, templates
+from jobcontrol.gateway.errors import (
     GatewayError,
     bad_request,
     gateway_error,
@@ -26,8 +26,8 @@ from gateway.errors import (
     not_found,
     too_large,
 )
-from gateway.http import BodyTooLarge, Request, Response
-from gateway.upstream import Upstream
+from jobcontrol.gateway.http import BodyTooLarge, Request, Response
+from jobcontrol.gateway.upstream import Upstream
 from jobcontrol.v1 import job_service_pb2, resources_pb2
 
 JOB_SERVICE = "/jobcontrol.v1.JobService/"

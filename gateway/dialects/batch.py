@@ -22,11 +22,11 @@ import orjson
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
-from gateway import conditional
-from gateway.dialects import batch_json as bj
-from gateway.dialects.base import Dialect, Exchange
-from gateway.errors import GatewayError, bad_request, gateway_error
-from gateway.http import Request, Response
+from jobcontrol.gateway import conditional
+from jobcontrol.gateway.dialects import batch_json as bj
+from jobcontrol.gateway.dialects.base import Dialect, Exchange
+from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
+from jobcontrol.gateway.http import Request, Response
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 

@@ -7,10 +7,10 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2
 
-from gateway.dialects.scheduler_json import _duration, format_time
+from jobcontrol.gateway.dialects.scheduler_json import _duration, format_time
 
 __all__ = ["etag_in", "etag_out", "format_time", "job_json", "odata_filter", "task_json", "to_spec"]
-from gateway.errors import bad_request
+from jobcontrol.gateway.errors import bad_request
 from jobcontrol.v1 import resources_pb2 as r
 
 STATES = {

@@ -9,10 +9,10 @@ import orjson
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
-from gateway import transcode
-from gateway.dialects.base import Dialect, Exchange, Route
-from gateway.errors import GatewayError, bad_request
-from gateway.http import Response
+from jobcontrol.gateway import transcode
+from jobcontrol.gateway.dialects.base import Dialect, Exchange, Route
+from jobcontrol.gateway.errors import GatewayError, bad_request
+from jobcontrol.gateway.http import Response
 
 _CONSUMED_HEADERS = {"if-match": "etag", "idempotency-key": "request_id"}
 

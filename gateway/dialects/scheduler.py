@@ -22,10 +22,10 @@ from defusedxml import ElementTree as SafeET
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
-from gateway.dialects import scheduler_json as sj
-from gateway.dialects.base import Dialect, Exchange
-from gateway.errors import GatewayError, bad_request
-from gateway.http import Response
+from jobcontrol.gateway.dialects import scheduler_json as sj
+from jobcontrol.gateway.dialects.base import Dialect, Exchange
+from jobcontrol.gateway.errors import GatewayError, bad_request
+from jobcontrol.gateway.http import Response
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 

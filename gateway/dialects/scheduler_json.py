@@ -12,7 +12,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from gateway.errors import bad_request
+from jobcontrol.gateway.errors import bad_request
 from jobcontrol.v1 import resources_pb2 as r
 
 ACTION_TYPES = {

@@ -17,11 +17,17 @@ import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 
-from gateway.dialects.base import Dialect, Exchange, Handler, Route
-from gateway.dialects.veeam_repr import Many, Node, encode, links
-from gateway.dialects.veeam_sessions import Right, Session, Sessions, TaskRecord, User
-from gateway.errors import HTTP_STATUS, GatewayError, bad_request, gateway_error, not_found
-from gateway.http import Request, Response
+from jobcontrol.gateway.dialects.base import Dialect, Exchange, Handler, Route
+from jobcontrol.gateway.dialects.veeam_repr import Many, Node, encode, links
+from jobcontrol.gateway.dialects.veeam_sessions import Right, Session, Sessions, TaskRecord, User
+from jobcontrol.gateway.errors import (
+    HTTP_STATUS,
+    GatewayError,
+    bad_request,
+    gateway_error,
+    not_found,
+)
+from jobcontrol.gateway.http import Request, Response
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 

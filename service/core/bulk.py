@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 
-from service.core import engine, filters, names
-from service.core.context import Context
-from service.core.errors import DomainError, Reason
-from service.core.jobs import load_collection, new_operation
-from service.core.model import Job, Operation, State, now_us
-from service.core.ports import JobQuery, Tx
-from service.core.profiles import DeleteMode, rules_for
+from jobcontrol.service.core import engine, filters, names
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.errors import DomainError, Reason
+from jobcontrol.service.core.jobs import load_collection, new_operation
+from jobcontrol.service.core.model import Job, Operation, State, now_us
+from jobcontrol.service.core.ports import JobQuery, Tx
+from jobcontrol.service.core.profiles import DeleteMode, rules_for
 
 
 class Bulk:

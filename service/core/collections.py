@@ -6,13 +6,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from service.core import engine, names, pages
-from service.core.context import Context
-from service.core.errors import DomainError, Reason, bad_field
-from service.core.jobs import load_collection
-from service.core.model import Collection, Quota, now_us
-from service.core.ports import Tx
-from service.core.validation import check_document
+from jobcontrol.service.core import engine, names, pages
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.errors import DomainError, Reason, bad_field
+from jobcontrol.service.core.jobs import load_collection
+from jobcontrol.service.core.model import Collection, Quota, now_us
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.validation import check_document
 
 UPDATABLE = ("display_name", "plan", "quota", "labels")
 

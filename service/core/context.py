@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from service.core import replay
-from service.core.errors import bad_field
-from service.core.model import now_us
-from service.core.ports import Store, Tx
+from jobcontrol.service.core import replay
+from jobcontrol.service.core.errors import bad_field
+from jobcontrol.service.core.model import now_us
+from jobcontrol.service.core.ports import Store, Tx
 
 T = TypeVar("T")
 MAX_REQUEST_ID = 128

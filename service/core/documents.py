@@ -6,8 +6,8 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from service.core.errors import Reason, bad_field
-from service.core.profiles import OUTPUT_ONLY_PATHS, SPEC_OUTPUT_ONLY_PATHS, ProfileRules
+from jobcontrol.service.core.errors import Reason, bad_field
+from jobcontrol.service.core.profiles import OUTPUT_ONLY_PATHS, SPEC_OUTPUT_ONLY_PATHS, ProfileRules
 
 _MISSING = object()
 REPLACE_ALL = "*"

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from service.core import documents, recurrence
-from service.core.errors import DomainError, FieldViolation, Reason, bad_field
-from service.core.model import Action, Collection, Job, Quota, State
-from service.core.profiles import INPUT_ONLY_PATHS, SPEC_KEYS, ActionRule, ProfileRules
+from jobcontrol.service.core import documents, recurrence
+from jobcontrol.service.core.errors import DomainError, FieldViolation, Reason, bad_field
+from jobcontrol.service.core.model import Action, Collection, Job, Quota, State
+from jobcontrol.service.core.profiles import INPUT_ONLY_PATHS, SPEC_KEYS, ActionRule, ProfileRules
 
 
 @dataclass(frozen=True)

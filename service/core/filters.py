@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Union
 
-from service.core.errors import Reason, bad_field
-from service.core.model import State
+from jobcontrol.service.core.errors import Reason, bad_field
+from jobcontrol.service.core.model import State
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
 

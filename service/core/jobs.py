@@ -6,14 +6,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from service.core import documents, engine, filters, names, pages
-from service.core.context import Context
-from service.core.engine import Preconditions
-from service.core.errors import DomainError, Reason, bad_field
-from service.core.model import Collection, Job, Operation, State, now_us
-from service.core.ports import JobQuery, Tx
-from service.core.profiles import DeleteMode, ProfileRules, rules_for
-from service.core.validation import check_document
+from jobcontrol.service.core import documents, engine, filters, names, pages
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.engine import Preconditions
+from jobcontrol.service.core.errors import DomainError, Reason, bad_field
+from jobcontrol.service.core.model import Collection, Job, Operation, State, now_us
+from jobcontrol.service.core.ports import JobQuery, Tx
+from jobcontrol.service.core.profiles import DeleteMode, ProfileRules, rules_for
+from jobcontrol.service.core.validation import check_document
 
 _ORDERS = {"name": "job_key", "create_time": "create_time", "update_time": "update_time"}
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from service.core import engine, filters, names, pages
-from service.core.context import Context
-from service.core.engine import Preconditions
-from service.core.errors import DomainError, Reason, bad_field
-from service.core.jobs import load_job
-from service.core.model import (
+from jobcontrol.service.core import engine, filters, names, pages
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.engine import Preconditions
+from jobcontrol.service.core.errors import DomainError, Reason, bad_field
+from jobcontrol.service.core.jobs import load_job
+from jobcontrol.service.core.model import (
     Action,
     HistoryEntry,
     Job,
@@ -21,8 +21,8 @@ from service.core.model import (
     TaskState,
     now_us,
 )
-from service.core.ports import Tx
-from service.core.profiles import TASK_TRANSITIONS, ProfileRules, rules_for
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.profiles import TASK_TRANSITIONS, ProfileRules, rules_for
 
 _DISPOSE = {
     TaskDisposition.REQUEUE: (TaskState.ACTIVE, None),

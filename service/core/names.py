@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from service.core.errors import bad_field
-from service.core.profiles import DEFAULT_ID
+from jobcontrol.service.core.errors import bad_field
+from jobcontrol.service.core.profiles import DEFAULT_ID
 
 _SEGMENT = DEFAULT_ID.pattern
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from service.core import engine, pages
-from service.core.context import Context
-from service.core.errors import DomainError, Reason, bad_field
-from service.core.model import Operation, OperationError, now_us
-from service.core.ports import Tx
-from service.core.profiles import rules_for
+from jobcontrol.service.core import engine, pages
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.errors import DomainError, Reason, bad_field
+from jobcontrol.service.core.model import Operation, OperationError, now_us
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.profiles import rules_for
 
 _NAME_PREFIX = "operations/"
 

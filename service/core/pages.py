@@ -7,7 +7,7 @@ import hashlib
 import json
 from typing import Any
 
-from service.core.errors import Reason, bad_field
+from jobcontrol.service.core.errors import Reason, bad_field
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from service.core.filters import Node
-from service.core.model import (
+from jobcontrol.service.core.filters import Node
+from jobcontrol.service.core.model import (
     Collection,
     HistoryEntry,
     Job,

@@ -7,8 +7,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from service.core.errors import Reason
-from service.core.model import Action, Profile, Quota, State, TaskState
+from jobcontrol.service.core.errors import Reason
+from jobcontrol.service.core.model import Action, Profile, Quota, State, TaskState
 
 S = State
 

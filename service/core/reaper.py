@@ -7,11 +7,11 @@ import contextlib
 import functools
 import logging
 
-from service.core import engine
-from service.core.context import Context
-from service.core.model import Operation, now_us
-from service.core.ports import Tx
-from service.core.profiles import rules_for
+from jobcontrol.service.core import engine
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.model import Operation, now_us
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.profiles import rules_for
 
 log = logging.getLogger("jobcontrol.reaper")
 REPLY_SWEEP_EVERY = 600.0

@@ -7,7 +7,7 @@ from typing import Any
 
 from dateutil import rrule
 
-from service.core.errors import bad_field
+from jobcontrol.service.core.errors import bad_field
 
 _FREQ = {
     "MINUTE": rrule.MINUTELY,

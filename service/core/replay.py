@@ -8,7 +8,7 @@ import json
 import typing
 from typing import Any
 
-from service.core import model
+from jobcontrol.service.core import model
 
 _TYPES: dict[str, type[Any]] = {
     cls.__name__: cls

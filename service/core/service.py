@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.core.bulk import Bulk
-from service.core.collections import Collections
-from service.core.context import Context
-from service.core.jobs import Jobs
-from service.core.lifecycle import Lifecycle, Tasks
-from service.core.operations import Operations
-from service.core.ports import Store
-from service.core.reaper import Reaper
+from jobcontrol.service.core.bulk import Bulk
+from jobcontrol.service.core.collections import Collections
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.jobs import Jobs
+from jobcontrol.service.core.lifecycle import Lifecycle, Tasks
+from jobcontrol.service.core.operations import Operations
+from jobcontrol.service.core.ports import Store
+from jobcontrol.service.core.reaper import Reaper
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.core.errors import bad_field
+from jobcontrol.service.core.errors import bad_field
 
 MAX_DISPLAY_NAME = 1024
 MAX_LABELS = 64

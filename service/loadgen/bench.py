@@ -12,11 +12,11 @@ import sys
 import time
 from typing import Any, TextIO
 
-from service.loadgen import population, served
-from service.loadgen.config import BenchConfig, UsageError, add_arguments, from_args
-from service.loadgen.driver import Clients, Phase, make_clients
-from service.loadgen.report import ratios, table
-from service.loadgen.stats import PhaseStats
+from jobcontrol.service.loadgen import population, served
+from jobcontrol.service.loadgen.config import BenchConfig, UsageError, add_arguments, from_args
+from jobcontrol.service.loadgen.driver import Clients, Phase, make_clients
+from jobcontrol.service.loadgen.report import ratios, table
+from jobcontrol.service.loadgen.stats import PhaseStats
 
 
 def build_parser() -> argparse.ArgumentParser:

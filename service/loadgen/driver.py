@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-from service.loadgen.config import BenchConfig
-from service.loadgen.stats import PhaseStats
-from service.loadgen.targets import Caller, IdPool, MultiTarget, Op, make_target
+from jobcontrol.service.loadgen.config import BenchConfig
+from jobcontrol.service.loadgen.stats import PhaseStats
+from jobcontrol.service.loadgen.targets import Caller, IdPool, MultiTarget, Op, make_target
 
 # seconds a spawned client process may take to import and connect
 READY_TIMEOUT = 60.0

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 import grpc
 
+from jobcontrol.service.loadgen.config import BenchConfig
+from jobcontrol.service.loadgen.targets import JOB_PREFIX, job_id, job_template
 from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
-from service.loadgen.config import BenchConfig
-from service.loadgen.targets import JOB_PREFIX, job_id, job_template
 
 SEED_IN_FLIGHT = 64
 _PROFILES = {
@@ -92,7 +92,7 @@ async def _create(
 
 async def _bulk(database_url: str, config: BenchConfig) -> int:
     try:
-        from service.storage.seed import seed_jobs
+        from jobcontrol.service.storage.seed import seed_jobs
     except ImportError as exc:
         raise SeedError(f"bulk seeding is not available: {exc}") from None
     try:

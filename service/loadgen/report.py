@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.loadgen.config import BenchConfig
+from jobcontrol.service.loadgen.config import BenchConfig
 
 
 def ratios(phases: dict[str, Any]) -> dict[str, float]:

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import aiohttp
 
+from jobcontrol.service.server import GATEWAY_MODULE
+
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
@@ -105,7 +107,7 @@ async def start(with_gateway: bool, env_overrides: dict[str, str]) -> ServedServ
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "service.cli",
+            "jobcontrol.service.cli",
             "serve",
             "--grpc-address",
             f"{HOST}:0",
@@ -138,7 +140,7 @@ async def start(with_gateway: bool, env_overrides: dict[str, str]) -> ServedServ
 async def _find_gateway(pid: int) -> int:
     for _ in range(int(START_TIMEOUT / 0.05)):
         for child in children_of(pid):
-            if "gateway" in _cmdline(child):
+            if GATEWAY_MODULE in _cmdline(child):
                 return child
         await asyncio.sleep(0.05)
     raise RuntimeError("the gateway process of jobctl serve did not appear")

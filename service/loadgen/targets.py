@@ -15,8 +15,8 @@ import orjson
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
+from jobcontrol.service.loadgen.config import BenchConfig, Route
 from jobcontrol.v1 import resources_pb2
-from service.loadgen.config import BenchConfig, Route
 
 JOB_PREFIX = "j"
 # gRPC status codes by number (for Operation.error.code and REST operation errors)

@@ -12,11 +12,11 @@ from google.protobuf import any_pb2, descriptor, empty_pb2, json_format, timesta
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from jobcontrol.service.core import model
+from jobcontrol.service.core.engine import Preconditions
+from jobcontrol.service.core.errors import bad_field
+from jobcontrol.service.core.profiles import PROFILES
 from jobcontrol.v1 import job_service_pb2, resources_pb2
-from service.core import model
-from service.core.engine import Preconditions
-from service.core.errors import bad_field
-from service.core.profiles import PROFILES
 
 _SPEC_KEYS = tuple(p.spec_key for p in PROFILES.values())
 _WELL_KNOWN = frozenset(

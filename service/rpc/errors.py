@@ -7,7 +7,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 
-from service.core.errors import Code, DomainError
+from jobcontrol.service.core.errors import Code, DomainError
 
 DOMAIN = "jobcontrol.dev"
 STATUS_OF: dict[Code, grpc.StatusCode] = {

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from service.core.errors import DomainError, Reason
-from service.rpc.errors import abort
+from jobcontrol.service.core.errors import DomainError, Reason
+from jobcontrol.service.rpc.errors import abort
 
 log = logging.getLogger("jobcontrol.rpc")
 R = TypeVar("R")

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from service.rpc.context import request_id
+from jobcontrol.service.rpc.context import request_id
 
 log = logging.getLogger("jobcontrol.access")
 HEADER = "x-request-id"

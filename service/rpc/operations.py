@@ -7,9 +7,9 @@ from typing import Any
 from google.longrunning import operations_grpc_pb2, operations_pb2
 from google.protobuf import empty_pb2
 
-from service.core.service import Core
-from service.rpc import convert
-from service.rpc.guard import guarded
+from jobcontrol.service.core.service import Core
+from jobcontrol.service.rpc import convert
+from jobcontrol.service.rpc.guard import guarded
 
 Ctx = Any
 

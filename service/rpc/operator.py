@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobcontrol.service.core.model import State, TaskResult, TaskState
+from jobcontrol.service.core.service import Core
+from jobcontrol.service.rpc import convert
+from jobcontrol.service.rpc.guard import guarded
 from jobcontrol.v1 import operator_service_pb2 as pb
 from jobcontrol.v1 import operator_service_pb2_grpc, resources_pb2
-from service.core.model import State, TaskResult, TaskState
-from service.core.service import Core
-from service.rpc import convert
-from service.rpc.guard import guarded
 
 Ctx = Any
 

@@ -25,10 +25,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from service.core.errors import DomainError, Reason
-from service.core.ports import Tx
-from service.storage.migrate import upgrade
-from service.storage.repository import SqliteTx, SqlTx
+from jobcontrol.service.core.errors import DomainError, Reason
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.storage.migrate import upgrade
+from jobcontrol.service.storage.repository import SqliteTx, SqlTx
 
 T = TypeVar("T")
 log = logging.getLogger("jobcontrol.storage")

@@ -11,9 +11,9 @@ import orjson
 from sqlalchemy import JSON, Table, and_, delete, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
-from service.core import filters
-from service.core.engine import new_etag
-from service.core.model import (
+from jobcontrol.service.core import filters
+from jobcontrol.service.core.engine import new_etag
+from jobcontrol.service.core.model import (
     Collection,
     HistoryEntry,
     Job,
@@ -23,9 +23,9 @@ from service.core.model import (
     TaskResult,
     TaskState,
 )
-from service.core.ports import JobQuery
-from service.storage import rows
-from service.storage.schema import collections, history, jobs, operations, replies, tasks
+from jobcontrol.service.core.ports import JobQuery
+from jobcontrol.service.storage import rows
+from jobcontrol.service.storage.schema import collections, history, jobs, operations, replies, tasks
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,

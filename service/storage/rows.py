@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.core.model import (
+from jobcontrol.service.core.model import (
     Collection,
     HistoryEntry,
     Job,

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 from sqlalchemy import make_url
 
-from service.core.engine import new_etag
-from service.core.model import Profile
-from service.core.profiles import rules_for
+from jobcontrol.service.core.engine import new_etag
+from jobcontrol.service.core.model import Profile
+from jobcontrol.service.core.profiles import rules_for
 
 CHUNK = 20_000
 

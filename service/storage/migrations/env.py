@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from service.storage.schema import metadata
+from jobcontrol.service.storage.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # `alembic revision --autogenerate` from a developer's shell

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint gen check-gen ci bench bench-full bench-rest clean
+.PHONY: install run test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,12 +30,23 @@ lint: install
 gen: install
 	$(BIN)/python scripts/genproto.py
 
+# The contract only grows: buf breaking (FILE rules) against the last released contract,
+# .ci/contract-baseline.binpb (a buf image; `make contract-baseline` refreshes it at a release).
+breaking: install
+	$(BIN)/python scripts/genproto.py --deps-only
+	$(BIN)/buf build --exclude-source-info -o build/contract.binpb
+	$(BIN)/buf breaking build/contract.binpb --against .ci/contract-baseline.binpb
+
+contract-baseline: install
+	$(BIN)/python scripts/genproto.py --deps-only
+	$(BIN)/buf build --exclude-source-info -o .ci/contract-baseline.binpb
+
 # Regenerating must not change the committed package.
 check-gen: gen
 	git diff --exit-code --stat -- jobcontrol
 	test -z "$$(git status --porcelain -- jobcontrol)"
 
-ci: test lint check-gen
+ci: test lint breaking check-gen
 
 bench: install
 	$(BIN)/python bench/run.py --short

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
 from google.longrunning import operations_pb2
@@ -11,7 +12,6 @@ from grpc_health.v1 import health_pb2
 
 from jobcontrol.gateway import openapi
 from jobcontrol.gateway.config import GatewaySettings
-from jobcontrol.gateway.dialects.base import Dialect
 from jobcontrol.gateway.dialects.batch import BatchDialect, parse_accounts
 from jobcontrol.gateway.dialects.importexport import ImportExportDialect
 from jobcontrol.gateway.dialects.native import NativeDialect
@@ -41,12 +41,15 @@ class GatewayApp:
     """An ASGI app: the first dialect that claims a path handles it; the native mapping
     answers for paths nobody claims."""
 
-    def __init__(self, settings: GatewaySettings, extra: list[Dialect] | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, extra: list[Any] | None = None) -> None:
         self.settings = settings
         self.upstream = Upstream(settings.grpc_target)
         self.native = NativeDialect(SERVICES)
-        self.native.max_body = settings.max_body
-        self.dialects: list[Dialect] = [self.native, *(extra or [])]
+        self.dialects: list[Any] = [self.native, *(extra or [])]
+        for dialect in self.dialects:
+            # the gateway's limit applies to every dialect; one may document a smaller one
+            documented = getattr(dialect, "documented_max_body", None)
+            dialect.max_body = min(documented or settings.max_body, settings.max_body)
         spec = openapi.document(self.native.bindings, "jobcontrol native REST mapping", "v1")
         self.openapi_json = orjson.dumps(spec)
 
@@ -64,8 +67,9 @@ class GatewayApp:
         if builtin is not None and request.method in ("GET", "HEAD"):
             return await builtin()
         for dialect in self.dialects:
-            if dialect.claims(request.path):
-                return await dialect.handle(request, self.upstream)
+            if dialect.claims(request):
+                response: Response = await dialect.handle(request, self.upstream)
+                return response
         return await self.native.handle(request, self.upstream)
 
     def _builtin(self, path: str) -> Callable[[], Awaitable[Response]] | None:
@@ -114,7 +118,7 @@ class GatewayApp:
 
 def create_app(settings: GatewaySettings) -> GatewayApp:
     """The gateway application for `settings` (dialects register here)."""
-    dialects: list[Dialect] = [SchedulerDialect(), ImportExportDialect()]
+    dialects: list[Any] = [SchedulerDialect(), ImportExportDialect()]
     if settings.batch_accounts:
         dialects.append(BatchDialect(parse_accounts(settings.batch_accounts)))
     if settings.veeam_users:

@@ -149,3 +149,18 @@ async def http(gateway: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client for the gateway (real HTTP/1.1 over loopback)."""
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as client:
         yield client
+
+
+def record_rpcs(app: GatewayApp) -> list[str]:
+    """From now on, the method name of every call the gateway makes upstream is appended
+    to the returned list (so a test can assert one RPC per request)."""
+    calls: list[str] = []
+    upstream = app.upstream
+    real = upstream.call
+
+    async def recorded(method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method.rsplit("/", 1)[-1])
+        return await real(method, *args, **kwargs)
+
+    upstream.call = recorded  # type: ignore[method-assign]
+    return calls

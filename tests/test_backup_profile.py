@@ -531,3 +531,55 @@ async def test_c21_cancel_of_done_backup_deletion_refused(clients: Any, coll: An
     )
     assert await get_operation(clients, pending.name) == cancelled
     assert (await get_job(clients, job.name)).state == res.RUNNING
+
+
+# --- K10 the schedule toggle, K11 ids in any case ------------------------------------------
+
+
+async def test_k10_toggle_flips_schedule_enabled_in_one_write(clients: Any, coll: Any) -> None:
+    """K10: ToggleJob flips backup.schedule_enabled (unset counts as off) on the job as it
+    is, each call a new etag; a stale etag is ABORTED / ETAG_MISMATCH and flips nothing."""
+    job = await create_job(clients, coll)
+    on = await clients.jobs.ToggleJob(jobs_pb.ToggleJobRequest(name=job.name))
+    assert on.backup.schedule_enabled is True and on.etag != job.etag
+    off = await clients.jobs.ToggleJob(jobs_pb.ToggleJobRequest(name=job.name, etag=on.etag))
+    assert off.backup.schedule_enabled is False and off.backup.HasField("schedule_enabled")
+    await refused(
+        clients,
+        job.name,
+        call_of(clients.jobs.ToggleJob, jobs_pb.ToggleJobRequest(name=job.name, etag=on.etag)),
+        grpc.StatusCode.ABORTED,
+        "ETAG_MISMATCH",
+    )
+
+
+async def test_k10_toggle_of_other_profiles_is_not_supported(
+    clients: Any, make_collection: Any
+) -> None:
+    """K10: only the backup profile's action table has the toggle: a scheduled job answers
+    OPERATION_NOT_SUPPORTED (C22)."""
+    col = await make_collection(res.SCHEDULED)
+    job = await clients.jobs.CreateJob(
+        jobs_pb.CreateJobRequest(parent=col.name, job_id="s", job=res.Job())
+    )
+    await refused(
+        clients,
+        job.name,
+        call_of(clients.jobs.ToggleJob, jobs_pb.ToggleJobRequest(name=job.name)),
+        FAILED_PRECONDITION,
+        "OPERATION_NOT_SUPPORTED",
+    )
+
+
+async def test_k11_job_ids_match_in_any_case(clients: Any, coll: Any) -> None:
+    """K11: backup job ids (GUIDs) are looked up case-insensitively and keep the case they
+    were created with; another id differing only in case is JOB_ALREADY_EXISTS."""
+    guid = "5B89DAE5-6F08-45EC-B068-08F0BD08394A"
+    job = await create_job(clients, coll, guid)
+    found = await get_job(clients, f"{coll.name}/jobs/{guid.lower()}")
+    assert found.name == job.name == f"{coll.name}/jobs/{guid}"
+    await expect_error(
+        create_job(clients, coll, guid.lower()),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "JOB_ALREADY_EXISTS",
+    )

@@ -794,3 +794,90 @@ async def test_b13_operator_transitions_outside_table_refused(clients: Any, coll
             "STATE_NOT_SETTABLE",
             f"ACTIVE -> {state_name(target)}",
         )
+
+
+# --- B14 task definitions and counts, job definitions kept whole -----------------------------
+
+
+async def test_b14_tasks_keep_their_definition_and_are_counted(clients: Any, coll: Any) -> None:
+    """B14: a task's properties (the definition beyond id, display name and command line)
+    are stored and returned as given; CountTasks counts tasks by state and result."""
+    job = await create_job(clients, coll, "job1")
+    properties = {"constraints": {"maxTaskRetryCount": 3}, "resourceFiles": [{"httpUrl": "u"}]}
+    task = res.Task(command_line="run")
+    task.properties.update(properties)
+    created = await clients.jobs.CreateTask(
+        jobs_pb.CreateTaskRequest(parent=job.name, task_id="t1", task=task)
+    )
+    assert dict(created.properties) == task.properties  # as given
+    got = await clients.jobs.GetTask(jobs_pb.GetTaskRequest(name=created.name))
+    assert got == created
+    for tid in ("t2", "t3"):
+        await clients.jobs.CreateTask(
+            jobs_pb.CreateTaskRequest(parent=job.name, task_id=tid, task=res.Task())
+        )
+    await clients.operator.TransitionTask(
+        operator_pb.TransitionTaskRequest(name=f"{job.name}/tasks/t2", state=res.Task.RUNNING)
+    )
+    await clients.operator.TransitionTask(
+        operator_pb.TransitionTaskRequest(
+            name=f"{job.name}/tasks/t3", state=res.Task.COMPLETED, result=res.Task.FAILURE
+        )
+    )
+    counts = await clients.jobs.CountTasks(jobs_pb.CountTasksRequest(parent=job.name))
+    assert counts == res.TaskCounts(active=1, running=1, completed=1, failed=1)
+
+
+async def test_b14_job_definitions_are_kept_whole(clients: Any, coll: Any) -> None:
+    """B14: job manager / preparation / release tasks, common environment settings, task
+    dependencies and network configuration are stored as given; all but the network
+    configuration are fixed at creation (FIELD_IMMUTABLE)."""
+    spec = res.BatchSpec(
+        pool_info=res.PoolInfo(pool_id="p"),
+        uses_task_dependencies=True,
+        common_environment_settings=[res.EnvironmentSetting(name="A", value="1")],
+    )
+    spec.job_manager_task.update({"id": "jm", "commandLine": "manage"})
+    spec.job_preparation_task.update({"commandLine": "prep"})
+    spec.job_release_task.update({"commandLine": "release"})
+    spec.network_configuration.update({"subnetId": "s1"})
+    created = await clients.jobs.CreateJob(
+        jobs_pb.CreateJobRequest(parent=coll.name, job_id="whole", job=res.Job(batch=spec))
+    )
+    assert created.batch == spec
+    net = res.BatchSpec()
+    net.network_configuration.update({"subnetId": "s2"})
+    updated = await clients.jobs.UpdateJob(
+        jobs_pb.UpdateJobRequest(job=res.Job(name=created.name, batch=net))
+    )
+    assert dict(updated.batch.network_configuration) == {"subnetId": "s2"}
+    fixed = res.BatchSpec()
+    fixed.job_manager_task.update({"id": "other"})
+    await refused(
+        clients,
+        created.name,
+        call_of(
+            clients.jobs.UpdateJob,
+            jobs_pb.UpdateJobRequest(job=res.Job(name=created.name, batch=fixed)),
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "FIELD_IMMUTABLE",
+    )
+
+
+async def test_b7_operators_may_not_move_a_deleting_job(clients: Any, coll: Any) -> None:
+    """B7: the profile's operator_refused table: an operator transition of a DELETING job
+    is FAILED_PRECONDITION / JOB_BEING_DELETED and changes nothing."""
+    job = await create_job(clients, coll)
+    await add_task(clients, job.name, "t1", running=True)
+    await delete(clients, job.name)
+    assert (await get_job(clients, job.name)).state == res.DELETING
+    req = operator_pb.TransitionJobRequest(name=job.name, state=res.COMPLETED)
+    await refused(
+        clients,
+        job.name,
+        call_of(clients.operator.TransitionJob, req),
+        FAILED_PRECONDITION,
+        "JOB_BEING_DELETED",
+        "DELETING -> COMPLETED",
+    )

@@ -143,6 +143,8 @@ async def exercise_batch(jobs: Any, operator: Any, operations: Any) -> None:
         ops.TransitionTaskRequest(name=task.name, state=res.Task.COMPLETED, result=res.Task.SUCCESS)
     )
     assert finished.state == res.Task.COMPLETED
+    counts = await jobs.CountTasks(js.CountTasksRequest(parent=job.name))
+    assert counts == res.TaskCounts(completed=1, succeeded=1)
     ended = await jobs.TerminateJob(js.TerminateJobRequest(name=job.name, reason="done"))
     assert ended.state == res.COMPLETED
 
@@ -166,6 +168,8 @@ async def exercise_backup(jobs: Any, operations: Any) -> None:
     assert stopped.state == res.IDLE
     assert stopped.backup.last_result == res.BackupSpec.FAILED
     assert (await jobs.RetryJob(js.RetryJobRequest(name=job.name))).state == res.RUNNING
+    toggled = await jobs.ToggleJob(js.ToggleJobRequest(name=job.name))
+    assert toggled.backup.schedule_enabled is True
 
     # a RUNNING backup job stays DELETING until its run ends: the deletion is cancellable
     op = await jobs.DeleteJob(js.DeleteJobRequest(name=job.name))

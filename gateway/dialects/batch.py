@@ -24,7 +24,7 @@ from google.protobuf import field_mask_pb2
 
 from jobcontrol.gateway import conditional
 from jobcontrol.gateway.dialects import batch_json as bj
-from jobcontrol.gateway.dialects.base import Dialect, Exchange
+from jobcontrol.gateway.dialects.legacy_base import Dialect, Exchange
 from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
 from jobcontrol.gateway.http import Request, Response
 from jobcontrol.v1 import job_service_pb2 as pb
@@ -137,7 +137,8 @@ class BatchDialect(Dialect):
 
     # --- the seam ---------------------------------------------------------------------
 
-    def claims(self, path: str) -> bool:
+    def claims(self, request: Any) -> bool:
+        path: str = request.path
         low = path.lower()
         return low == "/jobs" or low.startswith("/jobs/")
 

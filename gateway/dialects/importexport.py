@@ -22,7 +22,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
 from jobcontrol.gateway import conditional
-from jobcontrol.gateway.dialects.base import Dialect, Exchange
+from jobcontrol.gateway.dialects.legacy_base import Dialect, Exchange
 from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
 from jobcontrol.gateway.http import Request, Response
 from jobcontrol.v1 import job_service_pb2 as pb
@@ -131,7 +131,8 @@ class ImportExportDialect(Dialect):
 
     # --- the seam ---------------------------------------------------------------------
 
-    def claims(self, path: str) -> bool:
+    def claims(self, request: Any) -> bool:
+        path: str = request.path
         parts = path.lower().split("/")
         return len(parts) > 3 and parts[2] == "services" and parts[3] == "importexport"
 

@@ -3,6 +3,7 @@ bodies, AIP-193 errors. Routes come from the descriptors, none is written by han
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import orjson
@@ -10,9 +11,12 @@ from google.protobuf import descriptor
 from google.protobuf.message import Message
 
 from jobcontrol.gateway import transcode
-from jobcontrol.gateway.dialects.base import Dialect, Exchange, Route
+from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.error_table import ErrorRow
+from jobcontrol.gateway.dialects.incoming import Incoming
+from jobcontrol.gateway.dialects.routing import Route, Rpc
 from jobcontrol.gateway.errors import GatewayError, bad_request
-from jobcontrol.gateway.http import Response
+from jobcontrol.gateway.http import Request, Response
 
 _CONSUMED_HEADERS = {"if-match": "etag", "idempotency-key": "request_id"}
 
@@ -25,98 +29,103 @@ class NativeDialect(Dialect):
     def __init__(self, services: list[descriptor.ServiceDescriptor]) -> None:
         self.bindings = transcode.bindings(services)
         super().__init__(
-            [Route(b.http_method, b.template, self._transcode, b.rpc, b) for b in self.bindings]
+            [
+                Route(
+                    b.http_method,
+                    b.template,
+                    Rpc(b.rpc, b.output_type),
+                    functools.partial(build, b),
+                    functools.partial(render, b),
+                    name=b.rpc,
+                    data=b,
+                )
+                for b in self.bindings
+            ]
         )
 
-    def claims(self, path: str) -> bool:
-        return path.startswith(("/v1/", "/v1:"))
+    def claims(self, request: Request) -> bool:
+        return request.path.startswith(("/v1/", "/v1:"))
 
-    def format_error(self, error: GatewayError, exchange: Exchange) -> Response:
+    def format_error(self, error: GatewayError, row: ErrorRow, incoming: Incoming) -> Response:
         """AIP-193: {"error": {"code", "status", "message", "details"}}."""
         body = {
             "error": {
-                "code": error.status,
+                "code": row.status,
                 "status": error.code.name,
                 "message": error.message,
                 "details": error.details,
             }
         }
-        return Response(error.status, orjson.dumps(body))
+        return Response(row.status, orjson.dumps(body))
 
-    async def _transcode(self, exchange: Exchange) -> Response:
-        assert exchange.route is not None
-        binding: transcode.Binding = exchange.route.data
-        request = binding.input_type()
-        body: Any = None
-        if binding.body:
-            raw = await exchange.body()
-            body = transcode.parse_json(raw) if raw.strip() else {}
-            target = request if binding.body == "*" else _field_message(request, binding.body)
-            transcode.merge_json(body, target, "body")
-        for field, value in exchange.params.items():
-            transcode.set_value(request, field, [value])
-        self._query(exchange, binding, request)
-        self._headers(exchange, binding, request, body)
-        reply = await exchange.upstream.call(
-            binding.rpc,
-            request,
-            binding.output_type,
-            metadata=exchange.metadata(),
-            deadline=exchange.remaining(transcode.parse_timeout(exchange.request.headers)),
-        )
-        if binding.response_body:
-            reply = getattr(reply, binding.response_body)
-        response = Response(200, transcode.render(reply))
-        etag = getattr(reply, "etag", None) if "etag" in reply.DESCRIPTOR.fields_by_name else None
-        if etag:
-            response.header("etag", f'"{etag}"')
-        return response
 
-    @staticmethod
-    def _query(exchange: Exchange, binding: transcode.Binding, request: Message) -> None:
-        """Fields not bound by the path or the body come from the query string."""
-        if binding.body == "*" and exchange.request.query_string:
-            raise bad_request("UNEXPECTED_QUERY", "this method takes its fields from the body")
-        grouped: dict[str, list[str]] = {}
-        for key, value in exchange.request.query():
-            grouped.setdefault(key, []).append(value)
-        for key, values in grouped.items():
-            top = key.split(".")[0]
-            field = transcode.field_of(request.DESCRIPTOR, top)
-            if field is None:
-                raise bad_request(
-                    "UNKNOWN_PARAMETER", f"unknown query parameter {key!r}", field=key
-                )
-            if binding.body and field.name == binding.body:
-                raise bad_request("UNEXPECTED_QUERY", f"{key} belongs in the body", field=key)
-            transcode.set_value(request, key, values)
+def build(binding: transcode.Binding, incoming: Incoming) -> Message:
+    """The request message: path variables, then the body, then the query string, then
+    the headers that map to fields."""
+    request = binding.input_type()
+    body: Any = None
+    if binding.body:
+        body = transcode.parse_json(incoming.body) if incoming.body.strip() else {}
+        target = request if binding.body == "*" else _field_message(request, binding.body)
+        transcode.merge_json(body, target, "body")
+    for field, value in incoming.params.items():
+        transcode.set_value(request, field, [value])
+    _query(incoming, binding, request)
+    _headers(incoming, binding, request, body)
+    return request
 
-    @staticmethod
-    def _headers(
-        exchange: Exchange, binding: transcode.Binding, request: Message, body: Any
-    ) -> None:
-        """If-Match -> etag, Idempotency-Key -> request_id; PATCH without updateMask
-        writes exactly the fields present in the body."""
-        headers = exchange.request.headers
-        for header, field_name in _CONSUMED_HEADERS.items():
-            value = headers.get(header)
-            if value is None:
-                continue
-            if field_name == "etag":
-                value = transcode.unquote_etag(value)
-            holder = _holder_of(request, binding, field_name)
-            if holder is None:
-                raise bad_request("UNSUPPORTED_HEADER", f"{header} does not apply to this method")
-            setattr(holder, field_name, value)
-        if (
-            binding.http_method == "PATCH"
-            and "update_mask" in request.DESCRIPTOR.fields_by_name
-            and not request.HasField("update_mask")
-            and binding.body not in ("", "*")
-        ):
-            sub = _field_message(request, binding.body)
-            paths = transcode.present_paths(body, sub.DESCRIPTOR)
-            request.update_mask.paths.extend(p for p in paths if p not in ("name", "etag"))  # type: ignore[attr-defined]
+
+def render(binding: transcode.Binding, incoming: Incoming, reply: Message) -> Response:
+    """The reply (or its `response_body` field) as proto3 JSON, with its etag."""
+    if binding.response_body:
+        reply = getattr(reply, binding.response_body)
+    response = Response(incoming.status, transcode.render(reply))
+    etag = getattr(reply, "etag", None) if "etag" in reply.DESCRIPTOR.fields_by_name else None
+    if etag:
+        response.header("etag", f'"{etag}"')
+    return response
+
+
+def _query(incoming: Incoming, binding: transcode.Binding, request: Message) -> None:
+    """Fields not bound by the path or the body come from the query string."""
+    if binding.body == "*" and incoming.request.query_string:
+        raise bad_request("UNEXPECTED_QUERY", "this method takes its fields from the body")
+    grouped: dict[str, list[str]] = {}
+    for key, value in incoming.query():
+        grouped.setdefault(key, []).append(value)
+    for key, values in grouped.items():
+        top = key.split(".")[0]
+        field = transcode.field_of(request.DESCRIPTOR, top)
+        if field is None:
+            raise bad_request("UNKNOWN_PARAMETER", f"unknown query parameter {key!r}", field=key)
+        if binding.body and field.name == binding.body:
+            raise bad_request("UNEXPECTED_QUERY", f"{key} belongs in the body", field=key)
+        transcode.set_value(request, key, values)
+
+
+def _headers(incoming: Incoming, binding: transcode.Binding, request: Message, body: Any) -> None:
+    """If-Match -> etag, Idempotency-Key -> request_id; PATCH without updateMask writes
+    exactly the fields present in the body."""
+    headers = incoming.headers
+    for header, field_name in _CONSUMED_HEADERS.items():
+        value = headers.get(header)
+        if value is None:
+            continue
+        if field_name == "etag":
+            value = transcode.unquote_etag(value)
+        holder = _holder_of(request, binding, field_name)
+        if holder is None:
+            raise bad_request("UNSUPPORTED_HEADER", f"{header} does not apply to this method")
+        setattr(holder, field_name, value)
+    if (
+        binding.http_method == "PATCH"
+        and "update_mask" in request.DESCRIPTOR.fields_by_name
+        and not request.HasField("update_mask")
+        and binding.body not in ("", "*")
+    ):
+        sub = _field_message(request, binding.body)
+        paths = transcode.present_paths(body, sub.DESCRIPTOR)
+        request.update_mask.paths.extend(p for p in paths if p not in ("name", "etag"))  # type: ignore[attr-defined]
 
 
 def _field_message(request: Message, name: str) -> Message:

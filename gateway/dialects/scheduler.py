@@ -23,7 +23,7 @@ from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
 from jobcontrol.gateway.dialects import scheduler_json as sj
-from jobcontrol.gateway.dialects.base import Dialect, Exchange
+from jobcontrol.gateway.dialects.legacy_base import Dialect, Exchange
 from jobcontrol.gateway.errors import GatewayError, bad_request
 from jobcontrol.gateway.http import Response
 from jobcontrol.v1 import job_service_pb2 as pb
@@ -86,7 +86,7 @@ class SchedulerDialect(Dialect):
     name = "scheduler"
     case_insensitive = True
     request_id_header: ClassVar[str] = "x-ms-request-id"
-    max_body = 16 * 1024
+    documented_max_body = 16 * 1024
     operations_kept = 10_000
 
     def __init__(self) -> None:
@@ -112,7 +112,8 @@ class SchedulerDialect(Dialect):
 
     # --- the seam ---------------------------------------------------------------------
 
-    def claims(self, path: str) -> bool:
+    def claims(self, request: Any) -> bool:
+        path: str = request.path
         parts = path.split("/")
         return len(parts) > 2 and parts[2].lower() in ("cloudservices", "operations")
 

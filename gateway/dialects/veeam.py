@@ -17,7 +17,7 @@ import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import empty_pb2
 
-from jobcontrol.gateway.dialects.base import Dialect, Exchange, Handler, Route
+from jobcontrol.gateway.dialects.legacy_base import Dialect, Exchange, Handler, Route
 from jobcontrol.gateway.dialects.veeam_repr import Many, Node, encode, links
 from jobcontrol.gateway.dialects.veeam_sessions import Right, Session, Sessions, TaskRecord, User
 from jobcontrol.gateway.errors import (
@@ -154,7 +154,8 @@ class VeeamDialect(Dialect):
 
     # --- the seam ---------------------------------------------------------------------
 
-    def claims(self, path: str) -> bool:
+    def claims(self, request: Any) -> bool:
+        path: str = request.path
         low = path.lower()
         return low == "/api" or low.startswith("/api/")
 

@@ -59,22 +59,30 @@ class Preconditions(_message.Message):
     IF_NONE_MATCH_FIELD_NUMBER: _builtins.int
     IF_MODIFIED_SINCE_FIELD_NUMBER: _builtins.int
     IF_UNMODIFIED_SINCE_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
     if_none_match: _builtins.str
     """An etag, or "*": the write happens only if the current etag differs."""
     @_builtins.property
     def if_modified_since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def if_unmodified_since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The job's type (the profile's type field, e.g. a backup job type, by enum name) must
+        be one of these; else FAILED_PRECONDITION with reason JOB_TYPE_MISMATCH.
+        """
+
     def __init__(
         self,
         *,
         if_none_match: _builtins.str = ...,
         if_modified_since: _timestamp_pb2.Timestamp | None = ...,
         if_unmodified_since: _timestamp_pb2.Timestamp | None = ...,
+        types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["if_modified_since", b"if_modified_since", "if_unmodified_since", b"if_unmodified_since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["if_modified_since", b"if_modified_since", "if_none_match", b"if_none_match", "if_unmodified_since", b"if_unmodified_since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["if_modified_since", b"if_modified_since", "if_none_match", b"if_none_match", "if_unmodified_since", b"if_unmodified_since", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -132,17 +140,27 @@ class ListCollectionsRequest(_message.Message):
 
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    STRUCTURED_FILTER_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
+    filter: _builtins.str
+    """AIP-160 subset over `id`, `profile` and `labels.KEY`."""
+    @_builtins.property
+    def structured_filter(self) -> _resources_pb2.Filter:
+        """The same as data; both given: both must hold."""
+
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+        structured_filter: _resources_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_filter", b"structured_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "structured_filter", b"structured_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -178,7 +196,10 @@ class UpdateCollectionRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     UPDATE_MASK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ALLOW_MISSING_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
+    allow_missing: _builtins.bool
+    """Create the collection (with `collection.profile`) if it does not exist."""
     @_builtins.property
     def collection(self) -> _resources_pb2.Collection: ...
     @_builtins.property
@@ -189,10 +210,11 @@ class UpdateCollectionRequest(_message.Message):
         collection: _resources_pb2.Collection | None = ...,
         update_mask: _field_mask_pb2.FieldMask | None = ...,
         request_id: _builtins.str = ...,
+        allow_missing: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "update_mask", b"update_mask"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing", b"allow_missing", "collection", b"collection", "request_id", b"request_id", "update_mask", b"update_mask"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -234,12 +256,31 @@ class CreateJobRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     JOB_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    COLLECTION_TEMPLATE_FIELD_NUMBER: _builtins.int
+    PRECONDITIONS_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     job_id: _builtins.str
     """Empty: the server chooses one."""
     request_id: _builtins.str
     @_builtins.property
-    def job(self) -> _resources_pb2.Job: ...
+    def job(self) -> _resources_pb2.Job:
+        """`job.etag`, if set, must match the job this create replaces (where the profile lets a
+        create replace a job), like `preconditions`; both are checked in the write's transaction.
+        """
+
+    @_builtins.property
+    def collection_template(self) -> _resources_pb2.Collection:
+        """When the parent collection does not exist, it is created from this template (its id
+        is the parent's) in the same transaction; without a template a missing parent is
+        NOT_FOUND.
+        """
+
+    @_builtins.property
+    def preconditions(self) -> Global___Preconditions:
+        """Conditions on the job this create would replace, or on its absence (if_none_match
+        "*": only if no such job exists).
+        """
+
     def __init__(
         self,
         *,
@@ -247,10 +288,12 @@ class CreateJobRequest(_message.Message):
         job_id: _builtins.str = ...,
         job: _resources_pb2.Job | None = ...,
         request_id: _builtins.str = ...,
+        collection_template: _resources_pb2.Collection | None = ...,
+        preconditions: Global___Preconditions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["collection_template", b"collection_template", "job", b"job", "preconditions", b"preconditions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "job_id", b"job_id", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection_template", b"collection_template", "job", b"job", "job_id", b"job_id", "parent", b"parent", "preconditions", b"preconditions", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -285,6 +328,8 @@ class ListJobsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     ORDER_BY_FIELD_NUMBER: _builtins.int
     SKIP_FIELD_NUMBER: _builtins.int
+    ALLOW_MISSING_FIELD_NUMBER: _builtins.int
+    STRUCTURED_FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     page_size: _builtins.int
     """1-1000; 0 means 50."""
@@ -298,6 +343,14 @@ class ListJobsRequest(_message.Message):
     """"name" (default), "create_time", "update_time", each optionally " desc"."""
     skip: _builtins.int
     """Results to skip before this page (AIP-158), after the page token's position."""
+    allow_missing: _builtins.bool
+    """A missing parent collection lists as empty instead of NOT_FOUND."""
+    @_builtins.property
+    def structured_filter(self) -> _resources_pb2.Filter:
+        """`filter` as data; both given: both must hold. Also STARTS_WITH on string fields, and
+        the spec paths a profile makes filterable (batch: `batch.pool_info.pool_id`).
+        """
+
     def __init__(
         self,
         *,
@@ -307,10 +360,12 @@ class ListJobsRequest(_message.Message):
         filter: _builtins.str = ...,
         order_by: _builtins.str = ...,
         skip: _builtins.int = ...,
+        allow_missing: _builtins.bool = ...,
+        structured_filter: _resources_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_filter", b"structured_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "skip", b"skip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing", b"allow_missing", "filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "skip", b"skip", "structured_filter", b"structured_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -421,11 +476,16 @@ class DeleteJobsRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     FORCE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    STRUCTURED_FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     filter: _builtins.str
     """Same syntax as ListJobsRequest.filter; empty deletes every job."""
     force: _builtins.bool
     request_id: _builtins.str
+    @_builtins.property
+    def structured_filter(self) -> _resources_pb2.Filter:
+        """`filter` as data; both given: both must hold."""
+
     def __init__(
         self,
         *,
@@ -433,10 +493,11 @@ class DeleteJobsRequest(_message.Message):
         filter: _builtins.str = ...,
         force: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        structured_filter: _resources_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_filter", b"structured_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "force", b"force", "parent", b"parent", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "force", b"force", "parent", b"parent", "request_id", b"request_id", "structured_filter", b"structured_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -562,19 +623,23 @@ class StartJobRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRECONDITIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    @_builtins.property
+    def preconditions(self) -> Global___Preconditions: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        preconditions: Global___Preconditions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preconditions", b"preconditions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "preconditions", b"preconditions", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -587,19 +652,23 @@ class StopJobRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRECONDITIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    @_builtins.property
+    def preconditions(self) -> Global___Preconditions: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        preconditions: Global___Preconditions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preconditions", b"preconditions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "preconditions", b"preconditions", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -612,23 +681,56 @@ class RetryJobRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRECONDITIONS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     etag: _builtins.str
     request_id: _builtins.str
+    @_builtins.property
+    def preconditions(self) -> Global___Preconditions: ...
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        preconditions: Global___Preconditions | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preconditions", b"preconditions"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "preconditions", b"preconditions", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryJobRequest: _TypeAlias = RetryJobRequest  # noqa: Y015
+
+@_typing.final
+class ToggleJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRECONDITIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    etag: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def preconditions(self) -> Global___Preconditions: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        preconditions: Global___Preconditions | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["preconditions", b"preconditions"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "name", b"name", "preconditions", b"preconditions", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ToggleJobRequest: _TypeAlias = ToggleJobRequest  # noqa: Y015
 
 @_typing.final
 class ListJobHistoryRequest(_message.Message):
@@ -639,13 +741,20 @@ class ListJobHistoryRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     SKIP_FIELD_NUMBER: _builtins.int
+    STRUCTURED_FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
     filter: _builtins.str
-    """`status = FAILED` (COMPLETED, FAILED, POSTPONED), optionally joined by AND / OR."""
+    """`status = FAILED` (COMPLETED, FAILED, POSTPONED), `state = ENABLED` (the job's state
+    when the entry was recorded), `timestamp` comparisons, joined by AND / OR / NOT.
+    """
     skip: _builtins.int
     """Entries to skip before this page (AIP-158)."""
+    @_builtins.property
+    def structured_filter(self) -> _resources_pb2.Filter:
+        """`filter` as data (fields `status`, `state`, `timestamp`); both given: both must hold."""
+
     def __init__(
         self,
         *,
@@ -654,10 +763,11 @@ class ListJobHistoryRequest(_message.Message):
         page_token: _builtins.str = ...,
         filter: _builtins.str = ...,
         skip: _builtins.int = ...,
+        structured_filter: _resources_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_filter", b"structured_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "skip", b"skip"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "skip", b"skip", "structured_filter", b"structured_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -741,19 +851,31 @@ class ListTasksRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    STRUCTURED_FILTER_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    filter: _builtins.str
+    """AIP-160 subset over `id`, `state`, `result`, `display_name`, `create_time`,
+    `update_time` and `state_transition_time`.
+    """
+    @_builtins.property
+    def structured_filter(self) -> _resources_pb2.Filter:
+        """The same as data; both given: both must hold."""
+
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        filter: _builtins.str = ...,
+        structured_filter: _resources_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["structured_filter", b"structured_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "structured_filter", b"structured_filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -781,3 +903,22 @@ class ListTasksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class CountTasksRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountTasksRequest: _TypeAlias = CountTasksRequest  # noqa: Y015

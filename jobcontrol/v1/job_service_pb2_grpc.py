@@ -123,6 +123,11 @@ class JobServiceStub:
                 request_serializer=jobcontrol_dot_v1_dot_job__service__pb2.RetryJobRequest.SerializeToString,
                 response_deserializer=jobcontrol_dot_v1_dot_resources__pb2.Job.FromString,
                 _registered_method=True)
+        self.ToggleJob = channel.unary_unary(
+                '/jobcontrol.v1.JobService/ToggleJob',
+                request_serializer=jobcontrol_dot_v1_dot_job__service__pb2.ToggleJobRequest.SerializeToString,
+                response_deserializer=jobcontrol_dot_v1_dot_resources__pb2.Job.FromString,
+                _registered_method=True)
         self.ListJobHistory = channel.unary_unary(
                 '/jobcontrol.v1.JobService/ListJobHistory',
                 request_serializer=jobcontrol_dot_v1_dot_job__service__pb2.ListJobHistoryRequest.SerializeToString,
@@ -142,6 +147,11 @@ class JobServiceStub:
                 '/jobcontrol.v1.JobService/ListTasks',
                 request_serializer=jobcontrol_dot_v1_dot_job__service__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=jobcontrol_dot_v1_dot_job__service__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.CountTasks = channel.unary_unary(
+                '/jobcontrol.v1.JobService/CountTasks',
+                request_serializer=jobcontrol_dot_v1_dot_job__service__pb2.CountTasksRequest.SerializeToString,
+                response_deserializer=jobcontrol_dot_v1_dot_resources__pb2.TaskCounts.FromString,
                 _registered_method=True)
 
 
@@ -264,6 +274,14 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ToggleJob(self, request, context):
+        """Flip the job between paused and resumed where the profile has such a toggle
+        (backup: the schedule toggle); decided on the job as it is, in one transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListJobHistory(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -284,6 +302,13 @@ class JobServiceServicer:
 
     def ListTasks(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CountTasks(self, request, context):
+        """The job's tasks counted by state, without listing them.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -376,6 +401,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=jobcontrol_dot_v1_dot_job__service__pb2.RetryJobRequest.FromString,
                     response_serializer=jobcontrol_dot_v1_dot_resources__pb2.Job.SerializeToString,
             ),
+            'ToggleJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ToggleJob,
+                    request_deserializer=jobcontrol_dot_v1_dot_job__service__pb2.ToggleJobRequest.FromString,
+                    response_serializer=jobcontrol_dot_v1_dot_resources__pb2.Job.SerializeToString,
+            ),
             'ListJobHistory': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobHistory,
                     request_deserializer=jobcontrol_dot_v1_dot_job__service__pb2.ListJobHistoryRequest.FromString,
@@ -395,6 +425,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=jobcontrol_dot_v1_dot_job__service__pb2.ListTasksRequest.FromString,
                     response_serializer=jobcontrol_dot_v1_dot_job__service__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'CountTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CountTasks,
+                    request_deserializer=jobcontrol_dot_v1_dot_job__service__pb2.CountTasksRequest.FromString,
+                    response_serializer=jobcontrol_dot_v1_dot_resources__pb2.TaskCounts.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -869,6 +904,33 @@ class JobService:
             _registered_method=True)
 
     @staticmethod
+    def ToggleJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobcontrol.v1.JobService/ToggleJob',
+            jobcontrol_dot_v1_dot_job__service__pb2.ToggleJobRequest.SerializeToString,
+            jobcontrol_dot_v1_dot_resources__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListJobHistory(request,
             target,
             options=(),
@@ -966,6 +1028,33 @@ class JobService:
             '/jobcontrol.v1.JobService/ListTasks',
             jobcontrol_dot_v1_dot_job__service__pb2.ListTasksRequest.SerializeToString,
             jobcontrol_dot_v1_dot_job__service__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CountTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobcontrol.v1.JobService/CountTasks',
+            jobcontrol_dot_v1_dot_job__service__pb2.CountTasksRequest.SerializeToString,
+            jobcontrol_dot_v1_dot_resources__pb2.TaskCounts.FromString,
             options,
             channel_credentials,
             insecure,

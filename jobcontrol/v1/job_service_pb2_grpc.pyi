@@ -68,10 +68,16 @@ class JobServiceStub:
     """Backup: stop the running run (its result is FAILED)."""
     RetryJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.RetryJobRequest, _resources_pb2.Job]
     """Backup: start a run again; only after a failed run."""
+    ToggleJob: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ToggleJobRequest, _resources_pb2.Job]
+    """Flip the job between paused and resumed where the profile has such a toggle
+    (backup: the schedule toggle); decided on the job as it is, in one transaction.
+    """
     ListJobHistory: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListJobHistoryRequest, _job_service_pb2.ListJobHistoryResponse]
     CreateTask: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.CreateTaskRequest, _resources_pb2.Task]
     GetTask: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.GetTaskRequest, _resources_pb2.Task]
     ListTasks: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.ListTasksRequest, _job_service_pb2.ListTasksResponse]
+    CountTasks: _grpc.UnaryUnaryMultiCallable[_job_service_pb2.CountTasksRequest, _resources_pb2.TaskCounts]
+    """The job's tasks counted by state, without listing them."""
 
 @_typing.type_check_only
 class JobServiceAsyncStub(JobServiceStub):
@@ -111,10 +117,16 @@ class JobServiceAsyncStub(JobServiceStub):
     """Backup: stop the running run (its result is FAILED)."""
     RetryJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.RetryJobRequest, _resources_pb2.Job]  # type: ignore[assignment]
     """Backup: start a run again; only after a failed run."""
+    ToggleJob: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ToggleJobRequest, _resources_pb2.Job]  # type: ignore[assignment]
+    """Flip the job between paused and resumed where the profile has such a toggle
+    (backup: the schedule toggle); decided on the job as it is, in one transaction.
+    """
     ListJobHistory: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListJobHistoryRequest, _job_service_pb2.ListJobHistoryResponse]  # type: ignore[assignment]
     CreateTask: _aio.UnaryUnaryMultiCallable[_job_service_pb2.CreateTaskRequest, _resources_pb2.Task]  # type: ignore[assignment]
     GetTask: _aio.UnaryUnaryMultiCallable[_job_service_pb2.GetTaskRequest, _resources_pb2.Task]  # type: ignore[assignment]
     ListTasks: _aio.UnaryUnaryMultiCallable[_job_service_pb2.ListTasksRequest, _job_service_pb2.ListTasksResponse]  # type: ignore[assignment]
+    CountTasks: _aio.UnaryUnaryMultiCallable[_job_service_pb2.CountTasksRequest, _resources_pb2.TaskCounts]  # type: ignore[assignment]
+    """The job's tasks counted by state, without listing them."""
 
 class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """Jobs, their collections, tasks and history. Every lifecycle rule of the collection's
@@ -255,6 +267,16 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         """Backup: start a run again; only after a failed run."""
 
     @_abc_1.abstractmethod
+    def ToggleJob(
+        self,
+        request: _job_service_pb2.ToggleJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Job, _abc.Awaitable[_resources_pb2.Job]]:
+        """Flip the job between paused and resumed where the profile has such a toggle
+        (backup: the schedule toggle); decided on the job as it is, in one transaction.
+        """
+
+    @_abc_1.abstractmethod
     def ListJobHistory(
         self,
         request: _job_service_pb2.ListJobHistoryRequest,
@@ -281,5 +303,13 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _job_service_pb2.ListTasksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_job_service_pb2.ListTasksResponse, _abc.Awaitable[_job_service_pb2.ListTasksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CountTasks(
+        self,
+        request: _job_service_pb2.CountTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.TaskCounts, _abc.Awaitable[_resources_pb2.TaskCounts]]:
+        """The job's tasks counted by state, without listing them."""
 
 def add_JobServiceServicer_to_server(servicer: JobServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

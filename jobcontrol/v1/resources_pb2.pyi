@@ -644,6 +644,8 @@ class Recurrence(_message.Message):
         DAY: Recurrence._Frequency.ValueType  # 3
         WEEK: Recurrence._Frequency.ValueType  # 4
         MONTH: Recurrence._Frequency.ValueType  # 5
+        SECOND: Recurrence._Frequency.ValueType  # 6
+        """A quota unit only (job collections' MaxRecurrence); jobs recur at most every minute."""
 
     class Frequency(_Frequency, metaclass=_FrequencyEnumTypeWrapper): ...
     FREQUENCY_UNSPECIFIED: Recurrence.Frequency.ValueType  # 0
@@ -652,6 +654,8 @@ class Recurrence(_message.Message):
     DAY: Recurrence.Frequency.ValueType  # 3
     WEEK: Recurrence.Frequency.ValueType  # 4
     MONTH: Recurrence.Frequency.ValueType  # 5
+    SECOND: Recurrence.Frequency.ValueType  # 6
+    """A quota unit only (job collections' MaxRecurrence); jobs recur at most every minute."""
 
     FREQUENCY_FIELD_NUMBER: _builtins.int
     INTERVAL_FIELD_NUMBER: _builtins.int
@@ -818,12 +822,20 @@ class BatchSpec(_message.Message):
     ON_TASK_FAILURE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     EXECUTION_INFO_FIELD_NUMBER: _builtins.int
+    USES_TASK_DEPENDENCIES_FIELD_NUMBER: _builtins.int
+    JOB_MANAGER_TASK_FIELD_NUMBER: _builtins.int
+    JOB_PREPARATION_TASK_FIELD_NUMBER: _builtins.int
+    JOB_RELEASE_TASK_FIELD_NUMBER: _builtins.int
+    COMMON_ENVIRONMENT_SETTINGS_FIELD_NUMBER: _builtins.int
+    NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
     priority: _builtins.int
     """-1000..1000."""
     max_parallel_tasks: _builtins.int
     allow_task_preemption: _builtins.bool
     on_all_tasks_complete: Global___BatchSpec.OnAllTasksComplete.ValueType
     on_task_failure: Global___BatchSpec.OnTaskFailure.ValueType
+    """Fixed at creation."""
+    uses_task_dependencies: _builtins.bool
     """Fixed at creation."""
     @_builtins.property
     def constraints(self) -> Global___JobConstraints: ...
@@ -835,6 +847,24 @@ class BatchSpec(_message.Message):
     def metadata(self) -> _containers.RepeatedCompositeFieldContainer[Global___MetadataItem]: ...
     @_builtins.property
     def execution_info(self) -> Global___BatchExecutionInfo: ...
+    @_builtins.property
+    def job_manager_task(self) -> _struct_pb2.Struct:
+        """The job's manager, preparation and release tasks, in Azure Batch's JSON shape
+        (BatchJobManagerTask, ...), stored and returned as given; fixed at creation.
+        """
+
+    @_builtins.property
+    def job_preparation_task(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def job_release_task(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def common_environment_settings(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnvironmentSetting]:
+        """Fixed at creation."""
+
+    @_builtins.property
+    def network_configuration(self) -> _struct_pb2.Struct:
+        """Azure Batch's BatchJobNetworkConfiguration JSON, stored and returned as given."""
+
     def __init__(
         self,
         *,
@@ -847,10 +877,16 @@ class BatchSpec(_message.Message):
         on_task_failure: Global___BatchSpec.OnTaskFailure.ValueType = ...,
         metadata: _abc.Iterable[Global___MetadataItem] | None = ...,
         execution_info: Global___BatchExecutionInfo | None = ...,
+        uses_task_dependencies: _builtins.bool | None = ...,
+        job_manager_task: _struct_pb2.Struct | None = ...,
+        job_preparation_task: _struct_pb2.Struct | None = ...,
+        job_release_task: _struct_pb2.Struct | None = ...,
+        common_environment_settings: _abc.Iterable[Global___EnvironmentSetting] | None = ...,
+        network_configuration: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "allow_task_preemption", b"allow_task_preemption", "constraints", b"constraints", "execution_info", b"execution_info", "max_parallel_tasks", b"max_parallel_tasks", "pool_info", b"pool_info", "priority", b"priority"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "_uses_task_dependencies", b"_uses_task_dependencies", "allow_task_preemption", b"allow_task_preemption", "constraints", b"constraints", "execution_info", b"execution_info", "job_manager_task", b"job_manager_task", "job_preparation_task", b"job_preparation_task", "job_release_task", b"job_release_task", "max_parallel_tasks", b"max_parallel_tasks", "network_configuration", b"network_configuration", "pool_info", b"pool_info", "priority", b"priority", "uses_task_dependencies", b"uses_task_dependencies"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "allow_task_preemption", b"allow_task_preemption", "constraints", b"constraints", "execution_info", b"execution_info", "max_parallel_tasks", b"max_parallel_tasks", "metadata", b"metadata", "on_all_tasks_complete", b"on_all_tasks_complete", "on_task_failure", b"on_task_failure", "pool_info", b"pool_info", "priority", b"priority"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "_uses_task_dependencies", b"_uses_task_dependencies", "allow_task_preemption", b"allow_task_preemption", "common_environment_settings", b"common_environment_settings", "constraints", b"constraints", "execution_info", b"execution_info", "job_manager_task", b"job_manager_task", "job_preparation_task", b"job_preparation_task", "job_release_task", b"job_release_task", "max_parallel_tasks", b"max_parallel_tasks", "metadata", b"metadata", "network_configuration", b"network_configuration", "on_all_tasks_complete", b"on_all_tasks_complete", "on_task_failure", b"on_task_failure", "pool_info", b"pool_info", "priority", b"priority", "uses_task_dependencies", b"uses_task_dependencies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_task_preemption: _TypeAlias = _typing.Literal["allow_task_preemption"]  # noqa: Y015
     _WhichOneofArgType__allow_task_preemption: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption"]  # noqa: Y015
@@ -858,14 +894,40 @@ class BatchSpec(_message.Message):
     _WhichOneofArgType__max_parallel_tasks: _TypeAlias = _typing.Literal["_max_parallel_tasks", b"_max_parallel_tasks"]  # noqa: Y015
     _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
     _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    _WhichOneofReturnType__uses_task_dependencies: _TypeAlias = _typing.Literal["uses_task_dependencies"]  # noqa: Y015
+    _WhichOneofArgType__uses_task_dependencies: _TypeAlias = _typing.Literal["_uses_task_dependencies", b"_uses_task_dependencies"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_task_preemption) -> _WhichOneofReturnType__allow_task_preemption | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_parallel_tasks) -> _WhichOneofReturnType__max_parallel_tasks | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__uses_task_dependencies) -> _WhichOneofReturnType__uses_task_dependencies | None: ...
 
 Global___BatchSpec: _TypeAlias = BatchSpec  # noqa: Y015
+
+@_typing.final
+class EnvironmentSetting(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    value: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnvironmentSetting: _TypeAlias = EnvironmentSetting  # noqa: Y015
 
 @_typing.final
 class JobConstraints(_message.Message):
@@ -1302,6 +1364,7 @@ class Task(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     STATE_TRANSITION_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    PROPERTIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     uid: _builtins.str
     display_name: _builtins.str
@@ -1315,6 +1378,12 @@ class Task(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def state_transition_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def properties(self) -> _struct_pb2.Struct:
+        """The rest of the task's definition in its profile's own terms (batch: the BatchTask
+        members besides id, displayName and commandLine), stored and returned as given.
+        """
+
     def __init__(
         self,
         *,
@@ -1328,10 +1397,11 @@ class Task(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         state_transition_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        properties: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "state_transition_time", b"state_transition_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "properties", b"properties", "state_transition_time", b"state_transition_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_line", b"command_line", "create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "name", b"name", "result", b"result", "state", b"state", "state_transition_time", b"state_transition_time", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_line", b"command_line", "create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "name", b"name", "properties", b"properties", "result", b"result", "state", b"state", "state_transition_time", b"state_transition_time", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1447,3 +1517,165 @@ class OperationMetadata(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OperationMetadata: _TypeAlias = OperationMetadata  # noqa: Y015
+
+@_typing.final
+class Filter(_message.Message):
+    """A filter as data: the structured form of the AIP-160 `filter` strings, so that callers
+    that build filters from other query languages never splice values into filter text.
+    Fields and operators are those of the `filter` string of the same request.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPARISON_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    ANY_FIELD_NUMBER: _builtins.int
+    NEGATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def comparison(self) -> Global___Comparison: ...
+    @_builtins.property
+    def all(self) -> Global___FilterList:
+        """Every item holds (AND)."""
+
+    @_builtins.property
+    def any(self) -> Global___FilterList:
+        """At least one item holds (OR)."""
+
+    @_builtins.property
+    def negation(self) -> Global___Filter:
+        """The filter does not hold (NOT)."""
+
+    def __init__(
+        self,
+        *,
+        comparison: Global___Comparison | None = ...,
+        all: Global___FilterList | None = ...,
+        any: Global___FilterList | None = ...,
+        negation: Global___Filter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "any", b"any", "comparison", b"comparison", "negation", b"negation", "node", b"node"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "any", b"any", "comparison", b"comparison", "negation", b"negation", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_node: _TypeAlias = _typing.Literal["comparison", "all", "any", "negation"]  # noqa: Y015
+    _WhichOneofArgType_node: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_node) -> _WhichOneofReturnType_node | None: ...
+
+Global___Filter: _TypeAlias = Filter  # noqa: Y015
+
+@_typing.final
+class FilterList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]: ...
+    def __init__(
+        self,
+        *,
+        filters: _abc.Iterable[Global___Filter] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterList: _TypeAlias = FilterList  # noqa: Y015
+
+@_typing.final
+class Comparison(_message.Message):
+    """`field operator value`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Operator:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _OperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[Comparison._Operator.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        OPERATOR_UNSPECIFIED: Comparison._Operator.ValueType  # 0
+        EQUAL: Comparison._Operator.ValueType  # 1
+        NOT_EQUAL: Comparison._Operator.ValueType  # 2
+        LESS: Comparison._Operator.ValueType  # 3
+        LESS_OR_EQUAL: Comparison._Operator.ValueType  # 4
+        GREATER: Comparison._Operator.ValueType  # 5
+        GREATER_OR_EQUAL: Comparison._Operator.ValueType  # 6
+        STARTS_WITH: Comparison._Operator.ValueType  # 7
+        """String fields: the value is a prefix of the field."""
+
+    class Operator(_Operator, metaclass=_OperatorEnumTypeWrapper): ...
+    OPERATOR_UNSPECIFIED: Comparison.Operator.ValueType  # 0
+    EQUAL: Comparison.Operator.ValueType  # 1
+    NOT_EQUAL: Comparison.Operator.ValueType  # 2
+    LESS: Comparison.Operator.ValueType  # 3
+    LESS_OR_EQUAL: Comparison.Operator.ValueType  # 4
+    GREATER: Comparison.Operator.ValueType  # 5
+    GREATER_OR_EQUAL: Comparison.Operator.ValueType  # 6
+    STARTS_WITH: Comparison.Operator.ValueType  # 7
+    """String fields: the value is a prefix of the field."""
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    OPERATOR_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    """As in `filter`: `id`, `state`, `create_time`, `labels.KEY`, ..."""
+    operator: Global___Comparison.Operator.ValueType
+    text: _builtins.str
+    """Strings, and enum values by name (`ACTIVE`)."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp:
+        """Time fields."""
+
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        operator: Global___Comparison.Operator.ValueType = ...,
+        text: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "time", b"time", "value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field", b"field", "operator", b"operator", "text", b"text", "time", b"time", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_value: _TypeAlias = _typing.Literal["text", "time"]  # noqa: Y015
+    _WhichOneofArgType_value: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_value) -> _WhichOneofReturnType_value | None: ...
+
+Global___Comparison: _TypeAlias = Comparison  # noqa: Y015
+
+@_typing.final
+class TaskCounts(_message.Message):
+    """Counts of a job's tasks by state (and, for completed ones, by result)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    active: _builtins.int
+    running: _builtins.int
+    completed: _builtins.int
+    succeeded: _builtins.int
+    failed: _builtins.int
+    def __init__(
+        self,
+        *,
+        active: _builtins.int = ...,
+        running: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        succeeded: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "completed", b"completed", "failed", b"failed", "running", b"running", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TaskCounts: _TypeAlias = TaskCounts  # noqa: Y015

@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from jobcontrol.service.core import documents, recurrence
 from jobcontrol.service.core.errors import DomainError, FieldViolation, Reason, bad_field
@@ -23,6 +23,18 @@ class Preconditions:
     if_none_match: str = ""
     if_modified_since: int | None = None
     if_unmodified_since: int | None = None
+    # the job's type must be one of these (JOB_TYPE_MISMATCH otherwise)
+    types: tuple[str, ...] = ()
+
+
+class Versioned(Protocol):
+    """What conditions are checked against: a job or a collection."""
+
+    @property
+    def name(self) -> str: ...
+
+    etag: str
+    update_time: int
 
 
 def new_etag(uid: str, version: int) -> str:
@@ -47,27 +59,49 @@ def refused(reason: Reason, job: Job, what: str) -> DomainError:
     )
 
 
-def check_conditions(job: Job, pre: Preconditions) -> None:
-    """Etag first (ETAG_MISMATCH), then the time and none-match conditions."""
-    if pre.etag and pre.etag != job.etag:
+def check_conditions(
+    target: Versioned | None, pre: Preconditions, name: str = "", kind: str | None = None
+) -> None:
+    """The one check of a write's conditions, made inside the write's transaction:
+    etag first (ETAG_MISMATCH), then the none-match and time conditions (CONDITION_NOT_MET),
+    then the job's type (JOB_TYPE_MISMATCH, `kind`). `target` None: the resource does not
+    exist (a create), which meets If-None-Match and If-Modified-Since and fails the rest."""
+    key = "job" if "/jobs/" in (target.name if target else name) else "collection"
+    if target is None:
+        if pre.etag or pre.if_unmodified_since is not None or pre.types:
+            raise DomainError(
+                Reason.CONDITION_NOT_MET,
+                f"a condition of the request is not met: {name} does not exist",
+                metadata={key: name},
+                resource=name,
+            )
+        return
+    if pre.etag and pre.etag != target.etag:
         raise DomainError(
             Reason.ETAG_MISMATCH,
-            f"etag {pre.etag!r} does not match the current etag of {job.name}",
-            metadata={"job": job.name, "etag": job.etag},
-            resource=job.name,
+            f"etag {pre.etag!r} does not match the current etag of {target.name}",
+            metadata={key: target.name, "etag": target.etag},
+            resource=target.name,
         )
-    seconds = job.update_time // 1_000_000 * 1_000_000
+    seconds = target.update_time // 1_000_000 * 1_000_000
     unmet = (
-        (pre.if_none_match and pre.if_none_match in ("*", job.etag))
+        (pre.if_none_match and pre.if_none_match in ("*", target.etag))
         or (pre.if_modified_since is not None and seconds <= pre.if_modified_since)
         or (pre.if_unmodified_since is not None and seconds > pre.if_unmodified_since)
     )
     if unmet:
         raise DomainError(
             Reason.CONDITION_NOT_MET,
-            f"a condition of the request is not met by {job.name}",
-            metadata={"job": job.name},
-            resource=job.name,
+            f"a condition of the request is not met by {target.name}",
+            metadata={key: target.name},
+            resource=target.name,
+        )
+    if pre.types and kind not in pre.types:
+        raise DomainError(
+            Reason.JOB_TYPE_MISMATCH,
+            f"{target.name} is of type {kind}, not {' or '.join(pre.types)}",
+            metadata={"job": target.name, "type": str(kind)},
+            resource=target.name,
         )
 
 
@@ -111,8 +145,8 @@ def check_spec_key(rules: ProfileRules, patch: dict[str, Any], field: str) -> No
 
 
 def check_required(rules: ProfileRules, doc: dict[str, Any]) -> None:
-    """Fields a job of this profile must have."""
-    missing = [p for p in rules.required_on_create if documents.get_path(doc, p) in (None, {})]
+    """Fields a job of this profile must hold (after a create and after every update)."""
+    missing = [p for p in rules.required_fields if documents.get_path(doc, p) in (None, {})]
     if missing:
         raise DomainError(
             Reason.REQUIRED_FIELD_MISSING,
@@ -120,6 +154,23 @@ def check_required(rules: ProfileRules, doc: dict[str, Any]) -> None:
             metadata={"fields": ",".join(missing)},
             violations=[FieldViolation(f"job.{p}", "required") for p in missing],
         )
+
+
+def check_values(
+    rules: ProfileRules, doc: dict[str, Any], old: dict[str, Any] | None = None
+) -> None:
+    """The profile's value rules for every field the write sets (`old` None: a create) or
+    changes; stored values an update leaves alone are not re-judged."""
+    for path, rule in rules.values.items():
+        value = documents.get_path(doc, path)
+        if value is None or (old is not None and documents.get_path(old, path) == value):
+            continue
+        if not rule.admits(value):
+            raise bad_field(
+                f"job.{path}",
+                f"{value!r} is not allowed; must be {rule.describe()}",
+                Reason.FIELD_VALUE_NOT_ALLOWED,
+            )
 
 
 def check_client_state(rules: ProfileRules, job: Job, target: State, doc: dict[str, Any]) -> None:
@@ -240,7 +291,7 @@ def action_rule(rules: ProfileRules, job: Job, action: Action) -> ActionRule:
         raise refused(Reason.OPERATION_INVALID_FOR_STATE, job, action.value.lower())
     if rule.requires is not None:
         path, value = rule.requires
-        if documents.get_path(document(rules, job), path) != value:
+        if documents.get_path({rules.spec_key: job.spec}, path) != value:
             raise DomainError(
                 Reason.RETRY_NOT_ALLOWED,
                 f"{action.value.lower()} needs {path} = {value}",
@@ -248,6 +299,12 @@ def action_rule(rules: ProfileRules, job: Job, action: Action) -> ActionRule:
                 resource=job.name,
             )
     return rule
+
+
+def flip(rules: ProfileRules, job: Job, path: str) -> None:
+    """Invert a boolean spec field (unset counts as false)."""
+    current = documents.get_path({rules.spec_key: job.spec}, path)
+    apply_sets(rules, job, ((path, not bool(current)),))
 
 
 def apply_sets(rules: ProfileRules, job: Job, sets: tuple[tuple[str, object], ...]) -> None:
@@ -293,8 +350,13 @@ def job_type_of(rules: ProfileRules, job: Job) -> str | None:
     """The job's type (transfer type, backup job type), stored for filtering."""
     if rules.type_path is None:
         return None
-    value = documents.get_path(document(rules, job), rules.type_path)
+    value = documents.get_path({rules.spec_key: job.spec}, rules.type_path)
     return str(value) if value is not None else None
+
+
+def check_job_conditions(rules: ProfileRules, job: Job, pre: Preconditions) -> None:
+    """`check_conditions` for an existing job, its type taken from the profile."""
+    check_conditions(job, pre, kind=job_type_of(rules, job) if pre.types else None)
 
 
 def _strip(node: Any, path: tuple[str, ...]) -> bool:

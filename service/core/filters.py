@@ -1,4 +1,6 @@
-"""A parser for the AIP-160 subset used by List and bulk-delete filters."""
+"""Filters: a parser for the AIP-160 subset of List and bulk-delete `filter` strings, and
+the checks that the structured form (`structured_filter`) goes through too. Both end as one
+tree of `Cmp`/`And`/`Or`/`Not` whose values are converted (State, microseconds, str, bool)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,12 @@ from datetime import datetime
 from typing import Union
 
 from jobcontrol.service.core.errors import Reason, bad_field
-from jobcontrol.service.core.model import State
+from jobcontrol.service.core.model import Profile, State, TaskResult, TaskState
+from jobcontrol.service.core.profiles import PROFILES
 
 OPS = ("=", "!=", "<", "<=", ">", ">=")
+# only in structured filters: a string field starts with the value
+STARTS_WITH = "starts_with"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,9 @@ class Not:
 
 Node = Union[Cmp, And, Or, Not]  # noqa: UP007 - used at runtime by dataclasses
 
-# field kinds: "state", "time", "string", or a frozenset of allowed enum names
+# field kinds: "state", "time", "string", "bool", or a frozenset of allowed enum names;
+# LABELS in a table admits `labels.KEY` (a string)
+LABELS = "labels.*"
 JOB_FIELDS: dict[str, object] = {
     "id": "string",
     "state": "state",
@@ -49,11 +56,37 @@ JOB_FIELDS: dict[str, object] = {
     "create_time": "time",
     "update_time": "time",
     "state_transition_time": "time",
+    LABELS: "string",
+    # spec paths the profiles make filterable (a job of another profile has no value)
+    **{path: "string" for rules in PROFILES.values() for path in rules.filter_paths},
 }
 HISTORY_FIELDS: dict[str, object] = {
     "status": frozenset({"COMPLETED", "FAILED", "POSTPONED"}),
+    "state": "state",
     "timestamp": "time",
 }
+TASK_FIELDS: dict[str, object] = {
+    "id": "string",
+    "state": frozenset(s.value for s in TaskState),
+    "result": frozenset(r.value for r in TaskResult),
+    "display_name": "string",
+    "create_time": "time",
+    "update_time": "time",
+    "state_transition_time": "time",
+}
+COLLECTION_FIELDS: dict[str, object] = {
+    "id": "string",
+    "profile": frozenset(p.value for p in Profile),
+    LABELS: "string",
+}
+OPERATION_FIELDS: dict[str, object] = {
+    "name": "string",
+    "done": "bool",
+    "verb": "string",
+    "target": "string",
+}
+# string fields that also order (<, <=, >, >=), e.g. Batch's `id ge 'a'`
+ORDERED_STRINGS = frozenset({"id"})
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9_./-]{1,63}")
 _TOKEN = re.compile(
@@ -141,32 +174,67 @@ class _Parser:
         value_kind, raw = self.take()
         if value_kind not in ("word", "str"):
             raise _fail(f"expected a value after {field} {op}")
-        return Cmp(field, op, self.convert(field, op, raw))
+        return comparison(field, op, raw, self.fields)
 
-    def convert(self, field: str, op: str, raw: str) -> object:
-        if field.startswith("labels.") and not _LABEL_KEY.fullmatch(field[len("labels.") :]):
+
+def _kind(field: str, fields: dict[str, object]) -> object:
+    if field.startswith("labels.") and LABELS in fields:
+        if not _LABEL_KEY.fullmatch(field[len("labels.") :]):
             raise _fail(f"label keys in filters are 1-63 of [A-Za-z0-9_./-]: {field!r}")
-        kind = "string" if field.startswith("labels.") else self.fields.get(field)
-        if kind is None:
-            raise _fail(f"unknown field {field!r}")
-        if kind == "time":
-            try:
-                when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-            except ValueError as exc:
-                raise _fail(f"{field}: not an RFC 3339 time: {raw!r}") from exc
-            if when.tzinfo is None:
-                raise _fail(f"{field}: the time needs a zone offset")
-            return int(when.timestamp() * 1_000_000)
-        if op not in ("=", "!="):
-            raise _fail(f"{field} supports only = and !=")
-        if kind == "state":
-            try:
-                return State[raw]
-            except KeyError as exc:
-                raise _fail(f"{field}: unknown state {raw!r}") from exc
-        if isinstance(kind, frozenset) and raw not in kind:
-            raise _fail(f"{field}: unknown value {raw!r}")
+        return "string"
+    kind = fields.get(field) if field != LABELS else None
+    if kind is None:
+        raise _fail(f"unknown field {field!r}")
+    return kind
+
+
+def comparison(field: str, op: str, raw: str | int, fields: dict[str, object]) -> Cmp:
+    """One checked comparison: the field is one of `fields`, the operator suits its kind
+    and the value converts (times: RFC 3339 text or microseconds). The parser and the
+    structured form both end here."""
+    kind = _kind(field, fields)
+    if op not in (*OPS, STARTS_WITH):
+        raise _fail(f"unknown operator {op!r}")
+    if op == STARTS_WITH and kind != "string":
+        raise _fail(f"{field} does not support starts_with")
+    if kind == "time":
+        return Cmp(field, op, _micros(field, raw))
+    if isinstance(raw, int):
+        raise _fail(f"{field}: expected a text value, not a time")
+    ordered = kind == "string" and field in ORDERED_STRINGS
+    if op not in ("=", "!=", STARTS_WITH) and not ordered:
+        raise _fail(f"{field} supports only = and !=")
+    if kind == "state":
+        try:
+            return Cmp(field, op, State[raw])
+        except KeyError as exc:
+            raise _fail(f"{field}: unknown state {raw!r}") from exc
+    if kind == "bool":
+        if raw not in ("true", "false"):
+            raise _fail(f"{field}: expected true or false, got {raw!r}")
+        return Cmp(field, op, raw == "true")
+    if isinstance(kind, frozenset) and raw not in kind:
+        raise _fail(f"{field}: unknown value {raw!r}")
+    return Cmp(field, op, raw)
+
+
+def _micros(field: str, raw: str | int) -> int:
+    if isinstance(raw, int):
         return raw
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise _fail(f"{field}: not an RFC 3339 time: {raw!r}") from exc
+    if when.tzinfo is None:
+        raise _fail(f"{field}: the time needs a zone offset")
+    return int(when.timestamp() * 1_000_000)
+
+
+def both(first: Node | None, second: Node | None) -> Node | None:
+    """Two filters that must both hold (either may be absent)."""
+    if first is None or second is None:
+        return first or second
+    return And((first, second))
 
 
 def parse(text: str, fields: dict[str, object] = JOB_FIELDS) -> Node | None:

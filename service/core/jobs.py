@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobcontrol.service.core import documents, engine, filters, names, pages
+from jobcontrol.service.core.collections import check_collection, insert_collection, load_collection
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
@@ -29,17 +30,6 @@ class JobPage:
 def job_key(rules: ProfileRules, job_id: str) -> str:
     """The stored lookup key: ids are case-insensitive in some profiles."""
     return job_id.lower() if rules.case_insensitive_ids else job_id
-
-
-async def load_collection(tx: Tx, collection_id: str) -> Collection:
-    """The collection, or COLLECTION_NOT_FOUND."""
-    collection = await tx.get_collection(collection_id)
-    if collection is None:
-        name = f"collections/{collection_id}"
-        raise DomainError(
-            Reason.COLLECTION_NOT_FOUND, f"{name} not found", {"collection": name}, resource=name
-        )
-    return collection
 
 
 async def load_job(tx: Tx, collection_id: str, job_id: str) -> Job:
@@ -79,17 +69,36 @@ class Jobs:
         self.ctx = ctx
 
     async def create(
-        self, parent: str, job_id: str, doc: dict[str, Any], request_id: str = ""
+        self,
+        parent: str,
+        job_id: str,
+        doc: dict[str, Any],
+        request_id: str = "",
+        pre: Preconditions = Preconditions(),  # noqa: B008 - frozen, shared safely
+        template: Collection | None = None,
     ) -> Job:
-        """CreateJob: validate against the collection's profile, quotas, then insert."""
+        """CreateJob: the parent (created from `template` if missing), the conditions on
+        the job it would replace, the profile's rules and quotas, then the insert; all in
+        one transaction."""
         collection_id = names.collection_name(parent, "parent")
+        if template is not None:
+            check_collection(template, "collection_template")
 
         async def run(tx: Tx) -> Job:
-            return await self.insert(tx, collection_id, job_id, doc)
+            if template is not None and await tx.get_collection(collection_id) is None:
+                await insert_collection(tx, collection_id, template)
+            return await self.insert(tx, collection_id, job_id, doc, pre)
 
         return await self.ctx.write("CreateJob", request_id, run)
 
-    async def insert(self, tx: Tx, collection_id: str, job_id: str, doc: dict[str, Any]) -> Job:
+    async def insert(
+        self,
+        tx: Tx,
+        collection_id: str,
+        job_id: str,
+        doc: dict[str, Any],
+        pre: Preconditions = Preconditions(),  # noqa: B008 - frozen, shared safely
+    ) -> Job:
         """The body of CreateJob (also used by UpdateJob with allow_missing)."""
         collection = await load_collection(tx, collection_id)
         rules = rules_for(collection.profile)
@@ -97,9 +106,14 @@ class Jobs:
         engine.check_spec_key(rules, doc, "job")
         check_document(doc, rules.spec_key)
         engine.check_required(rules, doc)
+        engine.check_values(rules, doc)
         now = now_us()
         key = job_key(rules, job_id)
         existing = await tx.get_job(collection_id, key)
+        if existing is not None:
+            engine.check_job_conditions(rules, existing, pre)
+        else:
+            engine.check_conditions(None, pre, f"collections/{collection_id}/jobs/{job_id}")
         if existing is not None and existing.state not in rules.replace_existing_in:
             raise DomainError(
                 Reason.JOB_ALREADY_EXISTS,
@@ -172,13 +186,16 @@ class Jobs:
         filter_text: str,
         order_by: str,
         skip: int = 0,
+        structured: filters.Node | None = None,
+        allow_missing: bool = False,
     ) -> JobPage:
-        """ListJobs: keyset pagination with opaque tokens bound to the query."""
+        """ListJobs: keyset pagination with opaque tokens bound to the query; with
+        `allow_missing` a missing collection lists as empty."""
         collection_id = names.collection_name(parent, "parent")
         size = pages.page_size(page_size)
-        tree = filters.parse(filter_text)
+        tree = filters.both(filters.parse(filter_text), structured)
         order, descending = parse_order(order_by)
-        fingerprint = ("jobs", collection_id, filter_text, order, descending)
+        fingerprint = ("jobs", collection_id, repr(tree), order, descending)
         kinds: tuple[type, ...] = (str,) if order == "job_key" else (int, str)
         after = pages.decode(fingerprint, page_token, kinds)
         query = JobQuery(
@@ -186,18 +203,16 @@ class Jobs:
         )
 
         async def run(tx: Tx) -> list[Job]:
+            if allow_missing and await tx.get_collection(collection_id) is None:
+                return []
             await load_collection(tx, collection_id)
             return await tx.list_jobs(query)
 
-        rows = await self.ctx.store.read(run)
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            last = rows[-1]
-            rules = rules_for(last.profile)
-            sort_value = getattr(last, order) if order != "job_key" else None
-            key = job_key(rules, last.job_id)
-            token = pages.encode(fingerprint, [key] if order == "job_key" else [sort_value, key])
+        def sort_key(last: Job) -> list[Any]:
+            key = job_key(rules_for(last.profile), last.job_id)
+            return [key] if order == "job_key" else [getattr(last, order), key]
+
+        rows, token = pages.cut(await self.ctx.store.read(run), size, fingerprint, sort_key)
         return JobPage([engine.strip_input_only(rules_for(j.profile), j) for j in rows], token)
 
     async def update(
@@ -217,7 +232,7 @@ class Jobs:
                 job = await load_job(tx, collection_id, job_id)
             except DomainError as exc:
                 if allow_missing and exc.reason is Reason.JOB_NOT_FOUND:
-                    return await self.insert(tx, collection_id, job_id, patch)
+                    return await self.insert(tx, collection_id, job_id, patch, pre)
                 raise
             return await self._update(tx, job, patch, paths, pre)
 
@@ -229,7 +244,7 @@ class Jobs:
         rules = rules_for(job.profile)
         engine.check_spec_key(rules, patch, "job")
         resolved = documents.resolve_mask(rules, paths)
-        engine.check_conditions(job, pre)
+        engine.check_job_conditions(rules, job, pre)
         engine.check_not_locked(rules, job, "update")
         old = engine.document(rules, job)
         new = documents.apply_paths(old, patch, [p for p in resolved if p != "state"])
@@ -238,7 +253,11 @@ class Jobs:
         target = State[requested] if requested else job.state
         if requested:  # a state the client names is checked even when it is the current one
             engine.check_client_state(rules, job, target, new)
+        if new == old and target is job.state:
+            return engine.strip_input_only(rules, job)  # nothing changes: nothing is written
         check_document(new, rules.spec_key)
+        engine.check_required(rules, new)
+        engine.check_values(rules, new, old)
         new_spec = new.get(rules.spec_key) or {}
         if new_spec.get("recurrence") != job.spec.get("recurrence"):
             collection = await load_collection(tx, job.collection_id)
@@ -274,7 +293,7 @@ class Jobs:
                     return op
                 raise
             rules = rules_for(job.profile)
-            engine.check_conditions(job, pre)
+            engine.check_job_conditions(rules, job, pre)
             engine.check_delete(rules, job)
             asynchronous = rules.delete_mode is DeleteMode.ASYNC
             op = new_operation("delete", job.name, collection_id, now, done=not asynchronous)

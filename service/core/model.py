@@ -73,6 +73,7 @@ class Action(enum.Enum):
     START = "START"
     STOP = "STOP"
     RETRY = "RETRY"
+    TOGGLE = "TOGGLE"
 
 
 def now_us() -> int:
@@ -161,6 +162,8 @@ class Task:
     state_time: int = 0
     etag: str = ""
     version: int = 0
+    # the rest of the definition in the profile's own terms, stored as given
+    properties: dict[str, Any] = field(default_factory=dict)
     pk: int | None = None
 
     @property

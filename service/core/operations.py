@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from jobcontrol.service.core import engine, pages
+from jobcontrol.service.core import engine, filters, pages
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
 from jobcontrol.service.core.model import Operation, OperationError, now_us
@@ -48,27 +48,18 @@ class Operations:
         return await self.ctx.store.read(lambda tx: load_operation(tx, name))
 
     async def list_page(self, page_size: int, page_token: str, filter_text: str) -> OperationPage:
-        """ListOperations, by name; `done = true|false` is the only filter."""
+        """ListOperations, by name; AIP-160 filters over `name`, `done`, `verb` and
+        `target` (e.g. `done = false`, `name = "operations/…" OR name = "…"`)."""
         size = pages.page_size(page_size)
-        pending_only = False
-        if filter_text.strip():
-            if filter_text.replace(" ", "") not in ("done=false", "done=true"):
-                raise bad_field(
-                    "filter", "only `done = true|false` is supported", Reason.INVALID_FILTER
-                )
-            pending_only = filter_text.replace(" ", "") == "done=false"
-        fingerprint = ("operations", filter_text)
+        tree = filters.parse(filter_text, filters.OPERATION_FIELDS)
+        fingerprint = ("operations", repr(tree))
         after = pages.decode(fingerprint, page_token)
+        start = after[0] if after else None
         rows = await self.ctx.store.read(
-            lambda tx: tx.list_operations(after[0] if after else None, size + 1, pending_only)
+            lambda tx: tx.list_operations(start, size + 1, filter=tree)
         )
-        if filter_text.replace(" ", "") == "done=true":
-            rows = [op for op in rows if op.done]
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            token = pages.encode(fingerprint, [rows[-1].name])
-        return OperationPage(rows, token)
+        found, token = pages.cut(rows, size, fingerprint, lambda op: [op.name])
+        return OperationPage(found, token)
 
     async def cancel(self, name: str) -> None:
         """CancelOperation: a cancellable, unfinished deletion restores the job's previous

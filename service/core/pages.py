@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from jobcontrol.service.core.errors import Reason, bad_field
 
+T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
@@ -61,3 +63,14 @@ def decode(
     if not shaped:
         raise bad_field("page_token", "not a page token", Reason.INVALID_PAGE_TOKEN)
     return list(after)
+
+
+def cut(
+    rows: list[T], size: int, query: tuple[object, ...], key: Callable[[T], list[Any]]
+) -> tuple[list[T], str]:
+    """A page of `rows` (fetched with one extra row) and the token of the next page, which
+    resumes after the last row's sort `key`."""
+    if len(rows) <= size:
+        return rows, ""
+    rows = rows[:size]
+    return rows, encode(query, key(rows[-1]))

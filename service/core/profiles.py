@@ -37,6 +37,8 @@ class ActionRule:
     disposes_tasks: bool = False
     # spec field that records the request's reason (e.g. a terminate reason)
     reason_path: str | None = None
+    # a boolean spec field the action inverts (the backup schedule toggle)
+    flips: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,44 @@ class FieldRule:
     states: frozenset[State] | None = None
     immutable: bool = False
     only_values: tuple[object, ...] | None = None
+
+
+@dataclass(frozen=True)
+class ValueRule:
+    """What values a field may hold, whenever a create or an update writes it: one of
+    `allowed`, or within one of the inclusive `ranges` (None: unbounded on that side)."""
+
+    allowed: tuple[object, ...] | None = None
+    ranges: tuple[tuple[int | None, int | None], ...] = ()
+
+    def admits(self, value: object) -> bool:
+        """Whether `value` may be stored."""
+        if self.allowed is not None and value not in self.allowed:
+            return False
+        if self.ranges:
+            if isinstance(value, bool) or not isinstance(value, int):
+                return False
+            return any(
+                (low is None or value >= low) and (high is None or value <= high)
+                for low, high in self.ranges
+            )
+        return True
+
+    def describe(self) -> str:
+        """The rule in words, for the error message."""
+        if self.allowed is not None:
+            return "one of " + ", ".join(map(str, self.allowed))
+        spans = []
+        for low, high in self.ranges:
+            if low == high:
+                spans.append(str(low))
+            elif high is None:
+                spans.append(f">= {low}")
+            elif low is None:
+                spans.append(f"<= {high}")
+            else:
+                spans.append(f"{low}..{high}")
+        return " or ".join(spans)
 
 
 @dataclass(frozen=True)
@@ -68,6 +108,8 @@ class ProfileRules:
     actions: Mapping[Action, ActionRule]
     # states in which update, replace and every action are refused, with the reason
     update_refused: Mapping[State, Reason]
+    # states in which operators (OperatorService) may not move the job either
+    operator_refused: Mapping[State, Reason]
     # states in which delete is refused, with the reason (None: see delete_allowed_in)
     delete_refused: Mapping[State, Reason]
     # when set, delete is allowed only in these states (else JOB_NOT_DELETABLE_IN_STATE)
@@ -82,7 +124,10 @@ class ProfileRules:
     run_result_path: str | None
     # updatable spec/job paths and their rules; paths not listed are not updatable
     fields: Mapping[str, FieldRule]
-    required_on_create: tuple[str, ...]
+    # fields a job must hold after every create and every update (a replace included)
+    required_fields: tuple[str, ...]
+    # the values fields may hold (checked when a write sets or changes them)
+    values: Mapping[str, ValueRule]
     # creating over an existing job replaces it while it is in one of these states
     replace_existing_in: frozenset[State]
     case_insensitive_ids: bool
@@ -94,6 +139,9 @@ class ProfileRules:
     not_deletable_types: frozenset[str] = frozenset()
     # status.next_execution_time follows the spec's start time and recurrence
     schedules_runs: bool = False
+    # spec paths (string values) that ListJobs filters may compare, e.g.
+    # `batch.pool_info.pool_id`
+    filter_paths: frozenset[str] = frozenset()
 
 
 # Paths every job has that clients may never write (AIP OUTPUT_ONLY), besides per-profile
@@ -124,7 +172,8 @@ INPUT_ONLY_PATHS = (
 )
 
 DEFAULT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,127}")
-ANY = frozenset[State]()
+# "no state": for tables that name none (no busy states, nothing replaceable, ...)
+NO_STATES = frozenset[State]()
 
 _sched_live = frozenset({S.ENABLED, S.DISABLED})
 SCHEDULED = ProfileRules(
@@ -144,11 +193,12 @@ SCHEDULED = ProfileRules(
         Action.RESUME: ActionRule(_sched_live, to=S.ENABLED),
     },
     update_refused={S.COMPLETED: Reason.JOB_COMPLETED, S.FAULTED: Reason.JOB_FAULTED},
+    operator_refused={},
     delete_refused={},
     delete_allowed_in=None,
     delete_mode=DeleteMode.IMMEDIATE,
     delete_cancellable=False,
-    busy_states=ANY,
+    busy_states=NO_STATES,
     run_end={},
     run_result_path=None,
     fields={
@@ -158,8 +208,13 @@ SCHEDULED = ProfileRules(
         "scheduled.action": FieldRule(),
         "scheduled.recurrence": FieldRule(),
     },
-    required_on_create=(),
-    replace_existing_in=ANY,
+    required_fields=(),
+    values={
+        "scheduled.recurrence.frequency": ValueRule(
+            allowed=("MINUTE", "HOUR", "DAY", "WEEK", "MONTH")
+        ),
+    },
+    replace_existing_in=NO_STATES,
     case_insensitive_ids=False,
     id_pattern=DEFAULT_ID,
     client_tasks=False,
@@ -202,11 +257,12 @@ BATCH = ProfileRules(
         S.TERMINATING: Reason.JOB_BEING_TERMINATED,
         S.DELETING: Reason.JOB_BEING_DELETED,
     },
+    operator_refused={S.DELETING: Reason.JOB_BEING_DELETED},
     delete_refused={S.DELETING: Reason.JOB_BEING_DELETED},
     delete_allowed_in=None,
     delete_mode=DeleteMode.ASYNC,
     delete_cancellable=False,
-    busy_states=ANY,
+    busy_states=NO_STATES,
     run_end={},
     run_result_path=None,
     fields={
@@ -220,12 +276,24 @@ BATCH = ProfileRules(
         "batch.on_all_tasks_complete": FieldRule(),
         "batch.on_task_failure": FieldRule(immutable=True),
         "batch.metadata": FieldRule(),
+        "batch.network_configuration": FieldRule(),
+        "batch.uses_task_dependencies": FieldRule(immutable=True),
+        "batch.job_manager_task": FieldRule(immutable=True),
+        "batch.job_preparation_task": FieldRule(immutable=True),
+        "batch.job_release_task": FieldRule(immutable=True),
+        "batch.common_environment_settings": FieldRule(immutable=True),
     },
-    required_on_create=("batch.pool_info",),
-    replace_existing_in=ANY,
+    required_fields=("batch.pool_info",),
+    values={
+        "batch.priority": ValueRule(ranges=((-1000, 1000),)),
+        "batch.max_parallel_tasks": ValueRule(ranges=((-1, -1), (1, None))),
+        "batch.constraints.max_task_retry_count": ValueRule(ranges=((-1, None),)),
+    },
+    replace_existing_in=NO_STATES,
     case_insensitive_ids=True,
     id_pattern=re.compile(r"[A-Za-z0-9_-]{1,64}"),
     client_tasks=True,
+    filter_paths=frozenset({"batch.pool_info.pool_id"}),
 )
 
 _to_packaging = frozenset({S.CREATING, S.SHIPPING, S.RECEIVED, S.TRANSFERRING})
@@ -247,11 +315,12 @@ TRANSFER = ProfileRules(
     },
     actions={},
     update_refused={},
+    operator_refused={},
     delete_refused={},
     delete_allowed_in=frozenset({S.CREATING, S.COMPLETED}),
     delete_mode=DeleteMode.IMMEDIATE,
     delete_cancellable=False,
-    busy_states=ANY,
+    busy_states=NO_STATES,
     run_end={},
     run_result_path=None,
     fields={
@@ -268,7 +337,8 @@ TRANSFER = ProfileRules(
         "transfer.description": FieldRule(states=_transfer_live),
         "transfer.drives": FieldRule(states=frozenset({S.CREATING})),
     },
-    required_on_create=("transfer.type", "transfer.location"),
+    required_fields=("transfer.type", "transfer.location"),
+    values={},
     replace_existing_in=frozenset({S.CREATING}),
     case_insensitive_ids=False,
     id_pattern=DEFAULT_ID,
@@ -283,7 +353,7 @@ BACKUP = ProfileRules(
     spec_key="backup",
     states=_backup_live | {S.DELETING},
     initial=S.IDLE,
-    final=ANY,
+    final=NO_STATES,
     client_states={},
     state_requires={},
     operator_transitions={S.IDLE: frozenset({S.RUNNING}), S.RUNNING: frozenset({S.IDLE})},
@@ -297,8 +367,10 @@ BACKUP = ProfileRules(
         ),
         Action.PAUSE: ActionRule(_backup_live, sets=(("backup.schedule_enabled", False),)),
         Action.RESUME: ActionRule(_backup_live, sets=(("backup.schedule_enabled", True),)),
+        Action.TOGGLE: ActionRule(_backup_live, flips="backup.schedule_enabled"),
     },
     update_refused={S.DELETING: Reason.JOB_BEING_DELETED},
+    operator_refused={S.DELETING: Reason.JOB_BEING_DELETED},
     delete_refused={S.DELETING: Reason.JOB_BEING_DELETED},
     delete_allowed_in=None,
     delete_mode=DeleteMode.ASYNC,
@@ -314,9 +386,11 @@ BACKUP = ProfileRules(
         "backup.schedule_enabled": FieldRule(),
         "backup.description": FieldRule(),
     },
-    required_on_create=("backup.job_type",),
-    replace_existing_in=ANY,
-    case_insensitive_ids=False,
+    required_fields=("backup.job_type",),
+    values={},
+    replace_existing_in=NO_STATES,
+    # job ids are GUIDs, which Enterprise Manager matches in any case
+    case_insensitive_ids=True,
     id_pattern=DEFAULT_ID,
     client_tasks=False,
     type_path="backup.job_type",

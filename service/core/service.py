@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobcontrol.service.core.bulk import Bulk
+from jobcontrol.service.core.actions import Actions
 from jobcontrol.service.core.collections import Collections
 from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.deletions import Deletions
+from jobcontrol.service.core.history import History
 from jobcontrol.service.core.jobs import Jobs
-from jobcontrol.service.core.lifecycle import Lifecycle, Tasks
 from jobcontrol.service.core.operations import Operations
 from jobcontrol.service.core.ports import Store
 from jobcontrol.service.core.reaper import Reaper
+from jobcontrol.service.core.tasks import Tasks
 
 
 @dataclass
@@ -21,8 +23,9 @@ class Core:
     ctx: Context
     collections: Collections
     jobs: Jobs
-    bulk: Bulk
-    lifecycle: Lifecycle
+    deletions: Deletions
+    actions: Actions
+    history: History
     tasks: Tasks
     operations: Operations
     reaper: Reaper
@@ -41,8 +44,9 @@ def build_core(
         ctx=ctx,
         collections=Collections(ctx),
         jobs=Jobs(ctx),
-        bulk=Bulk(ctx),
-        lifecycle=Lifecycle(ctx),
+        deletions=Deletions(ctx),
+        actions=Actions(ctx),
+        history=History(ctx),
         tasks=Tasks(ctx),
         operations=Operations(ctx),
         reaper=Reaper(ctx, reaper_interval),

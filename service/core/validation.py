@@ -27,6 +27,11 @@ def check_document(doc: dict[str, Any], spec_key: str, field: str = "job") -> No
             raise bad_field(f"{field}.labels", f"label key {key[:80]!r}: 1-{MAX_LABEL_KEY} chars")
         if len(value) > MAX_LABEL_VALUE:
             raise bad_field(f"{field}.labels", f"label {key!r}: value over {MAX_LABEL_VALUE}")
-    size = len(json.dumps(doc.get(spec_key) or {}, separators=(",", ":")))
+    check_properties(doc.get(spec_key) or {}, f"{field}.{spec_key}")
+
+
+def check_properties(value: dict[str, Any], field: str) -> None:
+    """A stored document (a spec, a task's properties) is at most MAX_SPEC_BYTES of JSON."""
+    size = len(json.dumps(value, separators=(",", ":")))
     if size > MAX_SPEC_BYTES:
-        raise bad_field(f"{field}.{spec_key}", f"{size} bytes, over {MAX_SPEC_BYTES}")
+        raise bad_field(field, f"{size} bytes, over {MAX_SPEC_BYTES}")

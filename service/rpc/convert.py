@@ -12,9 +12,10 @@ from google.protobuf import any_pb2, descriptor, empty_pb2, json_format, timesta
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from jobcontrol.service.core import model
+from jobcontrol.service.core import filters, model
 from jobcontrol.service.core.engine import Preconditions
-from jobcontrol.service.core.errors import bad_field
+from jobcontrol.service.core.errors import Reason, bad_field
+from jobcontrol.service.core.ports import TaskCounts
 from jobcontrol.service.core.profiles import PROFILES
 from jobcontrol.v1 import job_service_pb2, resources_pb2
 
@@ -97,10 +98,13 @@ def update_paths(job: resources_pb2.Job, mask_paths: list[str]) -> list[str]:
     return [p for p in present_paths(job) if p.split(".")[0] not in _NOT_WRITTEN]
 
 
-def preconditions(etag: str, pre: job_service_pb2.Preconditions | None) -> Preconditions:
-    """Request etag and Preconditions as the core's record."""
-    if pre is None:
+def preconditions(etag: str, request: Message) -> Preconditions:
+    """A request's etag and its `preconditions` field (if it has one) as the core's
+    record."""
+    has = "preconditions" in request.DESCRIPTOR.fields_by_name and request.HasField("preconditions")
+    if not has:
         return Preconditions(etag=etag)
+    pre: job_service_pb2.Preconditions = request.preconditions  # type: ignore[attr-defined]
     return Preconditions(
         etag=etag,
         if_none_match=pre.if_none_match,
@@ -110,6 +114,70 @@ def preconditions(etag: str, pre: job_service_pb2.Preconditions | None) -> Preco
         if_unmodified_since=micros(pre.if_unmodified_since)
         if pre.HasField("if_unmodified_since")
         else None,
+        types=tuple(pre.types),
+    )
+
+
+_OPERATORS = {
+    resources_pb2.Comparison.EQUAL: "=",
+    resources_pb2.Comparison.NOT_EQUAL: "!=",
+    resources_pb2.Comparison.LESS: "<",
+    resources_pb2.Comparison.LESS_OR_EQUAL: "<=",
+    resources_pb2.Comparison.GREATER: ">",
+    resources_pb2.Comparison.GREATER_OR_EQUAL: ">=",
+    resources_pb2.Comparison.STARTS_WITH: filters.STARTS_WITH,
+}
+MAX_FILTER_NODES = 256
+
+
+def structured_filter(
+    request: Message, fields: dict[str, object], field: str = "structured_filter"
+) -> filters.Node | None:
+    """A request's `structured_filter` as the core's filter tree (None when absent), each
+    comparison checked like a parsed one."""
+    if not request.HasField(field):
+        return None
+    budget = [MAX_FILTER_NODES]
+    return _filter_node(getattr(request, field), fields, field, budget)
+
+
+def _filter_node(
+    node: resources_pb2.Filter, fields: dict[str, object], path: str, budget: list[int]
+) -> filters.Node:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise bad_field(path, f"more than {MAX_FILTER_NODES} nodes", Reason.INVALID_FILTER)
+    kind = node.WhichOneof("node")
+    if kind in ("all", "any"):
+        items = tuple(
+            _filter_node(f, fields, f"{path}.{kind}", budget) for f in getattr(node, kind).filters
+        )
+        if not items:
+            raise bad_field(f"{path}.{kind}", "needs at least one filter", Reason.INVALID_FILTER)
+        return filters.And(items) if kind == "all" else filters.Or(items)
+    if kind == "negation":
+        return filters.Not(_filter_node(node.negation, fields, f"{path}.negation", budget))
+    if kind != "comparison":
+        raise bad_field(path, "an empty filter node", Reason.INVALID_FILTER)
+    cmp = node.comparison
+    op = _OPERATORS.get(cmp.operator)
+    if op is None:
+        raise bad_field(f"{path}.comparison.operator", "unknown operator", Reason.INVALID_FILTER)
+    which = cmp.WhichOneof("value")
+    if which is None:
+        raise bad_field(f"{path}.comparison", "needs a value", Reason.INVALID_FILTER)
+    raw: str | int = cmp.text if which == "text" else micros(cmp.time)
+    return filters.comparison(cmp.field, op, raw, fields)
+
+
+def task_counts_to_proto(counts: TaskCounts) -> resources_pb2.TaskCounts:
+    """The core's task counts as the TaskCounts message."""
+    return resources_pb2.TaskCounts(
+        active=counts.active,
+        running=counts.running,
+        completed=counts.completed,
+        succeeded=counts.succeeded,
+        failed=counts.failed,
     )
 
 
@@ -160,9 +228,11 @@ def _document(field: str, text: bytes) -> bytes:
     return message.SerializeToString()
 
 
-def collection_from_proto(c: resources_pb2.Collection) -> model.Collection:
+def collection_from_proto(
+    c: resources_pb2.Collection, field: str = "collection"
+) -> model.Collection:
     """The client-supplied part of a Collection."""
-    check_enums(c, "collection")
+    check_enums(c, field)
     q = c.quota
     frequency = (
         resources_pb2.Recurrence.Frequency.Name(q.max_recurrence_frequency)
@@ -171,7 +241,7 @@ def collection_from_proto(c: resources_pb2.Collection) -> model.Collection:
     )
     return model.Collection(
         collection_id="",
-        profile=model.Profile(enum_name(resources_pb2.Profile, c.profile, "collection.profile")),
+        profile=model.Profile(enum_name(resources_pb2.Profile, c.profile, f"{field}.profile")),
         display_name=c.display_name,
         plan=c.plan,
         quota=model.Quota(
@@ -211,9 +281,22 @@ def collection_to_proto(c: model.Collection) -> resources_pb2.Collection:
     )
 
 
+def task_from_proto(t: resources_pb2.Task) -> model.Task:
+    """The client-supplied part of a Task."""
+    check_enums(t, "task")
+    return model.Task(
+        job_pk=0,
+        job_name="",
+        task_id="",
+        display_name=t.display_name,
+        command_line=t.command_line,
+        properties=json_format.MessageToDict(t.properties),
+    )
+
+
 def task_to_proto(t: model.Task) -> resources_pb2.Task:
     """A domain task as the Task message."""
-    return resources_pb2.Task(
+    msg = resources_pb2.Task(
         name=t.name,
         uid=t.uid,
         display_name=t.display_name,
@@ -227,6 +310,9 @@ def task_to_proto(t: model.Task) -> resources_pb2.Task:
         state_transition_time=timestamp(t.state_time),
         etag=t.etag,
     )
+    if t.properties:
+        msg.properties.update(t.properties)
+    return msg
 
 
 def history_from_proto(e: resources_pb2.HistoryEntry) -> model.HistoryEntry:

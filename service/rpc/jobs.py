@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobcontrol.service.core.model import Action, Task, TaskDisposition
+from jobcontrol.service.core import filters
+from jobcontrol.service.core.model import Action, TaskDisposition
 from jobcontrol.service.core.service import Core
 from jobcontrol.service.rpc import convert
 from jobcontrol.service.rpc.guard import guarded
@@ -42,7 +43,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @guarded
     async def ListCollections(self, request: pb.ListCollectionsRequest, context: Ctx) -> Any:
-        page = await self.core.collections.list_page(request.page_size, request.page_token)
+        page = await self.core.collections.list_page(
+            request.page_size,
+            request.page_token,
+            request.filter,
+            convert.structured_filter(request, filters.COLLECTION_FIELDS),
+        )
         return pb.ListCollectionsResponse(
             collections=[convert.collection_to_proto(c) for c in page.collections],
             next_page_token=page.next_page_token,
@@ -51,10 +57,12 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @guarded
     async def UpdateCollection(self, request: pb.UpdateCollectionRequest, context: Ctx) -> Any:
         convert.check_enums(request.collection, "collection")
+        # with allow_missing the profile is what a missing collection is created with
+        fixed = ("name", "etag", "profile") if request.allow_missing else ("name", "etag")
         paths = list(request.update_mask.paths) or [
             p.split(".")[0]
             for p in convert.present_paths(request.collection)
-            if p.split(".")[0] not in ("name", "etag")
+            if p.split(".")[0] not in fixed
         ]
         given = convert.collection_from_proto(_with_profile(request.collection))
         patch = {
@@ -63,15 +71,26 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             "quota": given.quota,
             "labels": given.labels,
         }
+        create_as = (
+            convert.collection_from_proto(request.collection) if request.allow_missing else None
+        )
         updated = await self.core.collections.update(
-            request.collection.name, patch, paths, request.collection.etag, request.request_id
+            request.collection.name,
+            patch,
+            paths,
+            convert.preconditions(request.collection.etag, request),
+            request.request_id,
+            create_as,
         )
         return convert.collection_to_proto(updated)
 
     @guarded
     async def DeleteCollection(self, request: pb.DeleteCollectionRequest, context: Ctx) -> Any:
-        op = await self.core.bulk.delete_collection(
-            request.name, request.etag, request.allow_missing, request.request_id
+        op = await self.core.deletions.delete_collection(
+            request.name,
+            convert.preconditions(request.etag, request),
+            request.allow_missing,
+            request.request_id,
         )
         return convert.operation_to_proto(op)
 
@@ -80,7 +99,19 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @guarded
     async def CreateJob(self, request: pb.CreateJobRequest, context: Ctx) -> Any:
         doc = convert.job_document(request.job)
-        job = await self.core.jobs.create(request.parent, request.job_id, doc, request.request_id)
+        template = (
+            convert.collection_from_proto(request.collection_template, "collection_template")
+            if request.HasField("collection_template")
+            else None
+        )
+        job = await self.core.jobs.create(
+            request.parent,
+            request.job_id,
+            doc,
+            request.request_id,
+            convert.preconditions(request.job.etag, request),
+            template,
+        )
         return convert.job_to_proto(job)
 
     @guarded
@@ -96,6 +127,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             request.filter,
             request.order_by,
             request.skip,
+            convert.structured_filter(request, filters.JOB_FIELDS),
+            request.allow_missing,
         )
         return pb.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.jobs],
@@ -106,9 +139,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     async def UpdateJob(self, request: pb.UpdateJobRequest, context: Ctx) -> Any:
         doc = convert.job_document(request.job)
         paths = convert.update_paths(request.job, list(request.update_mask.paths))
-        pre = convert.preconditions(
-            request.job.etag, request.preconditions if request.HasField("preconditions") else None
-        )
+        pre = convert.preconditions(request.job.etag, request)
         job = await self.core.jobs.update(
             request.job.name, doc, paths, pre, request.allow_missing, request.request_id
         )
@@ -116,9 +147,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @guarded
     async def DeleteJob(self, request: pb.DeleteJobRequest, context: Ctx) -> Any:
-        pre = convert.preconditions(
-            request.etag, request.preconditions if request.HasField("preconditions") else None
-        )
+        pre = convert.preconditions(request.etag, request)
         op = await self.core.jobs.delete(
             request.name, pre, request.force, request.allow_missing, request.request_id
         )
@@ -126,20 +155,18 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @guarded
     async def DeleteJobs(self, request: pb.DeleteJobsRequest, context: Ctx) -> Any:
-        op = await self.core.bulk.delete_jobs(
-            request.parent, request.filter, request.force, request.request_id
+        op = await self.core.deletions.delete_jobs(
+            request.parent,
+            request.filter,
+            request.force,
+            request.request_id,
+            convert.structured_filter(request, filters.JOB_FIELDS),
         )
         return convert.operation_to_proto(op)
 
     async def _act(self, action: Action, request: Any, **extra: Any) -> resources_pb2.Job:
-        pre = convert.preconditions(
-            request.etag,
-            request.preconditions
-            if "preconditions" in request.DESCRIPTOR.fields_by_name
-            and request.HasField("preconditions")
-            else None,
-        )
-        job = await self.core.lifecycle.act(action, request.name, pre, request.request_id, **extra)
+        pre = convert.preconditions(request.etag, request)
+        job = await self.core.actions.act(action, request.name, pre, request.request_id, **extra)
         return convert.job_to_proto(job)
 
     @guarded
@@ -154,6 +181,10 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @guarded
     async def ResumeJob(self, request: pb.ResumeJobRequest, context: Ctx) -> Any:
         return await self._act(Action.RESUME, request)
+
+    @guarded
+    async def ToggleJob(self, request: pb.ToggleJobRequest, context: Ctx) -> Any:
+        return await self._act(Action.TOGGLE, request)
 
     @guarded
     async def TerminateJob(self, request: pb.TerminateJobRequest, context: Ctx) -> Any:
@@ -173,8 +204,13 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @guarded
     async def ListJobHistory(self, request: pb.ListJobHistoryRequest, context: Ctx) -> Any:
-        page = await self.core.lifecycle.list_history(
-            request.parent, request.page_size, request.page_token, request.filter, request.skip
+        page = await self.core.history.list_page(
+            request.parent,
+            request.page_size,
+            request.page_token,
+            request.filter,
+            request.skip,
+            convert.structured_filter(request, filters.HISTORY_FIELDS),
         )
         return pb.ListJobHistoryResponse(
             entries=[convert.history_to_proto(e) for e in page.entries],
@@ -185,14 +221,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @guarded
     async def CreateTask(self, request: pb.CreateTaskRequest, context: Ctx) -> Any:
-        convert.check_enums(request.task, "task")
-        task = Task(
-            job_pk=0,
-            job_name="",
-            task_id="",
-            display_name=request.task.display_name,
-            command_line=request.task.command_line,
-        )
+        task = convert.task_from_proto(request.task)
         created = await self.core.tasks.create(
             request.parent, request.task_id, task, request.request_id
         )
@@ -205,12 +234,20 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
     @guarded
     async def ListTasks(self, request: pb.ListTasksRequest, context: Ctx) -> Any:
         page = await self.core.tasks.list_page(
-            request.parent, request.page_size, request.page_token
+            request.parent,
+            request.page_size,
+            request.page_token,
+            request.filter,
+            convert.structured_filter(request, filters.TASK_FIELDS),
         )
         return pb.ListTasksResponse(
             tasks=[convert.task_to_proto(t) for t in page.tasks],
             next_page_token=page.next_page_token,
         )
+
+    @guarded
+    async def CountTasks(self, request: pb.CountTasksRequest, context: Ctx) -> Any:
+        return convert.task_counts_to_proto(await self.core.tasks.count(request.parent))
 
 
 def _with_profile(collection: resources_pb2.Collection) -> resources_pb2.Collection:

@@ -23,7 +23,7 @@ class OperatorServicer(operator_service_pb2_grpc.OperatorServiceServicer):
     @guarded
     async def TransitionJob(self, request: pb.TransitionJobRequest, context: Ctx) -> Any:
         state = State(convert.enum_name(resources_pb2.State, request.state, "state"))
-        job = await self.core.lifecycle.transition(request.name, state, request.etag)
+        job = await self.core.actions.transition(request.name, state, request.etag)
         return convert.job_to_proto(job)
 
     @guarded
@@ -40,5 +40,5 @@ class OperatorServicer(operator_service_pb2_grpc.OperatorServiceServicer):
     @guarded
     async def RecordRun(self, request: pb.RecordRunRequest, context: Ctx) -> Any:
         entry = convert.history_from_proto(request.entry)
-        recorded = await self.core.lifecycle.record_run(request.parent, entry)
+        recorded = await self.core.history.record_run(request.parent, entry)
         return convert.history_to_proto(recorded)

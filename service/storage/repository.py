@@ -23,7 +23,7 @@ from jobcontrol.service.core.model import (
     TaskResult,
     TaskState,
 )
-from jobcontrol.service.core.ports import JobQuery
+from jobcontrol.service.core.ports import JobQuery, TaskCounts
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.schema import collections, history, jobs, operations, replies, tasks
 
@@ -37,7 +37,27 @@ _JOB_COLUMNS = {
     "update_time": jobs.c.update_time,
     "state_transition_time": jobs.c.state_time,
 }
-_HISTORY_COLUMNS = {"status": history.c.status, "timestamp": history.c.timestamp}
+_HISTORY_COLUMNS = {
+    "status": history.c.status,
+    "state": history.c.state,
+    "timestamp": history.c.timestamp,
+}
+_TASK_COLUMNS = {
+    "id": tasks.c.task_id,
+    "state": tasks.c.state,
+    "result": tasks.c.result,
+    "display_name": tasks.c.display_name,
+    "create_time": tasks.c.create_time,
+    "update_time": tasks.c.update_time,
+    "state_transition_time": tasks.c.state_time,
+}
+_COLLECTION_COLUMNS = {"id": collections.c.collection_id, "profile": collections.c.profile}
+_OPERATION_COLUMNS = {
+    "name": operations.c.name,
+    "done": operations.c.done,
+    "verb": operations.c.verb,
+    "target": operations.c.target,
+}
 _OPS = {
     "=": lambda c, v: c == v,
     "!=": lambda c, v: c != v,
@@ -45,21 +65,26 @@ _OPS = {
     "<=": lambda c, v: c <= v,
     ">": lambda c, v: c > v,
     ">=": lambda c, v: c >= v,
+    filters.STARTS_WITH: lambda c, v: c.startswith(v, autoescape=True),
 }
 
 
-def compile_filter(node: filters.Node, columns: dict[str, Any]) -> ColumnElement[bool]:
-    """A filter syntax tree as a SQL boolean expression."""
+def compile_filter(
+    node: filters.Node, columns: dict[str, Any], table: Table = jobs
+) -> ColumnElement[bool]:
+    """A filter syntax tree as a SQL boolean expression over `table`: named columns,
+    `labels.KEY` and (jobs) spec paths inside the JSON columns."""
     if isinstance(node, filters.And):
-        return and_(*(compile_filter(n, columns) for n in node.items))
+        return and_(*(compile_filter(n, columns, table) for n in node.items))
     if isinstance(node, filters.Or):
-        return or_(*(compile_filter(n, columns) for n in node.items))
+        return or_(*(compile_filter(n, columns, table) for n in node.items))
     if isinstance(node, filters.Not):
-        return not_(compile_filter(node.item, columns))
-    if node.field.startswith("labels."):
-        column: Any = jobs.c.labels[node.field[len("labels.") :]].as_string()
-    else:
-        column = columns[node.field]
+        return not_(compile_filter(node.item, columns, table))
+    column: Any = columns.get(node.field)
+    if column is None and node.field.startswith("labels."):
+        column = table.c.labels[node.field[len("labels.") :]].as_string()
+    elif column is None:  # a spec path, e.g. batch.pool_info.pool_id
+        column = table.c.spec[tuple(node.field.split(".")[1:])].as_string()
     value = node.value.value if isinstance(node.value, State) else node.value
     return _OPS[node.op](column, value)  # type: ignore[no-any-return]
 
@@ -95,10 +120,14 @@ class SqlTx:
         )
         return rows.collection(row) if row else None
 
-    async def list_collections(self, after: str | None, limit: int) -> list[Collection]:
+    async def list_collections(
+        self, after: str | None, limit: int, filter: filters.Node | None = None
+    ) -> list[Collection]:
         stmt = select(collections).order_by(collections.c.collection_id).limit(limit)
         if after is not None:
             stmt = stmt.where(collections.c.collection_id > after)
+        if filter is not None:
+            stmt = stmt.where(compile_filter(filter, _COLLECTION_COLUMNS, collections))
         return [rows.collection(r) for r in await self._all(stmt)]
 
     async def insert_collection(self, collection: Collection) -> None:
@@ -187,11 +216,18 @@ class SqlTx:
         return rows.task(row, job_name) if row else None
 
     async def list_tasks(
-        self, job_pk: int, job_name: str, after: str | None, limit: int
+        self,
+        job_pk: int,
+        job_name: str,
+        after: str | None,
+        limit: int,
+        filter: filters.Node | None = None,
     ) -> list[Task]:
         stmt = select(tasks).where(tasks.c.job_pk == job_pk)
         if after is not None:
             stmt = stmt.where(tasks.c.task_id > after)
+        if filter is not None:
+            stmt = stmt.where(compile_filter(filter, _TASK_COLUMNS, tasks))
         stmt = stmt.order_by(tasks.c.task_id).limit(limit)
         return [rows.task(r, job_name) for r in await self._all(stmt)]
 
@@ -204,6 +240,25 @@ class SqlTx:
     async def update_task(self, task: Task) -> None:
         await self.conn.execute(
             update(tasks).where(tasks.c.pk == task.pk).values(rows.task_values(task))
+        )
+
+    async def count_tasks(self, job_pk: int) -> TaskCounts:
+        stmt = (
+            select(tasks.c.state, tasks.c.result, func.count())
+            .where(tasks.c.job_pk == job_pk)
+            .group_by(tasks.c.state, tasks.c.result)
+        )
+        counts: dict[str, int] = {}
+        for state, result, number in await self._all(stmt):
+            counts[state] = counts.get(state, 0) + number
+            if state == TaskState.COMPLETED.value and result:
+                counts[result] = counts.get(result, 0) + number
+        return TaskCounts(
+            active=counts.get(TaskState.ACTIVE.value, 0),
+            running=counts.get(TaskState.RUNNING.value, 0),
+            completed=counts.get(TaskState.COMPLETED.value, 0),
+            succeeded=counts.get(TaskResult.SUCCESS.value, 0),
+            failed=counts.get(TaskResult.FAILURE.value, 0),
         )
 
     async def running_tasks(self, job_pk: int) -> int:
@@ -260,11 +315,17 @@ class SqlTx:
         return rows.operation(row) if row else None
 
     async def list_operations(
-        self, after: str | None, limit: int, pending_only: bool = False
+        self,
+        after: str | None,
+        limit: int,
+        pending_only: bool = False,
+        filter: filters.Node | None = None,
     ) -> list[Operation]:
         stmt = select(operations)
         if pending_only:
             stmt = stmt.where(operations.c.done.is_(False))
+        if filter is not None:
+            stmt = stmt.where(compile_filter(filter, _OPERATION_COLUMNS, operations))
         if after is not None:
             stmt = stmt.where(operations.c.name > after)
         stmt = stmt.order_by(operations.c.name).limit(limit)

@@ -122,6 +122,7 @@ def task(row: Any, job_name: str) -> Task:
         state_time=row.state_time,
         etag=row.etag,
         version=row.version,
+        properties=row.properties or {},
         pk=row.pk,
     )
 
@@ -140,6 +141,7 @@ def task_values(t: Task) -> dict[str, Any]:
         "state_time": t.state_time,
         "etag": t.etag,
         "version": t.version,
+        "properties": t.properties,
     }
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -87,6 +88,7 @@ tasks = Table(
     Column("state_time", BigInteger, nullable=False),
     Column("etag", String(32), nullable=False),
     Column("version", Integer, nullable=False),
+    Column("properties", JSON, nullable=False, server_default=text("'{}'")),
     Index("ix_tasks_key", "job_pk", "task_id", unique=True),
     Index("ix_tasks_state", "job_pk", "state"),
 )

@@ -1,31 +1,38 @@
-"""Bulk deletion: DeleteJobs (delete-all and filtered) and DeleteCollection."""
+"""Deletions of many jobs: DeleteJobs (delete-all and filtered) and DeleteCollection, in
+bounded chunks, each chunk its own transaction."""
 
 from __future__ import annotations
 
-import functools
-
 from jobcontrol.service.core import engine, filters, names
+from jobcontrol.service.core.collections import load_collection
 from jobcontrol.service.core.context import Context
-from jobcontrol.service.core.errors import DomainError, Reason
-from jobcontrol.service.core.jobs import load_collection, new_operation
+from jobcontrol.service.core.engine import Preconditions
+from jobcontrol.service.core.errors import DomainError
+from jobcontrol.service.core.jobs import new_operation
 from jobcontrol.service.core.model import Job, Operation, State, now_us
 from jobcontrol.service.core.ports import JobQuery, Tx
 from jobcontrol.service.core.profiles import DeleteMode, rules_for
 
 
-class Bulk:
-    """Deletes many jobs in bounded chunks, each chunk its own transaction."""
+class Deletions:
+    """DeleteJobs and DeleteCollection."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
 
     async def delete_jobs(
-        self, parent: str, filter_text: str, force: bool, request_id: str = ""
+        self,
+        parent: str,
+        filter_text: str,
+        force: bool,
+        request_id: str = "",
+        structured: filters.Node | None = None,
     ) -> Operation:
         """Immediate profiles purge before replying (a done Operation); asynchronous ones
-        mark every match DELETING and the reaper completes the Operation."""
+        mark every match DELETING and the reaper completes the Operation. Jobs the profile
+        does not let be deleted (its delete rules) are left alone."""
         collection_id = names.collection_name(parent, "parent")
-        tree = filters.parse(filter_text)
+        tree = filters.both(filters.parse(filter_text), structured)
         if request_id:
             prior = await self.ctx.replayed("DeleteJobs", request_id)
             if prior is not None:
@@ -43,7 +50,7 @@ class Bulk:
                 jobs = await tx.list_jobs(query)
                 done = 0
                 for job in jobs:
-                    if job.state is State.DELETING or not _deletable(job):
+                    if not _deletable(job):
                         continue
                     if asynchronous:
                         await _mark(tx, job, op, force, now_us())
@@ -67,38 +74,33 @@ class Bulk:
         return result
 
     async def delete_collection(
-        self, name: str, etag: str, allow_missing: bool, request_id: str = ""
+        self, name: str, pre: Preconditions, allow_missing: bool, request_id: str = ""
     ) -> Operation:
-        """Delete the collection and every job in it (no lifecycle checks: it all goes)."""
+        """Delete the collection and every job in it (no lifecycle checks: it all goes).
+        The conditions are checked in the transaction of the first chunk, before anything
+        is purged."""
         collection_id = names.collection_name(name)
         if request_id:
             prior = await self.ctx.replayed("DeleteCollection", request_id)
             if prior is not None:
                 return prior  # type: ignore[no-any-return]
-        now = now_us()
-        op = new_operation("deleteCollection", name, collection_id, now)
-        try:
-            collection = await self.ctx.store.read(lambda tx: load_collection(tx, collection_id))
-        except DomainError as exc:
-            if allow_missing and exc.reason is Reason.COLLECTION_NOT_FOUND:
-                op.done, op.end_time = True, now
-                await self.ctx.write("DeleteCollection", request_id, lambda tx: _insert(tx, op))
-                return op
-            raise
-        if etag and etag != collection.etag:
-            raise DomainError(
-                Reason.ETAG_MISMATCH,
-                f"etag does not match {name}",
-                {"collection": name},
-                resource=name,
-            )
+        op = new_operation("deleteCollection", name, collection_id, now_us())
         query = JobQuery(collection_id, None, "job_key", False, None, self.ctx.purge_chunk)
-        while True:
-            jobs = await self.ctx.store.read(lambda tx: tx.list_jobs(query))
-            if not jobs:
-                break
-            await self.ctx.store.write(functools.partial(_purge_all, jobs=jobs))
-            op.purged_count += len(jobs)
+
+        async def first(tx: Tx) -> int | None:
+            collection = await tx.get_collection(collection_id)
+            if collection is None and allow_missing:
+                return None
+            engine.check_conditions(await load_collection(tx, collection_id), pre)
+            return await _purge_chunk(tx, query)
+
+        purged = await self.ctx.store.write(first)
+        if purged is None:
+            op.done, op.end_time = True, now_us()
+            return await self.ctx.write("DeleteCollection", request_id, lambda tx: _insert(tx, op))
+        while purged:
+            op.purged_count += purged
+            purged = await self.ctx.store.write(lambda tx: _purge_chunk(tx, query))
 
         async def finish(tx: Tx) -> Operation:
             for pending in await tx.list_operations(None, 10_000, pending_only=True):
@@ -129,10 +131,13 @@ async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
     await tx.update_job(job, engine.job_type_of(rules, job))
 
 
-async def _purge_all(tx: Tx, jobs: list[Job]) -> None:
+async def _purge_chunk(tx: Tx, query: JobQuery) -> int:
+    """Purge the next chunk of the collection's jobs (and their children)."""
+    jobs = await tx.list_jobs(query)
     for job in jobs:
         await tx.purge_children(job.pk or 0, 1_000_000_000)
         await tx.delete_job(job.pk or 0)
+    return len(jobs)
 
 
 async def _insert(tx: Tx, op: Operation) -> Operation:

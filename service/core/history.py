@@ -1,0 +1,90 @@
+"""Use-cases on job history: runs recorded by operators and workers, and their listing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from jobcontrol.service.core import engine, filters, names, pages
+from jobcontrol.service.core.context import Context
+from jobcontrol.service.core.jobs import load_job
+from jobcontrol.service.core.model import HistoryEntry, State, now_us
+from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.profiles import rules_for
+
+# a run's history status -> the result the profile records (backup.last_result)
+_RUN_RESULT = {"COMPLETED": "SUCCESS", "FAILED": "FAILED"}
+
+
+@dataclass
+class HistoryPage:
+    entries: list[HistoryEntry]
+    next_page_token: str
+
+
+class History:
+    """RecordRun and ListJobHistory."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def record_run(self, parent: str, entry: HistoryEntry) -> HistoryEntry:
+        """OperatorService.RecordRun: history, counters, and the end of a run."""
+        collection_id, job_id = names.job_name(parent, "parent")
+
+        async def run(tx: Tx) -> HistoryEntry:
+            job = await load_job(tx, collection_id, job_id)
+            rules = rules_for(job.profile)
+            now = now_us()
+            entry.job_pk, entry.job_name, entry.state, entry.timestamp = (
+                job.pk or 0,
+                job.name,
+                job.state,
+                now,
+            )
+            entry.pk = await tx.insert_history(entry)
+            status = job.status
+            status["execution_count"] = int(status.get("execution_count", 0)) + 1
+            if entry.status == "FAILED":
+                status["failure_count"] = int(status.get("failure_count", 0)) + 1
+            status["last_execution_time"] = engine.utc_string(entry.end_time or now)
+            if rules.run_result_path and entry.status in _RUN_RESULT:
+                engine.apply_sets(rules, job, ((rules.run_result_path, _RUN_RESULT[entry.status]),))
+            if job.state in rules.run_end:
+                engine.transition(job, rules.run_end[job.state], now)
+            elif job.state is State.DELETING and job.previous_state in rules.run_end:
+                job.previous_state = rules.run_end[job.previous_state or job.state]
+            engine.refresh_schedule(rules, job)
+            engine.stamp(job, now)
+            await tx.update_job(job, engine.job_type_of(rules, job))
+            return entry
+
+        result = await self.ctx.write("RecordRun", "", run)
+        self.ctx.poke()
+        return result
+
+    async def list_page(
+        self,
+        parent: str,
+        page_size: int,
+        page_token: str,
+        filter_text: str,
+        skip: int = 0,
+        structured: filters.Node | None = None,
+    ) -> HistoryPage:
+        """ListJobHistory, newest first."""
+        collection_id, job_id = names.job_name(parent, "parent")
+        size = pages.page_size(page_size)
+        tree = filters.both(filters.parse(filter_text, filters.HISTORY_FIELDS), structured)
+        fingerprint = ("history", parent, repr(tree))
+        after = pages.decode(fingerprint, page_token, (int,))
+
+        async def run(tx: Tx) -> list[HistoryEntry]:
+            job = await load_job(tx, collection_id, job_id)
+            start = int(after[0]) if after else None
+            return await tx.list_history(
+                job.pk or 0, job.name, tree, start, size + 1, pages.skip_count(skip)
+            )
+
+        rows = await self.ctx.store.read(run)
+        rows, token = pages.cut(rows, size, fingerprint, lambda e: [e.pk])
+        return HistoryPage(rows, token)

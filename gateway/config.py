@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-
-ENV_PREFIX = "JOBCONTROL_"
 
 
 @dataclass(frozen=True)
@@ -28,22 +23,6 @@ class GatewaySettings:
     veeam_session_idle: float = 900.0
     # the jobcontrol collection (profile backup) the Veeam dialect serves
     veeam_collection: str = "veeam"
-
-
-def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> GatewaySettings:
-    """Defaults, then JOBCONTROL_* variables, then explicit overrides."""
-    env = os.environ if env is None else env
-    values: dict[str, object] = {}
-    for f in dataclasses.fields(GatewaySettings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
-        if raw is not None:
-            try:
-                kind = {"int": int, "float": float}.get(str(f.type), str)
-                values[f.name] = kind(raw)
-            except ValueError as exc:
-                raise SystemExit(f"{ENV_PREFIX}{f.name.upper()}: not a number: {raw!r}") from exc
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return GatewaySettings(**values)  # type: ignore[arg-type]
 
 
 def split_address(address: str) -> tuple[str, int]:

@@ -8,7 +8,8 @@ import sys
 import uvicorn
 
 from jobcontrol.gateway.app import create_app
-from jobcontrol.gateway.config import ENV_PREFIX, GatewaySettings, from_env, split_address
+from jobcontrol.gateway.config import GatewaySettings, split_address
+from jobcontrol.settings import ENV_PREFIX, load_settings
 
 
 def run(settings: GatewaySettings) -> None:
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jobctl gateway", description=run.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)
-    run(from_env(**vars(args)))
+    run(load_settings(GatewaySettings, **vars(args)))
     return 0
 
 

@@ -26,7 +26,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import struct
 import sys
 import tempfile
@@ -41,6 +40,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from jobcontrol.service.loadgen.served import free_port
+from jobcontrol.service.loadgen.stats import percentile
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     diagnostics_service_pb2_grpc,
@@ -106,14 +107,6 @@ class Service:
 
 
 # --- processes --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def proc_stat(pid: int) -> list[str]:
@@ -287,11 +280,10 @@ def grpc_frame(message: Message) -> bytes:
     return b"\0" + struct.pack(">I", len(payload)) + payload
 
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return math.nan
-    index = min(len(sorted_values) - 1, max(0, math.ceil(len(sorted_values) * p / 100) - 1))
-    return sorted_values[index]
+def _percentile(ordered: list[float], pct: float) -> float:
+    """The loadgen's nearest-rank percentile, NaN without samples (for the report table)."""
+    found = percentile(ordered, pct)
+    return math.nan if found is None else found
 
 
 def h2load_argv(
@@ -332,8 +324,8 @@ def parse_h2load(out: str, log: Path, reply_size: tuple[int, int]) -> ToolRun:
         rps=float(finished[1]),
         requests=succeeded,
         errors=failed + hidden,
-        p50_ms=percentile(latencies, 50),
-        p99_ms=percentile(latencies, 99),
+        p50_ms=_percentile(latencies, 50),
+        p99_ms=_percentile(latencies, 99),
         note=note,
     )
 

@@ -10,9 +10,10 @@ import sys
 from jobcontrol.gateway import config as gateway_config
 from jobcontrol.gateway import server as gateway_server
 from jobcontrol.service import logs
-from jobcontrol.service.config import ENV_PREFIX, Settings, from_env
+from jobcontrol.service.config import Settings
 from jobcontrol.service.loadgen import config as bench_config
 from jobcontrol.service.server import serve
+from jobcontrol.settings import ENV_PREFIX, load_settings
 
 _HELP = {
     "grpc_address": "HOST:PORT the gRPC server listens on (port 0: any free port)",
@@ -84,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         return bench.main(args)
     options = {k: v for k, v in vars(args).items() if k != "command"}
     if args.command == "gateway":
-        gateway_server.run(gateway_config.from_env(**options))
+        gateway_server.run(load_settings(gateway_config.GatewaySettings, **options))
         return 0
-    settings = from_env(**options)
+    settings = load_settings(Settings, **options)
     logs.configure(settings.log_level)
     if args.command == "serve":
         try:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/jobcontrol.db"
@@ -33,29 +30,3 @@ class Settings:
     # seconds SIGTERM waits for in-flight calls
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
-
-
-ENV_PREFIX = "JOBCONTROL_"
-
-
-def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings from defaults, then JOBCONTROL_* variables, then explicit overrides."""
-    env = os.environ if env is None else env
-    values: dict[str, object] = {}
-    for f in dataclasses.fields(Settings):
-        raw = env.get(ENV_PREFIX + f.name.upper())
-        if raw is not None:
-            values[f.name] = _parse(f.type, raw, f.name)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return Settings(**values)  # type: ignore[arg-type]
-
-
-def _parse(kind: object, raw: str, name: str) -> object:
-    try:
-        if kind in (float, "float"):
-            return float(raw)
-        if kind in (int, "int"):
-            return int(raw)
-    except ValueError as exc:
-        raise SystemExit(f"{ENV_PREFIX}{name.upper()}: not a number: {raw!r}") from exc
-    return raw

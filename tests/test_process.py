@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,8 +17,11 @@ import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2, field_mask_pb2
 
+from jobcontrol.gateway.config import GatewaySettings
 from jobcontrol.service.cli import build_parser
-from jobcontrol.service.config import from_env
+from jobcontrol.service.config import Settings
+from jobcontrol.service.loadgen.served import free_port
+from jobcontrol.settings import load_settings
 from jobcontrol.v1 import (
     job_service_pb2,
     job_service_pb2_grpc,
@@ -31,13 +33,6 @@ from tests.helpers import expect_error, wait_done
 
 pytestmark = pytest.mark.slow
 READY = re.compile(r"listening on (127\.0\.0\.1:\d+)")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound and released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServerProcess:
@@ -281,12 +276,17 @@ def test_cli_help_names_every_flag_and_its_environment_variable() -> None:
 
 
 def test_settings_from_environment_with_flags_winning() -> None:
-    """Settings: JOBCONTROL_* variables apply, explicit flags override them."""
+    """Settings: JOBCONTROL_* variables apply, explicit flags override them; the server's
+    and the gateway's settings come from the one loader."""
     env = {"JOBCONTROL_GRPC_ADDRESS": "127.0.0.1:6000", "JOBCONTROL_PURGE_CHUNK": "7"}
-    settings = from_env(env)
+    settings = load_settings(Settings, env)
     assert settings.grpc_address == "127.0.0.1:6000" and settings.purge_chunk == 7
     args = build_parser().parse_args(["serve", "--grpc-address", "127.0.0.1:7000"])
     options = {k: v for k, v in vars(args).items() if k != "command"}
-    assert from_env(env, **options).grpc_address == "127.0.0.1:7000"
+    assert load_settings(Settings, env, **options).grpc_address == "127.0.0.1:7000"
     with pytest.raises(SystemExit):
-        from_env({"JOBCONTROL_PURGE_CHUNK": "many"})
+        load_settings(Settings, {"JOBCONTROL_PURGE_CHUNK": "many"})
+    gateway = load_settings(GatewaySettings, {"JOBCONTROL_MAX_BODY": "2048"}, grpc_target="x:1")
+    assert (gateway.max_body, gateway.grpc_target) == (2048, "x:1")
+    with pytest.raises(SystemExit):
+        load_settings(GatewaySettings, {"JOBCONTROL_VEEAM_SESSION_IDLE": "soon"})

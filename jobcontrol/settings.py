@@ -1,0 +1,37 @@
+"""Settings from defaults, JOBCONTROL_* environment variables and flags: the one loader of
+every process's frozen settings object (server, gateway)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+ENV_PREFIX = "JOBCONTROL_"
+S = TypeVar("S")
+
+
+def load_settings(cls: type[S], env: Mapping[str, str] | None = None, **overrides: object) -> S:
+    """`cls` (a frozen dataclass) from its defaults, then JOBCONTROL_<FIELD> variables,
+    then explicit overrides (flags; None means "not given"). A malformed number ends the
+    process with a message naming the variable."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        raw = env.get(ENV_PREFIX + f.name.upper())
+        if raw is not None:
+            values[f.name] = _parse(f.type, raw, f.name)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)
+
+
+def _parse(kind: object, raw: str, name: str) -> object:
+    try:
+        if kind in (float, "float"):
+            return float(raw)
+        if kind in (int, "int"):
+            return int(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{ENV_PREFIX}{name.upper()}: not a number: {raw!r}") from exc
+    return raw

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from google.longrunning import operations_pb2
@@ -12,6 +11,7 @@ from grpc_health.v1 import health_pb2
 
 from jobcontrol.gateway import openapi
 from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.gateway.dialects.base import Dialect
 from jobcontrol.gateway.dialects.batch import BatchDialect, parse_accounts
 from jobcontrol.gateway.dialects.importexport import ImportExportDialect
 from jobcontrol.gateway.dialects.native import NativeDialect
@@ -41,15 +41,15 @@ class GatewayApp:
     """An ASGI app: the first dialect that claims a path handles it; the native mapping
     answers for paths nobody claims."""
 
-    def __init__(self, settings: GatewaySettings, extra: list[Any] | None = None) -> None:
+    def __init__(self, settings: GatewaySettings, extra: list[Dialect] | None = None) -> None:
         self.settings = settings
         self.upstream = Upstream(settings.grpc_target)
         self.native = NativeDialect(SERVICES)
-        self.dialects: list[Any] = [self.native, *(extra or [])]
+        self.dialects: list[Dialect] = [self.native, *(extra or [])]
         for dialect in self.dialects:
             # the gateway's limit applies to every dialect; one may document a smaller one
-            documented = getattr(dialect, "documented_max_body", None)
-            dialect.max_body = min(documented or settings.max_body, settings.max_body)
+            documented = dialect.documented_max_body or settings.max_body
+            dialect.max_body = min(documented, settings.max_body)
         spec = openapi.document(self.native.bindings, "jobcontrol native REST mapping", "v1")
         self.openapi_json = orjson.dumps(spec)
 
@@ -68,8 +68,7 @@ class GatewayApp:
             return await builtin()
         for dialect in self.dialects:
             if dialect.claims(request):
-                response: Response = await dialect.handle(request, self.upstream)
-                return response
+                return await dialect.handle(request, self.upstream)
         return await self.native.handle(request, self.upstream)
 
     def _builtin(self, path: str) -> Callable[[], Awaitable[Response]] | None:
@@ -118,9 +117,12 @@ class GatewayApp:
 
 def create_app(settings: GatewaySettings) -> GatewayApp:
     """The gateway application for `settings` (dialects register here)."""
-    dialects: list[Any] = [SchedulerDialect(), ImportExportDialect()]
+    dialects: list[Dialect] = []
+    # Batch first: its root collections (`/jobs/operations`) would otherwise look like
+    # Scheduler's `/{subscription}/operations/…` (subscription ids are GUIDs, job ids are not)
     if settings.batch_accounts:
         dialects.append(BatchDialect(parse_accounts(settings.batch_accounts)))
+    dialects += [SchedulerDialect(), ImportExportDialect()]
     if settings.veeam_users:
         users = parse_users(settings.veeam_users, settings.veeam_roles)
         dialects.append(VeeamDialect(users, settings.veeam_session_idle, settings.veeam_collection))

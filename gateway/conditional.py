@@ -149,13 +149,13 @@ def outcome(
 
 def for_write(conditions: Conditions) -> dict[str, object]:
     """Fields of a write request that let the core check the condition atomically:
-    `etag` (If-Match with one tag) and `preconditions` (the others). If-Match `*` needs no
-    field: a write to a missing resource fails anyway. Several If-Match tags cannot be
+    `etag` (If-Match with one tag, or `*`: the resource must exist, which decides a
+    create-or-replace) and `preconditions` (the others). Several If-Match tags cannot be
     checked atomically and raise ValueError."""
     header = conditions.header
     if header == IF_MATCH:
         if conditions.any:
-            return {}
+            return {"etag": "*"}
         if len(conditions.etags) != 1:
             raise ValueError("If-Match with several entity tags on a write")
         return {"etag": conditions.etags[0]}

@@ -543,3 +543,33 @@ async def test_c33_a_job_of_another_type_is_job_type_mismatch(
         js.StartJobRequest(name=nas.name, preconditions=js.Preconditions(types=["NAS"]))
     )
     assert started.state == res.RUNNING
+
+
+async def test_c26_etag_star_means_the_job_must_exist(
+    clients: Clients, make_collection: MakeCollection
+) -> None:
+    """C26: `*` as the etag (If-Match: *) is met by any existing job and by no missing one:
+    a create with it replaces an existing CREATING job, and on a missing job it is
+    CONDITION_NOT_MET and creates nothing; an update with it is an ordinary update."""
+    col = await make_collection(res.TRANSFER)
+    missing = transfer()
+    missing.etag = "*"
+    await expect_error(
+        clients.jobs.CreateJob(js.CreateJobRequest(parent=col.name, job_id="a", job=missing)),
+        ABORTED,
+        "CONDITION_NOT_MET",
+    )
+    await expect_error(get_job(clients, f"{col.name}/jobs/a"), NOT_FOUND, "JOB_NOT_FOUND")
+    first = await clients.jobs.CreateJob(
+        js.CreateJobRequest(parent=col.name, job_id="a", job=transfer())
+    )
+    again = transfer(description="replaced")
+    again.etag = "*"
+    replaced = await clients.jobs.CreateJob(
+        js.CreateJobRequest(parent=col.name, job_id="a", job=again)
+    )
+    assert replaced.transfer.description == "replaced" and replaced.etag != first.etag
+    updated = await clients.jobs.UpdateJob(
+        js.UpdateJobRequest(job=res.Job(name=first.name, display_name="n", etag="*"))
+    )
+    assert updated.display_name == "n"

@@ -34,7 +34,7 @@ from azure.core.exceptions import (
 
 from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
-from tests.conftest import Clients, RunningGateway, start_gateway
+from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
 
 ACCOUNT = "acct1"
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -1379,3 +1379,917 @@ async def test_sdk_tasks_and_task_counts(sdk: BatchClient, clients: Clients) -> 
     counts = await in_thread(sdk.get_job_task_counts, "tj")
     assert (counts.task_counts.active, counts.task_counts.running) == (1, 1)
     assert counts.task_slot_counts is not None
+
+
+# --- round 2: one RPC per route, kept members, structured filters, Batch's messages --------
+
+# Batch's documented error messages (the message value before RequestId / Time)
+MESSAGES = {
+    "JobNotFound": "The specified job does not exist.",
+    "TaskNotFound": "The specified task does not exist.",
+    "JobExists": "The specified job already exists.",
+    "TaskExists": "The specified task already exists.",
+    "JobBeingDeleted": "The specified job has been marked for deletion and is being reclaimed.",
+    "JobBeingTerminated": "The specified job is in the process of being terminated.",
+    "JobCompleted": "The specified job is already in a completed state.",
+    "OperationInvalidForCurrentState": (
+        "The specified operation is not valid for the current state of the resource."
+    ),
+    "ConditionNotMet": "The condition specified using HTTP conditional header(s) is not met.",
+    "MissingRequiredProperty": "A required property was not specified in the request body.",
+    "InvalidPropertyValue": (
+        "The value provided for one of the properties in the request body is invalid."
+    ),
+    "InvalidQueryParameterValue": (
+        "The value for one of the query parameters specified in the request URI is invalid."
+    ),
+    "MissingRequiredQueryParameter": (
+        "A query parameter that's mandatory for this request is not specified."
+    ),
+    "AuthenticationFailed": (
+        "Server failed to authenticate the request. Make sure the value of Authorization "
+        "header is formed correctly including the signature."
+    ),
+    "ResourceNotFound": "The specified resource does not exist.",
+    "UnsupportedHttpVerb": "The resource doesn't support the specified HTTP verb.",
+    "RequestBodyTooLarge": (
+        "The request body is too large and exceeds the maximum permissible limit."
+    ),
+    "InvalidRequestBody": "The specified Request Body is not syntactically valid.",
+    "MultipleConditionHeadersNotSupported": "Multiple condition headers are not supported.",
+    "UnsupportedRequestVersion": "The specified Api Version is not supported.",
+}
+NEW_MEMBERS: dict[str, Any] = {
+    "usesTaskDependencies": True,
+    "jobManagerTask": {
+        "id": "mgr",
+        "commandLine": "run --all",
+        "requiredSlots": 2,
+        "killJobOnCompletion": False,
+        "resourceFiles": [{"httpUrl": "https://x/f", "filePath": "f"}],
+        "environmentSettings": [{"name": "M", "value": "1"}],
+    },
+    "jobPreparationTask": {"commandLine": "prep", "waitForSuccess": True},
+    "jobReleaseTask": {"commandLine": "release", "maxWallClockTime": "PT5M"},
+    "commonEnvironmentSettings": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+    "networkConfiguration": {
+        "subnetId": "/subscriptions/s/subnets/n",
+        "skipWithdrawFromVNet": True,
+    },
+}
+TASK_MEMBERS: dict[str, Any] = {
+    "exitConditions": {"default": {"jobAction": "none"}},
+    "resourceFiles": [{"httpUrl": "https://x/in", "filePath": "in"}],
+    "outputFiles": [{"filePattern": "*.txt", "destination": {"container": {"containerUrl": "u"}},
+                     "uploadOptions": {"uploadCondition": "tasksuccess"}}],
+    "environmentSettings": [{"name": "E", "value": "v"}],
+    "constraints": {"maxTaskRetryCount": 2, "retentionTime": "PT1H"},
+    "requiredSlots": 3,
+    "userIdentity": {"autoUser": {"scope": "task", "elevationLevel": "admin"}},
+    "dependsOn": {"taskIds": ["t0"]},
+    "applicationPackageReferences": [{"applicationId": "app", "version": "1"}],
+}  # fmt: skip
+
+
+def assert_batch_error(
+    r: httpx.Response,
+    status: int,
+    code: str,
+    values: list[dict[str, str]] | None = None,
+    *,
+    base_url: str,
+) -> None:
+    """The whole BatchError: status, request-id, content type, and the body exactly: Batch's
+    documented message for `code` with the request id and a time, and `values` (no
+    `values` member when None)."""
+    assert r.status_code == status, r.text
+    rid = request_id(r)
+    assert r.headers.get("content-type", "").replace(" ", "").lower() == ERROR_CT
+    body = r.json()
+    stamp = str(body.get("message", {}).get("value", "")).rpartition("\nTime:")[2]
+    assert ISO_TIME.fullmatch(stamp), body
+    expected: dict[str, Any] = {
+        "odata.metadata": base_url + ERROR_METADATA,
+        "code": code,
+        "message": {"lang": "en-US", "value": f"{MESSAGES[code]}\nRequestId:{rid}\nTime:{stamp}"},
+    }
+    if values is not None:
+        expected["values"] = values
+    assert body == expected
+
+
+def reason(text: str) -> dict[str, str]:
+    return {"key": "Reason", "value": text}
+
+
+def prop(name: str) -> dict[str, str]:
+    return {"key": "PropertyName", "value": name}
+
+
+def query_value(name: str, value: str, why: str) -> list[dict[str, str]]:
+    return [
+        {"key": "QueryParameterName", "value": name},
+        {"key": "QueryParameterValue", "value": value},
+        reason(why),
+    ]
+
+
+@pytest.fixture
+def rpcs(batch_gateway: RunningGateway) -> list[str]:
+    """The method name of every upstream call the batch gateway makes from now on."""
+    return record_rpcs(batch_gateway.app)
+
+
+async def sdk_ids(sdk: BatchClient, **kwargs: Any) -> list[str]:
+    """Ids of every job the SDK lists (following next links)."""
+    return await in_thread(lambda: [j.id for j in sdk.list_jobs(**kwargs)])
+
+
+# --- add job -------------------------------------------------------------------------------
+
+
+async def test_add_job_is_one_create_job_that_creates_the_account_collection(
+    api: Api, rpcs: list[str], clients: Clients
+) -> None:
+    """Add: the first job of an account is one CreateJob carrying the collection template
+    (profile batch, labels dialect=batch and account=acct1), created in its transaction;
+    later ones are one CreateJob too."""
+    await api.create("j1")
+    assert rpcs == ["CreateJob"]
+    collection = await clients.jobs.GetCollection(
+        job_service_pb2.GetCollectionRequest(name=f"collections/{CID}")
+    )
+    assert collection.profile == resources_pb2.BATCH
+    assert dict(collection.labels) == {"dialect": "batch", "account": ACCOUNT}
+    rpcs.clear()
+    await api.create("j2")
+    assert rpcs == ["CreateJob"]
+
+
+async def test_add_job_keeps_task_definitions_environment_network_and_dependencies(
+    api: Api,
+) -> None:
+    """Add (B14): usesTaskDependencies, jobManagerTask, jobPreparationTask, jobReleaseTask,
+    commonEnvironmentSettings and networkConfiguration are kept and come back as sent from
+    Get and List."""
+    body = {k: v for k, v in FULL_JOB.items() if k not in ("id", "poolInfo")} | NEW_MEMBERS
+    await api.create("full", **body)
+    job = await api.get("full")
+    listed = json_of(await api.call("GET", "/jobs"), 200)["value"]
+    assert [j["id"] for j in listed] == ["full"]
+    for member, value in NEW_MEMBERS.items():
+        assert job[member] == value, member
+        assert listed[0][member] == value, member
+
+
+async def test_sdk_create_job_with_job_manager_task_reads_every_member_back(
+    sdk: BatchClient,
+) -> None:
+    """SDK (B14): create_job with a job manager, preparation and release task, common
+    environment settings, task dependencies and a network configuration; get_job and
+    list_jobs return them."""
+    options = bm.BatchJobCreateOptions(
+        id="sdk-full",
+        pool_info=bm.BatchPoolInfo(pool_id="p"),
+        uses_task_dependencies=True,
+        job_manager_task=bm.BatchJobManagerTask(
+            id="mgr", command_line="run", required_slots=2, kill_job_on_completion=False
+        ),
+        job_preparation_task=bm.BatchJobPreparationTask(command_line="prep"),
+        job_release_task=bm.BatchJobReleaseTask(command_line="release"),
+        common_environment_settings=[bm.EnvironmentSetting(name="A", value="1")],
+        network_configuration=bm.BatchJobNetworkConfiguration(
+            subnet_id="/subscriptions/s/subnets/n", skip_withdraw_from_vnet=True
+        ),
+    )
+    await in_thread(sdk.create_job, options)
+    for job in [
+        await in_thread(sdk.get_job, "sdk-full"),
+        *await in_thread(lambda: list(sdk.list_jobs())),
+    ]:
+        assert job.uses_task_dependencies is True
+        assert job.job_manager_task is not None
+        assert (job.job_manager_task.id, job.job_manager_task.command_line) == ("mgr", "run")
+        assert (
+            job.job_manager_task.required_slots,
+            job.job_manager_task.kill_job_on_completion,
+        ) == (2, False)
+        assert (
+            job.job_preparation_task is not None and job.job_preparation_task.command_line == "prep"
+        )
+        assert job.job_release_task is not None and job.job_release_task.command_line == "release"
+        assert [(e.name, e.value) for e in job.common_environment_settings or []] == [("A", "1")]
+        assert job.network_configuration is not None
+        assert job.network_configuration.subnet_id == "/subscriptions/s/subnets/n"
+        assert job.network_configuration.skip_withdraw_from_vnet is True
+
+
+async def test_add_job_with_unknown_member_is_400_invalid_request_body_naming_it(
+    api: Api, rpcs: list[str]
+) -> None:
+    """Add: a member BatchJobCreateOptions does not have is 400 InvalidRequestBody naming
+    it; no call, nothing created."""
+    r = await api.call("POST", "/jobs", json={"id": "j1", "poolInfo": {"poolId": "p"}, "bogus": 1})
+    why = "The property 'bogus' is not a member of BatchJobCreateOptions."
+    assert_batch_error(r, 400, "InvalidRequestBody", [prop("bogus"), reason(why)],
+                       base_url=api.base_url)  # fmt: skip
+    assert rpcs == []
+    assert await api.list_ids() == []
+
+
+async def test_add_job_without_id_is_400_missing_required_property_id(
+    api: Api, rpcs: list[str]
+) -> None:
+    """Add: a body without id is 400 MissingRequiredProperty, PropertyName id; no call."""
+    r = await api.call("POST", "/jobs", json={"poolInfo": {"poolId": "p"}})
+    assert_batch_error(r, 400, "MissingRequiredProperty", [prop("id")], base_url=api.base_url)
+    assert rpcs == []
+
+
+async def test_add_job_without_pool_info_is_400_missing_required_property_from_the_core(
+    api: Api, rpcs: list[str], clients: Clients
+) -> None:
+    """Add (C5, C25): poolInfo required is the core's rule: one CreateJob, 400
+    MissingRequiredProperty naming poolInfo; neither the job nor the collection exists."""
+    r = await api.call("POST", "/jobs", json={"id": "j1", "priority": 3})
+    assert_batch_error(r, 400, "MissingRequiredProperty", [prop("poolInfo"), reason("required")],
+                       base_url=api.base_url)  # fmt: skip
+    assert rpcs == ["CreateJob"]
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await clients.jobs.GetCollection(
+            job_service_pb2.GetCollectionRequest(name=f"collections/{CID}")
+        )
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    ("member", "value", "name", "why"),
+    [
+        ("priority", 5000, "priority", "5000 is not allowed; must be -1000..1000"),
+        ("priority", -1001, "priority", "-1001 is not allowed; must be -1000..1000"),
+        ("maxParallelTasks", 0, "maxParallelTasks", "0 is not allowed; must be -1 or >= 1"),
+        ("maxParallelTasks", -2, "maxParallelTasks", "-2 is not allowed; must be -1 or >= 1"),
+        ("constraints", {"maxTaskRetryCount": -2}, "constraints.maxTaskRetryCount",
+         "-2 is not allowed; must be >= -1"),
+    ],
+)  # fmt: skip
+async def test_add_job_value_outside_its_range_is_400_invalid_property_value(
+    api: Api, member: str, value: Any, name: str, why: str
+) -> None:
+    """Add (C31): priority outside -1000..1000, maxParallelTasks 0 or below -1 and
+    maxTaskRetryCount below -1 are 400 InvalidPropertyValue naming the member; nothing is
+    created."""
+    r = await api.call(
+        "POST", "/jobs", json={"id": "j1", "poolInfo": {"poolId": "p"}, member: value}
+    )
+    assert_batch_error(r, 400, "InvalidPropertyValue", [prop(name), reason(why)],
+                       base_url=api.base_url)  # fmt: skip
+    assert await api.list_ids() == []
+
+
+@pytest.mark.parametrize("fields", [{"priority": 5000}, {"max_parallel_tasks": 0}])
+async def test_sdk_priority_5000_or_max_parallel_tasks_0_is_400_invalid_property_value(
+    sdk: BatchClient, fields: dict[str, Any]
+) -> None:
+    """SDK (C31): create_job with priority 5000 or max_parallel_tasks 0 raises a 400
+    HttpResponseError with code InvalidPropertyValue; the job does not exist."""
+    options = bm.BatchJobCreateOptions(id="bad", pool_info=bm.BatchPoolInfo(pool_id="p"), **fields)
+    with pytest.raises(HttpResponseError) as info:
+        await in_thread(sdk.create_job, options)
+    assert info.value.status_code == 400
+    assert info.value.error is not None and info.value.error.code == "InvalidPropertyValue"
+    with pytest.raises(ResourceNotFoundError):
+        await in_thread(sdk.get_job, "bad")
+
+
+# --- list and get --------------------------------------------------------------------------
+
+
+async def test_list_jobs_of_an_account_without_jobs_is_one_list_jobs_call(
+    api: Api, rpcs: list[str]
+) -> None:
+    """List (C27): an account without jobs (no collection yet) lists as empty with one
+    ListJobs (allow_missing), no error caught and retried."""
+    assert json_of(await api.call("GET", "/jobs"), 200) == {
+        "odata.metadata": f"{api.base_url}/$metadata#jobs",
+        "value": [],
+    }
+    assert rpcs == ["ListJobs"]
+
+
+async def test_expand_stats_returns_job_statistics_on_list_and_get(api: Api) -> None:
+    """List / Get: $expand=stats adds the job's statistics (url, times, zero usage) to
+    each job; without it there are none."""
+    await api.create("j1")
+    listed = json_of(await api.call("GET", "/jobs", params={"$expand": "stats"}), 200)["value"]
+    got = json_of(await api.call("GET", "/jobs/j1", params={"$expand": "stats"}), 200)
+    for job in (listed[0], got):
+        stats = job["stats"]
+        assert stats["url"] == job_url(api, "j1")
+        assert (stats["startTime"], stats["lastUpdateTime"]) == (
+            job["creationTime"],
+            job["lastModified"],
+        )
+        assert (stats["numSucceededTasks"], stats["wallClockTime"]) == (0, "PT0S")
+    assert "stats" not in json_of(await api.call("GET", "/jobs"), 200)["value"][0]
+    selected = json_of(
+        await api.call("GET", "/jobs/j1", params={"$select": "id,stats", "$expand": "stats"}), 200
+    )
+    assert set(selected) == {"odata.metadata", "id", "stats"}
+
+
+async def test_sdk_list_jobs_with_filter_and_expand_stats(sdk: BatchClient) -> None:
+    """SDK: list_jobs(filter=..., expand=["stats"]) returns the matching jobs with their
+    job_statistics; max_results pages keep the filter."""
+    for job_id in ("a1", "a2", "a3", "b1"):
+        await in_thread(sdk.create_job, bm.BatchJobCreateOptions(
+            id=job_id, pool_info=bm.BatchPoolInfo(pool_id="p")))  # fmt: skip
+    jobs = await in_thread(
+        lambda: list(sdk.list_jobs(filter="startswith(id,'a')", expand=["stats"]))
+    )
+    assert sorted(j.id for j in jobs) == ["a1", "a2", "a3"]
+    assert all(j.job_statistics is not None and j.job_statistics.url for j in jobs)
+    assert sorted(await sdk_ids(sdk, filter="startswith(id,'a')", max_results=1)) == [
+        "a1",
+        "a2",
+        "a3",
+    ]
+    assert await sdk_ids(sdk, filter="id gt 'a2' and state eq 'active'") == ["a3", "b1"]
+
+
+async def test_list_jobs_filter_values_are_data_not_filter_syntax(api: Api) -> None:
+    """List: a string in $filter is one value, whatever it holds: `"`, `''` or filter
+    syntax never change what the filter means (before, a `"` rewrote it)."""
+    tricky = 'a" OR id != "zz'
+    await api.create("j1", displayName="plain")
+    await api.create("j2", displayName=tricky)
+    await api.create("j3", displayName="it's")
+    assert await api.list_ids(**{"$filter": "displayName eq 'a\" OR id != \"zz'"}) == ["j2"]
+    assert await api.list_ids(**{"$filter": "displayName eq 'it''s'"}) == ["j3"]
+    assert await api.list_ids(**{"$filter": "displayName eq 'x'' or id ne ''y'"}) == []
+
+
+async def test_list_jobs_filter_on_pool_times_end_time_and_nesting(
+    api: Api, clients: Clients
+) -> None:
+    """List (C32): startswith on id and executionInfo/poolId, poolId eq / ne, id ordering,
+    the times, executionInfo/endTime (completed jobs), not / and / or with parentheses."""
+    await api.create("a1", pool="p1")
+    await api.create("a2", pool="p2")
+    await api.create("b1", pool="p1x")
+    assert (await api.call("POST", "/jobs/a2/terminate", json={})).status_code == 202
+    await api.wait_state("a2", "completed")
+    past = "2000-01-01T00:00:00Z"
+    later = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cases = {
+        "startswith(id,'a')": ["a1", "a2"],
+        "startswith(executionInfo/poolId,'p1')": ["a1", "b1"],
+        "executionInfo/poolId eq 'p2'": ["a2"],
+        "executionInfo/poolId ne 'p2'": ["a1", "b1"],
+        "id ge 'a2' and id lt 'b2'": ["a2", "b1"],
+        f"executionInfo/endTime ge datetime'{past}'": ["a2"],
+        f"executionInfo/startTime gt datetime'{past}'": ["a1", "a2", "b1"],
+        f"creationTime gt datetime'{later}'": [],
+        f"lastModified le datetime'{later}'": ["a1", "a2", "b1"],
+        "not (state eq 'active')": ["a2"],
+        "previousState eq 'active'": ["a2"],
+        "(state eq 'completed' or id eq 'b1') and executionInfo/poolId ne 'p2'": ["b1"],
+    }
+    for expression, expected in cases.items():
+        assert sorted(await api.list_ids(**{"$filter": expression})) == expected, expression
+
+
+@pytest.mark.parametrize(
+    ("path", "expression", "why"),
+    [
+        ("/jobs", "state eq active", "state takes a quoted string value, got 'active'"),
+        ("/jobs", "priority eq 'x'", "'priority' is not a property this filter supports"),
+        ("/jobs", "executionInfo/poolId gt 'a'",
+         "'gt' is not an operator of executionInfo/poolId (supported: eq, ne)"),
+        ("/jobs/j1/tasks", "state eq 'preparing'",
+         "'preparing' is not a state value this service supports"),
+        ("/jobs/j1/tasks", "executionInfo/poolId eq 'p'",
+         "'executionInfo/poolId' is not a property this filter supports"),
+    ],
+)  # fmt: skip
+async def test_unsupported_filter_is_400_invalid_query_parameter_value_without_a_call(
+    api: Api, rpcs: list[str], path: str, expression: str, why: str
+) -> None:
+    """List: a $filter outside what the contract models is 400 InvalidQueryParameterValue
+    naming $filter, its value and why; no call is made."""
+    await api.create("j1")
+    rpcs.clear()
+    r = await api.call("GET", path, params={"$filter": expression})
+    values = query_value("$filter", expression, why)
+    assert_batch_error(r, 400, "InvalidQueryParameterValue", values, base_url=api.base_url)
+    assert rpcs == []
+
+
+# --- update and replace --------------------------------------------------------------------
+
+
+async def test_empty_patch_is_one_update_job_that_writes_nothing(api: Api, rpcs: list[str]) -> None:
+    """Update (C29): PATCH {} is one UpdateJob (no GetJob): 200 with the job's ETag and
+    Last-Modified unchanged."""
+    await api.create("j1")
+    before = await api.call("GET", "/jobs/j1")
+    rpcs.clear()
+    r = await api.call("PATCH", "/jobs/j1", json={})
+    assert_empty(r, 200, job_url(api, "j1"))
+    assert rpcs == ["UpdateJob"]
+    assert (r.headers["etag"], r.headers["last-modified"]) == (
+        before.headers["etag"], before.headers["last-modified"],
+    )  # fmt: skip
+    assert (await api.get("j1"))["eTag"] == before.headers["etag"]
+
+
+async def test_empty_patch_with_stale_if_match_is_412_condition_not_met(
+    api: Api, rpcs: list[str]
+) -> None:
+    """Update (C29): PATCH {} with a stale If-Match is 412 ConditionNotMet from the one
+    UpdateJob; nothing changes."""
+    await api.create("j1")
+    before = await api.get("j1")
+    rpcs.clear()
+    r = await api.call("PATCH", "/jobs/j1", json={}, headers={"If-Match": "0xSTALE"})
+    assert_batch_error(r, 412, "ConditionNotMet", base_url=api.base_url)
+    assert rpcs == ["UpdateJob"]
+    assert (await api.get("j1"))["eTag"] == before["eTag"]
+
+
+async def test_empty_patch_of_deleting_job_is_409_job_being_deleted(
+    api: Api, clients: Clients, rpcs: list[str]
+) -> None:
+    """Update (C29, B7): PATCH {} of a deleting job is 409 JobBeingDeleted from the one
+    UpdateJob; the job stays deleting."""
+    await running_job(api, clients)
+    assert (await api.call("DELETE", "/jobs/j1")).status_code == 202
+    rpcs.clear()
+    r = await api.call("PATCH", "/jobs/j1", json={})
+    assert_batch_error(r, 409, "JobBeingDeleted", base_url=api.base_url)
+    assert rpcs == ["UpdateJob"]
+    assert (await api.get("j1"))["state"] == "deleting"
+
+
+async def test_patch_network_configuration_is_written(api: Api) -> None:
+    """Update: PATCH networkConfiguration is written (a BatchJobUpdateOptions member) and
+    the other members are kept."""
+    await api.create("j1", **NEW_MEMBERS)
+    network = {"subnetId": "/subscriptions/s/subnets/other", "skipWithdrawFromVNet": False}
+    r = await api.call("PATCH", "/jobs/j1", json={"networkConfiguration": network})
+    assert_empty(r, 200, job_url(api, "j1"))
+    job = await api.get("j1")
+    assert job["networkConfiguration"] == network
+    assert job["jobManagerTask"] == NEW_MEMBERS["jobManagerTask"]
+
+
+async def test_sdk_update_job_with_network_configuration(sdk: BatchClient) -> None:
+    """SDK: update_job(BatchJobUpdateOptions(network_configuration=...)) succeeds and
+    get_job shows the new configuration."""
+    await in_thread(sdk.create_job, bm.BatchJobCreateOptions(
+        id="n1", pool_info=bm.BatchPoolInfo(pool_id="p")))  # fmt: skip
+    network = bm.BatchJobNetworkConfiguration(subnet_id="/subscriptions/s/subnets/y")
+    await in_thread(sdk.update_job, "n1", bm.BatchJobUpdateOptions(network_configuration=network))
+    job = await in_thread(sdk.get_job, "n1")
+    assert job.network_configuration is not None
+    assert job.network_configuration.subnet_id == "/subscriptions/s/subnets/y"
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "member", "kind"),
+    [
+        ("PATCH", {"displayName": "x"}, "displayName", "BatchJobUpdateOptions"),
+        ("PATCH", {"jobManagerTask": {"commandLine": "x"}}, "jobManagerTask",
+         "BatchJobUpdateOptions"),
+        ("PUT", {"poolInfo": {"poolId": "p1"}, "bogus": 1}, "bogus", "BatchJob"),
+    ],
+)  # fmt: skip
+async def test_update_with_a_member_it_does_not_take_is_400_naming_it(
+    api: Api, rpcs: list[str], method: str, body: dict[str, Any], member: str, kind: str
+) -> None:
+    """Update / Replace: a member the operation's body type does not have is 400
+    InvalidRequestBody naming it; no call, the job is unchanged."""
+    await api.create("j1")
+    before = await api.get("j1")
+    rpcs.clear()
+    r = await api.call(method, "/jobs/j1", json=body)
+    why = f"The property '{member}' is not a member of {kind}."
+    assert_batch_error(r, 400, "InvalidRequestBody", [prop(member), reason(why)],
+                       base_url=api.base_url)  # fmt: skip
+    assert rpcs == []
+    assert (await api.get("j1"))["eTag"] == before["eTag"]
+
+
+async def test_put_without_pool_info_is_400_missing_required_property_from_the_core(
+    api: Api, rpcs: list[str]
+) -> None:
+    """Replace (C30): the dialect no longer checks poolInfo; the core's required-field rule
+    refuses a replace without it: 400 MissingRequiredProperty naming poolInfo from the one
+    UpdateJob; the job is unchanged. (On a disabled job: an active one refuses the pool
+    change first, rule B10.)"""
+    await api.create("j1")
+    assert (await do(api, "disable")).status_code == 202
+    before = await api.wait_state("j1", "disabled")
+    rpcs.clear()
+    r = await api.call("PUT", "/jobs/j1", json={"priority": 3})
+    assert_batch_error(r, 400, "MissingRequiredProperty", [prop("poolInfo"), reason("required")],
+                       base_url=api.base_url)  # fmt: skip
+    assert rpcs == ["UpdateJob"]
+    assert (await api.get("j1"))["eTag"] == before["eTag"]
+
+
+async def test_put_of_a_job_as_read_ignores_its_read_only_members(api: Api) -> None:
+    """Replace: a PUT of the job as GET returned it (url, eTag, state, executionInfo, the
+    creation-only members, ...) is served; read-only members are ignored (neither written
+    nor reset), writable ones are replaced."""
+    await api.create("j1", displayName="kept", **NEW_MEMBERS)
+    body = await api.get("j1")
+    body.pop("odata.metadata", None)
+    body["priority"] = 42
+    body["networkConfiguration"] = {"subnetId": "/ignored"}
+    r = await api.call("PUT", "/jobs/j1", json=body)
+    assert_empty(r, 200, job_url(api, "j1"))
+    job = await api.get("j1")
+    assert job["priority"] == 42
+    assert (job["displayName"], job["state"]) == ("kept", "active")
+    for member, value in NEW_MEMBERS.items():
+        assert job[member] == value, member
+
+
+async def test_sdk_replace_job_with_the_job_get_job_returned(sdk: BatchClient) -> None:
+    """SDK: replace_job(job_id, job) with the BatchJob from get_job, one member changed,
+    succeeds and keeps the rest."""
+    await in_thread(sdk.create_job, bm.BatchJobCreateOptions(
+        id="r1", pool_info=bm.BatchPoolInfo(pool_id="p"), priority=1,
+        metadata=[bm.BatchMetadataItem(name="k", value="v")]))  # fmt: skip
+    job = await in_thread(sdk.get_job, "r1")
+    job.priority = 7
+    await in_thread(sdk.replace_job, "r1", job)
+    after = await in_thread(sdk.get_job, "r1")
+    assert (after.priority, after.pool_info.pool_id) == (7, "p")
+    assert [(m.name, m.value) for m in after.metadata or []] == [("k", "v")]
+
+
+# --- actions and delete ----------------------------------------------------------------------
+
+
+async def test_disable_enable_terminate_are_one_call_with_headers_from_its_reply(
+    api: Api, rpcs: list[str]
+) -> None:
+    """Actions: disable, enable and terminate are one PauseJob / ResumeJob / TerminateJob
+    each (no GetJob after); the 202's ETag and Last-Modified are those of the write."""
+    await api.create("j1")
+    actions = [("/disable", {"disableTasks": "wait"}, "PauseJob"), ("/enable", None, "ResumeJob"),
+               ("/terminate", {"terminateReason": "r"}, "TerminateJob")]  # fmt: skip
+    for suffix, body, rpc in actions:
+        rpcs.clear()
+        r = await api.call("POST", f"/jobs/j1{suffix}", json=body)
+        assert_empty(r, 202, job_url(api, "j1"))
+        assert rpcs == [rpc]
+        read = await api.call("GET", "/jobs/j1")
+        assert (r.headers["etag"], r.headers["last-modified"]) == (
+            read.headers["etag"], read.headers["last-modified"],
+        )  # fmt: skip
+
+
+def record_deadlines(gateway: RunningGateway) -> list[tuple[str, float | None]]:
+    """From now on, each upstream call's method name and deadline (seconds)."""
+    seen: list[tuple[str, float | None]] = []
+    upstream = gateway.app.upstream
+    real = upstream.call
+
+    async def recorded(method: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((method.rsplit("/", 1)[-1], kwargs.get("deadline")))
+        return await real(method, *args, **kwargs)
+
+    upstream.call = recorded  # type: ignore[method-assign]
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("time_out", "low", "high"), [(5, 4.0, 5.0), (600, 29.0, 30.0), (None, 29.0, 30.0)]
+)
+async def test_time_out_is_the_call_deadline_at_most_30_seconds(
+    api: Api, batch_gateway: RunningGateway, time_out: int | None, low: float, high: float
+) -> None:
+    """Delete (seed 001): timeOut is the call's deadline in seconds; above 30 (or absent)
+    Batch's default of 30 applies. Reads take it too."""
+    await api.create("j1")
+    seen = record_deadlines(batch_gateway)
+    params = {} if time_out is None else {"timeOut": time_out}
+    assert (await api.call("GET", "/jobs/j1", params=params)).status_code == 200
+    assert (await api.call("DELETE", "/jobs/j1", params=params)).status_code == 202
+    assert [name for name, _ in seen] == ["GetJob", "DeleteJob"]
+    for _, deadline in seen:
+        assert deadline is not None and low < deadline <= high, seen
+
+
+@pytest.mark.parametrize(
+    ("params", "name", "value", "why"),
+    [({"force": "maybe"}, "force", "maybe", "must be true or false"),
+     ({"timeOut": "0"}, "timeOut", "0", "must be a positive integer (seconds)"),
+     ({"timeOut": "soon"}, "timeOut", "soon", "must be a positive integer (seconds)")],
+)  # fmt: skip
+async def test_delete_with_bad_force_or_time_out_is_400_invalid_query_parameter_value(
+    api: Api, rpcs: list[str], params: dict[str, str], name: str, value: str, why: str
+) -> None:
+    """Delete: force other than true/false, or a timeOut that is not a positive number of
+    seconds, is 400 InvalidQueryParameterValue naming it; no call, the job stays."""
+    await api.create("j1")
+    rpcs.clear()
+    r = await api.call("DELETE", "/jobs/j1", params=params)
+    assert_batch_error(r, 400, "InvalidQueryParameterValue", query_value(name, value, why),
+                       base_url=api.base_url)  # fmt: skip
+    assert rpcs == []
+    assert (await api.get("j1"))["state"] == "active"
+
+
+# --- tasks -----------------------------------------------------------------------------------
+
+
+async def test_add_task_keeps_every_batch_task_member(api: Api) -> None:
+    """Tasks (B14): the BatchTask members beyond id, displayName and commandLine are kept
+    whole (Task.properties) and come back as sent from Get and List."""
+    await api.create("j1")
+    body = {"id": "t1", "displayName": "one", "commandLine": "echo 1", **TASK_MEMBERS}
+    r = await api.call("POST", "/jobs/j1/tasks", json=body)
+    assert_empty(r, 201)
+    assert r.headers["dataserviceid"] == f"{api.base_url}/jobs/j1/tasks/t1"
+    got = json_of(await api.call("GET", "/jobs/j1/tasks/t1"), 200)
+    listed = json_of(await api.call("GET", "/jobs/j1/tasks"), 200)["value"]
+    for task in (got, listed[0]):
+        assert {k: task[k] for k in body} == body
+    assert r.headers["etag"] == got["eTag"]
+
+
+async def test_sdk_task_members_round_trip(sdk: BatchClient) -> None:
+    """SDK (B14): create_task with constraints, environment settings, required slots and
+    dependencies; get_task returns them."""
+    await in_thread(sdk.create_job, bm.BatchJobCreateOptions(
+        id="tj", pool_info=bm.BatchPoolInfo(pool_id="p"), uses_task_dependencies=True))  # fmt: skip
+    options = bm.BatchTaskCreateOptions(
+        id="t1",
+        command_line="echo",
+        required_slots=2,
+        environment_settings=[bm.EnvironmentSetting(name="E", value="v")],
+        constraints=bm.BatchTaskConstraints(max_task_retry_count=2),
+        depends_on=bm.BatchTaskDependencies(task_ids=["t0"]),
+    )
+    await in_thread(sdk.create_task, "tj", options)
+    task = await in_thread(sdk.get_task, "tj", "t1")
+    assert (task.required_slots, task.command_line) == (2, "echo")
+    assert [(e.name, e.value) for e in task.environment_settings or []] == [("E", "v")]
+    assert task.constraints is not None and task.constraints.max_task_retry_count == 2
+    assert task.depends_on is not None and task.depends_on.task_ids == ["t0"]
+
+
+async def test_list_tasks_filter_select_and_maxresults_page_with_next_link(
+    api: Api, clients: Clients, rpcs: list[str]
+) -> None:
+    """Tasks: GET tasks takes $filter (structured), $select and maxresults, and pages with
+    odata.nextLink; each request is one ListTasks (before: every page walked)."""
+    await api.create("j1")
+    for task_id in ("t1", "t2", "t3"):
+        await api.add_task("j1", task_id)
+    await move_task(clients, "j1", "t2", resources_pb2.Task.RUNNING)
+    rpcs.clear()
+    page = json_of(await api.call("GET", "/jobs/j1/tasks", params={"maxresults": 2}), 200)
+    assert [t["id"] for t in page["value"]] == ["t1", "t2"]
+    link = urlsplit(page["odata.nextLink"])
+    assert link.path == "/jobs/j1/tasks"
+    rest = json_of(await api.call("GET", link.path, raw_query=link.query), 200)
+    assert [t["id"] for t in rest["value"]] == ["t3"]
+    assert "odata.nextLink" not in rest
+    assert rpcs == ["ListTasks", "ListTasks"]
+    params = {"$filter": "state eq 'running' or id eq 't3'", "$select": "id,state"}
+    body = json_of(await api.call("GET", "/jobs/j1/tasks", params=params), 200)
+    assert body["value"] == [{"id": "t2", "state": "running"}, {"id": "t3", "state": "active"}]
+
+
+async def test_sdk_list_tasks_with_filter_select_and_max_results(
+    sdk: BatchClient, clients: Clients
+) -> None:
+    """SDK: list_tasks(filter=..., select=[...], max_results=1) returns the matching tasks
+    with only the selected members, one page at a time."""
+    await in_thread(sdk.create_job, bm.BatchJobCreateOptions(
+        id="tj", pool_info=bm.BatchPoolInfo(pool_id="p")))  # fmt: skip
+    for task_id in ("t1", "t2", "t3"):
+        await in_thread(
+            sdk.create_task, "tj", bm.BatchTaskCreateOptions(id=task_id, command_line="x")
+        )
+    await move_task(clients, "tj", "t1", resources_pb2.Task.COMPLETED)
+    tasks = await in_thread(lambda: list(sdk.list_tasks(
+        "tj", filter="state eq 'active'", select=["id", "state"], max_results=1)))  # fmt: skip
+    assert [(t.id, t.state) for t in tasks] == [
+        ("t2", bm.BatchTaskState.ACTIVE), ("t3", bm.BatchTaskState.ACTIVE),
+    ]  # fmt: skip
+    assert [t.command_line for t in tasks] == [None, None]  # not selected
+    done = await in_thread(
+        lambda: list(sdk.list_tasks("tj", filter="executionInfo/result eq 'success'"))
+    )
+    assert [t.id for t in done] == ["t1"]
+
+
+async def test_task_counts_is_one_count_tasks_call(
+    api: Api, clients: Clients, rpcs: list[str]
+) -> None:
+    """Tasks: GET taskcounts is one CountTasks (before: every ListTasks page)."""
+    await api.create("j1")
+    for task_id in ("t1", "t2"):
+        await api.add_task("j1", task_id)
+    await move_task(clients, "j1", "t2", resources_pb2.Task.RUNNING)
+    rpcs.clear()
+    body = json_of(await api.call("GET", "/jobs/j1/taskcounts"), 200)
+    counts = {"active": 1, "running": 1, "completed": 0, "succeeded": 0, "failed": 0}
+    assert body == {
+        "odata.metadata": f"{api.base_url}/$metadata#taskcounts/@Element",
+        "taskCounts": counts,
+        "taskSlotCounts": counts,
+    }
+    assert rpcs == ["CountTasks"]
+
+
+# --- claims and messages -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/jobschedules", "/JobSchedules", "/pools", "/pools/p1/nodes", "/certificates",
+     "/applications", "/poolusagemetrics", "/nodecounts", "/supportedimages",
+     "/lifetimejobstats", "/lifetimepoolstats", "/$metadata"],
+)  # fmt: skip
+async def test_other_batch_collections_are_404_resource_not_found_with_request_id(
+    api: Api, rpcs: list[str], path: str
+) -> None:
+    """Routing: every Batch top-level collection is the dialect's, in any case; one it does
+    not serve is 404 ResourceNotFound in the BatchError format with request-id (before: the
+    native mapping's AIP-193 body)."""
+    r = await api.call("GET", path)
+    assert_batch_error(r, 404, "ResourceNotFound", base_url=api.base_url)
+    assert rpcs == []
+
+
+def _json_error(raw: bytes) -> str:
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"The body is not valid JSON: {exc}"
+    raise AssertionError("valid JSON")
+
+
+BIG = b'{"id": "' + b"x" * (1024 * 1024) + b'"}'
+DEEP: Any = {"commandLine": "x"}
+for _ in range(40):
+    DEEP = {"nested": DEEP}
+MESSAGE_CASES: dict[str, tuple[str, str, dict[str, Any], int, str, list[dict[str, str]] | None]] = {
+    "job-not-found": ("GET", "/jobs/nope", {}, 404, "JobNotFound", None),
+    "job-not-found-delete": ("DELETE", "/jobs/nope", {}, 404, "JobNotFound", None),
+    "job-not-found-task": ("POST", "/jobs/nope/tasks", {"json": {"id": "t"}}, 404, "JobNotFound",
+                           None),
+    "job-not-found-counts": ("GET", "/jobs/nope/taskcounts", {}, 404, "JobNotFound", None),
+    "job-not-found-bad-id": ("GET", "/jobs/a%20b", {}, 404, "JobNotFound", None),
+    "task-not-found": ("GET", "/jobs/j1/tasks/nope", {}, 404, "TaskNotFound", None),
+    "job-exists": ("POST", "/jobs", {"json": {"id": "J1", "poolInfo": {"poolId": "p"}}}, 409,
+                   "JobExists", None),
+    "task-exists": ("POST", "/jobs/j1/tasks", {"json": {"id": "t1"}}, 409, "TaskExists", None),
+    "completed": ("PATCH", "/jobs/c1", {"json": {"priority": 1}}, 409, "JobCompleted", None),
+    "terminating": ("POST", "/jobs/r1/disable", {"json": {}}, 409, "JobBeingTerminated", None),
+    "deleting": ("DELETE", "/jobs/d1", {}, 409, "JobBeingDeleted", None),
+    "invalid-state": ("POST", "/jobs/j1/enable", {}, 409, "OperationInvalidForCurrentState", None),
+    "pool-while-active": ("PATCH", "/jobs/j1", {"json": {"poolInfo": {"poolId": "other"}}}, 409,
+                          "OperationInvalidForCurrentState", [prop("poolInfo")]),
+    "condition": ("GET", "/jobs/j1", {"headers": {"If-Match": "0xSTALE"}}, 412, "ConditionNotMet",
+                  None),
+    "two-conditions": ("GET", "/jobs/j1", {"headers": {"If-Match": "*", "If-None-Match": "*"}}, 400,
+                       "MultipleConditionHeadersNotSupported", None),
+    "malformed-json": ("PATCH", "/jobs/j1", {"content": b"{"}, 400, "InvalidRequestBody",
+                       [reason(_json_error(b"{"))]),
+    "not-an-object": ("PATCH", "/jobs/j1", {"json": [1]}, 400, "InvalidRequestBody",
+                      [reason("The body must be a JSON object.")]),
+    "wrong-type": ("PATCH", "/jobs/j1", {"json": {"priority": "high"}}, 400, "InvalidRequestBody",
+                   [prop("priority"), reason("must be an integer")]),
+    "bad-job-id": ("POST", "/jobs", {"json": {"id": "a b", "poolInfo": {"poolId": "p"}}}, 400,
+                   "InvalidPropertyValue",
+                   [prop("id"), reason("invalid id 'a b' (allowed: [A-Za-z0-9_-]{1,64})")]),
+    "maxresults": ("GET", "/jobs", {"params": {"maxresults": 0}}, 400, "InvalidQueryParameterValue",
+                   query_value("maxresults", "0", "must be an integer from 1 to 1000")),
+    "select": ("GET", "/jobs/j1", {"params": {"$select": "id,bogus"}}, 400,
+               "InvalidQueryParameterValue",
+               query_value("$select", "id,bogus", "not a property: bogus")),
+    "page-token": ("GET", "/jobs", {"params": {"$skiptoken": "garbage"}}, 400,
+                   "InvalidQueryParameterValue",
+                   [{"key": "QueryParameterName", "value": "$skiptoken"},
+                    reason("not a page token")]),
+    "no-version": ("GET", "/jobs", {"version": None}, 400, "MissingRequiredQueryParameter",
+                   [{"key": "QueryParameterName", "value": "api-version"}]),
+    "old-version": ("GET", "/jobs", {"version": "2024-07-01.20.0"}, 400,
+                    "UnsupportedRequestVersion",
+                    [{"key": "QueryParameterName", "value": "api-version"},
+                     {"key": "QueryParameterValue", "value": "2024-07-01.20.0"}]),
+    "unsigned": ("GET", "/jobs", {"signer": None}, 403, "AuthenticationFailed", None),
+    "verb": ("DELETE", "/jobs", {}, 405, "UnsupportedHttpVerb", None),
+    "route": ("GET", "/jobs/j1/bogus", {}, 404, "ResourceNotFound", None),
+    "too-large": ("POST", "/jobs", {"content": BIG}, 413, "RequestBodyTooLarge", None),
+    "too-deep": ("POST", "/jobs", {"json": {"id": "j2", "poolInfo": {"poolId": "p"},
+                                            "jobManagerTask": DEEP}}, 400, "InvalidRequestBody",
+                 [prop("jobManagerTask"), reason("nested more than 32 levels deep")]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(MESSAGE_CASES))
+async def test_errors_carry_batch_codes_and_documented_messages(
+    api: Api, clients: Clients, case: str
+) -> None:
+    """Errors: every refusal is a BatchError with Batch's code and documented message (never
+    jobcontrol's names) and its detail in `values`; the jobs are unchanged."""
+    await api.create("j1")
+    await api.add_task("j1", "t1")
+    await api.create("c1")
+    assert (await api.call("POST", "/jobs/c1/terminate", json={})).status_code == 202
+    await api.wait_state("c1", "completed")
+    for job_id, action in (("r1", "/terminate"), ("d1", "")):
+        await running_job(api, clients, job_id)
+        r = await api.call("DELETE" if not action else "POST", f"/jobs/{job_id}{action}",
+                           json={} if action else None)  # fmt: skip
+        assert r.status_code == 202, r.text
+    before = json_of(await api.call("GET", "/jobs"), 200)["value"]
+    method, path, kwargs, status, code, values = MESSAGE_CASES[case]
+    r = await api.call(method, path, **kwargs)
+    assert_batch_error(r, status, code, values, base_url=api.base_url)
+    assert json_of(await api.call("GET", "/jobs"), 200)["value"] == before
+
+
+# --- one RPC per route -----------------------------------------------------------------------
+
+
+async def test_every_route_makes_at_most_one_rpc(
+    api: Api, clients: Clients, rpcs: list[str]
+) -> None:
+    """Seam: every route, served or refused, makes at most one upstream call, the row's
+    own; gateway refusals (route, verb, auth, version, body, query) make none."""
+    pool = {"poolInfo": {"poolId": "p"}}
+    steps: list[tuple[str, str, dict[str, Any], int, list[str]]] = [
+        ("POST", "/jobs", {"json": {"id": "j1", **pool}}, 201, ["CreateJob"]),
+        ("POST", "/jobs", {"json": {"id": "j1", **pool}}, 409, ["CreateJob"]),
+        ("POST", "/jobs", {"json": {"id": "j9", "priority": 5000, **pool}}, 400, ["CreateJob"]),
+        ("POST", "/jobs", {"json": {"id": "j9", "bogus": 1}}, 400, []),
+        ("GET", "/jobs", {}, 200, ["ListJobs"]),
+        ("GET", "/jobs", {"params": {"$filter": "bogus"}}, 400, []),
+        ("GET", "/jobs", {"params": {"$skiptoken": "x"}}, 400, ["ListJobs"]),
+        ("GET", "/jobs/j1", {}, 200, ["GetJob"]),
+        ("GET", "/jobs/nope", {}, 404, ["GetJob"]),
+        ("GET", "/jobs/j1", {"headers": {"If-Modified-Since": future()}}, 304, ["GetJob"]),
+        ("GET", "/jobs/j1", {"headers": {"If-Match": "0xSTALE"}}, 412, ["GetJob"]),
+        ("PATCH", "/jobs/j1", {"json": {"priority": 2}}, 200, ["UpdateJob"]),
+        ("PATCH", "/jobs/j1", {"json": {}}, 200, ["UpdateJob"]),
+        ("PATCH", "/jobs/j1", {"json": {}, "headers": {"If-Match": "0xSTALE"}}, 412, ["UpdateJob"]),
+        ("PATCH", "/jobs/j1", {"json": {"displayName": "x"}}, 400, []),
+        ("PUT", "/jobs/j1", {"json": {**pool, "priority": 3}}, 200, ["UpdateJob"]),
+        ("PUT", "/jobs/j1", {"json": {"poolInfo": {"poolId": "q"}}}, 409, ["UpdateJob"]),
+        ("POST", "/jobs/j1/disable", {"json": {"disableTasks": "requeue"}}, 202, ["PauseJob"]),
+        ("POST", "/jobs/j1/disable", {"json": {"disableTasks": "never"}}, 400, []),
+        ("POST", "/jobs/j1/enable", {}, 202, ["ResumeJob"]),
+        ("POST", "/jobs/j1/enable", {}, 409, ["ResumeJob"]),
+        ("POST", "/jobs/j1/tasks", {"json": {"id": "t1", "commandLine": "x"}}, 201, ["CreateTask"]),
+        ("POST", "/jobs/j1/tasks", {"json": {"id": "t1"}}, 409, ["CreateTask"]),
+        ("POST", "/jobs/j1/tasks", {"json": {"id": "t2", "state": "x"}}, 400, []),
+        ("GET", "/jobs/j1/tasks", {"params": {"maxresults": 1}}, 200, ["ListTasks"]),
+        ("GET", "/jobs/nope/tasks", {}, 404, ["ListTasks"]),
+        ("GET", "/jobs/j1/tasks/t1", {}, 200, ["GetTask"]),
+        ("GET", "/jobs/j1/tasks/nope", {}, 404, ["GetTask"]),
+        ("GET", "/jobs/j1/taskcounts", {}, 200, ["CountTasks"]),
+        ("GET", "/jobs/nope/taskcounts", {}, 404, ["CountTasks"]),
+        ("POST", "/jobs/j1/terminate", {"json": {"terminateReason": "r"}}, 202, ["TerminateJob"]),
+        ("POST", "/jobs/j1/terminate", {"json": {}}, 409, ["TerminateJob"]),
+        ("DELETE", "/jobs/j1", {}, 202, ["DeleteJob"]),
+        ("DELETE", "/jobs/nope", {}, 404, ["DeleteJob"]),
+        ("DELETE", "/jobs/j1", {"params": {"force": "x"}}, 400, []),
+        ("GET", "/jobs/j1/bogus", {}, 404, []),
+        ("DELETE", "/jobs", {}, 405, []),
+        ("GET", "/pools", {}, 404, []),
+        ("GET", "/jobs", {"signer": None}, 403, []),
+        ("GET", "/jobs", {"version": None}, 400, []),
+        ("PATCH", "/jobs/j1", {"content": b"{"}, 400, []),
+    ]
+    seen: list[tuple[str, str, int, list[str]]] = []
+    for method, path, kwargs, _, _ in steps:
+        rpcs.clear()
+        r = await api.call(method, path, **kwargs)
+        request_id(r)
+        seen.append((method, path, r.status_code, list(rpcs)))
+    assert seen == [(m, p, status, calls) for m, p, _, status, calls in steps]
+
+
+@pytest.mark.parametrize("job_id", ["operations", "cloudServices"])
+async def test_jobs_named_like_scheduler_segments_are_batch_jobs(api: Api, job_id: str) -> None:
+    """Routing: the Batch dialect is asked before the Scheduler's `/{sub}/operations/…` and
+    `/{sub}/cloudServices/…`, so a Batch job named `operations` is read, updated and
+    deleted as a Batch job (JSON, request-id), not answered as a Scheduler 404."""
+    await api.create(job_id)
+    job = await api.get(job_id)
+    assert job["id"] == job_id
+    r = await api.call("PATCH", f"/jobs/{job_id}", json={"priority": 7})
+    assert_empty(r, 200, job["url"])
+    assert (await api.get(job_id))["priority"] == 7
+    r = await api.call("DELETE", f"/jobs/{job_id}")
+    assert r.status_code == 202 and r.headers["request-id"]

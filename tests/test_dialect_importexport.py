@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
+import grpc
 import httpx
+import orjson
 import pytest
 
-from jobcontrol.v1 import operator_service_pb2, resources_pb2
-from tests.conftest import Clients, RunningGateway
+from jobcontrol.gateway.dialects.importexport import ImportExportDialect
+from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
+from tests.conftest import Clients, RunningGateway, record_rpcs
 
 SUB, ACCT = "mysub", "myacct"
 VERSION = "2014-05-01"
@@ -21,6 +26,7 @@ HEX32 = re.compile(r"[0-9a-fA-F]{32}")
 PAST = "Sat, 01 Jan 2000 00:00:00 GMT"
 FUTURE = "Fri, 01 Jan 2100 00:00:00 GMT"
 STALE = 'W/"stale-etag"'
+NOT_UPDATABLE = "PropertyNotUpdatableInCurrentState"
 
 RETURN_ADDRESS = {
     "Name": "Jane Doe",
@@ -105,6 +111,30 @@ def error(r: httpx.Response, status: int, version: str | None = VERSION) -> str:
     return code
 
 
+def odata_error(status: int, code: str, message: str, information: str) -> dict[str, Any]:
+    """The whole `odata.error` body of a refusal."""
+    return {
+        "odata.error": {
+            "code": str(status),
+            "message": {"lang": "en-US", "value": message},
+            "azure.values": [{"ExtendedCode": code}, {"ExtendedInformation": information}],
+        }
+    }
+
+
+def refusal(
+    r: httpx.Response,
+    status: int,
+    code: str,
+    message: str,
+    information: str,
+    version: str | None = VERSION,
+) -> None:
+    """A refusal: its headers and shape (`error`), and exactly this body."""
+    assert error(r, status, version) == code
+    assert r.json() == odata_error(status, code, message, information)
+
+
 def assert_empty(r: httpx.Response, status: int) -> None:
     """An empty success."""
     assert r.status_code == status, r.text
@@ -158,6 +188,27 @@ def cid(gateway: RunningGateway) -> str:
     """The gRPC collection id of (SUB, ACCT)."""
     value: str = dialect_of(gateway).collection_id(SUB, ACCT)
     return value
+
+
+@pytest.fixture
+def calls(gateway: RunningGateway) -> list[str]:
+    """The upstream calls the gateway makes from now on, by method name."""
+    return record_rpcs(gateway.app)
+
+
+CONDITION_NOT_MET = "The condition specified using HTTP conditional header(s) is not met."
+
+
+async def collection_of(clients: Clients, account: str) -> resources_pb2.Collection | None:
+    """The account's collection over gRPC, or None when there is none."""
+    value: str = ImportExportDialect.collection_id(SUB, account)
+    request = job_service_pb2.GetCollectionRequest(name=f"collections/{value}")
+    try:
+        found: resources_pb2.Collection = await clients.jobs.GetCollection(request)
+    except grpc.aio.AioRpcError as exc:
+        assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
+        return None
+    return found
 
 
 async def transition(clients: Clients, cid: str, name: str, state: int) -> None:
@@ -233,7 +284,8 @@ async def test_missing_or_unknown_version_header_is_400(
         ("DELETE", job_url("j1"), None),
     ):
         r = await http.request(method, path, headers=headers, content=content)
-        error(r, 400, version=None)
+        message = "x-ms-version must be 2014-05-01 or 2014-11-01."
+        refusal(r, 400, "InvalidXMsVersionHeader", message, "MISSING_VERSION", version=None)
     await get_job(http, "j1")
     error(await http.get(job_url("j2"), headers=HEADERS), 404)
 
@@ -287,7 +339,8 @@ async def test_accept_must_be_json_light_else_406(
         if status == 200:
             json_of(r, 200)
         else:
-            error(r, 406)
+            message = f"Accept {accept} is not supported."
+            refusal(r, 406, "NotAcceptable", message, "NOT_ACCEPTABLE")
 
 
 @pytest.mark.parametrize(
@@ -310,7 +363,8 @@ async def test_format_query_overrides_accept(
     if status == 200:
         assert json_of(r, 200)["Name"] == "j1"
     else:
-        error(r, 406)
+        message = f"$format {fmt} is not supported; use json."
+        refusal(r, 406, "NotAcceptable", message, "NOT_ACCEPTABLE")
 
 
 @pytest.mark.parametrize(
@@ -334,7 +388,8 @@ async def test_content_type_must_be_json_else_406(
     if status == 201:
         assert json_of(r, 201)["Name"] == "j1"
     else:
-        error(r, 406)
+        message = f"Content-Type {content_type} is not supported."
+        refusal(r, 406, "NotAcceptable", message, "NOT_ACCEPTABLE")
         error(await http.get(job_url("j1"), headers=HEADERS), 404)
 
 
@@ -350,7 +405,8 @@ async def test_accept_language_only_en_or_en_us(
     if status == 200:
         json_of(r, 200)
     else:
-        error(r, 406)
+        message = "Only en and en-us are supported."
+        refusal(r, 406, "NotAcceptable", message, "NOT_ACCEPTABLE")
 
 
 @pytest.mark.parametrize(("encoding", "status"), [("identity", 200), ("gzip", 406)])
@@ -363,7 +419,8 @@ async def test_content_encoding_only_identity(
     if status == 200:
         json_of(r, 200)
     else:
-        error(r, 406)
+        message = "Only identity content encoding is supported."
+        refusal(r, 406, "NotAcceptable", message, "NOT_ACCEPTABLE")
 
 
 @pytest.mark.parametrize("verb", ["POST", "GET"])
@@ -413,7 +470,8 @@ async def test_x_http_method_other_values_or_verbs_are_400(
         json={"Properties": {"FriendlyName": "changed"}},
         headers={**HEADERS, "X-HTTP-Method": value},
     )
-    error(r, 400)
+    message = f"X-HTTP-Method {value} is not allowed on {verb}."
+    refusal(r, 400, "InvalidHttpMethodOverride", message, "INVALID_METHOD_OVERRIDE")
     assert await get_job(http, "j1") == before
 
 
@@ -472,22 +530,31 @@ async def test_put_job_minimal_omits_absent_objects(http: httpx.AsyncClient) -> 
         assert absent not in job["Properties"], job
 
 
+REQUIRED = ("InvalidRequest", "A job needs Properties.Type and Properties.Location.",
+            "REQUIRED_FIELD_MISSING")  # fmt: skip
+
+
 @pytest.mark.parametrize(
-    "payload",
+    ("payload", "refused"),
     [
-        {"Name": "j1", "Properties": {"Location": "westus"}},
-        {"Name": "j1", "Properties": {"Type": "Import"}},
-        {"Name": "j1", "Properties": {"Type": "Both", "Location": "westus"}},
-        {"Name": "j1"},
-        {"Name": "other", "Properties": {"Type": "Import", "Location": "westus"}},
+        ({"Name": "j1", "Properties": {"Location": "westus"}}, REQUIRED),
+        ({"Name": "j1", "Properties": {"Type": "Import"}}, REQUIRED),
+        ({"Name": "j1", "Properties": {"Type": "Both", "Location": "westus"}},
+         ("InvalidRequest", "Type: must be Import or Export, not 'Both'", "INVALID_BODY")),
+        ({"Name": "j1"}, REQUIRED),
+        ({"Name": "other", "Properties": {"Type": "Import", "Location": "westus"}},
+         ("InvalidRequest", "Name differs from the job name in the URL.", "INVALID_BODY")),
     ],
     ids=["no-type", "no-location", "bad-type", "no-properties", "name-mismatch"],
-)
+)  # fmt: skip
 async def test_put_job_without_type_or_location_or_with_other_name_is_400(
-    http: httpx.AsyncClient, payload: dict[str, Any]
+    http: httpx.AsyncClient, clients: Clients, payload: dict[str, Any], refused: tuple[str, ...]
 ) -> None:
-    """Put Job: missing Type or Location, or a Name unlike the URL's, is 400; nothing made."""
-    error(await http.put(job_url("j1"), json=payload, headers=HEADERS), 400)
+    """Put Job (Decision): only Type and Location are required, and Name, if given, is the
+    URL's; else 400 and nothing is made, not even the account's collection."""
+    r = await http.put(job_url("j1"), json=payload, headers=HEADERS)
+    refusal(r, 400, *refused)
+    assert await collection_of(clients, ACCT) is None
     error(await http.get(job_url("j1"), headers=HEADERS), 404)
     error(await http.get(job_url("other"), headers=HEADERS), 404)
 
@@ -512,7 +579,8 @@ async def test_put_over_non_creating_job_is_409_job_already_exists(
     await walk(http, clients, cid, "j1", state)
     before = await get_job(http, "j1")
     r = await http.put(job_url("j1"), json=body("j1", "Export"), headers=HEADERS)
-    assert error(r, 409) == "JobAlreadyExists"
+    message = "The job j1 already exists and is no longer Creating."
+    refusal(r, 409, "JobAlreadyExists", message, "JOB_ALREADY_EXISTS")
     assert await get_job(http, "j1") == before
 
 
@@ -523,12 +591,13 @@ async def test_twenty_first_active_job_is_409_active_job_limit_reached(
     for i in range(20):
         await put_job(http, f"j{i}", **SHIPPABLE)
     r = await http.put(job_url("j20"), json=body("j20"), headers=HEADERS)
-    assert error(r, 409) == "ActiveJobLimitReached"
+    message = f"The storage account {ACCT} has reached its limit of active jobs."
+    refusal(r, 409, "ActiveJobLimitReached", message, "QUOTA_EXCEEDED")
     error(await http.get(job_url("j20"), headers=HEADERS), 404)
     await walk_on(http, clients, cid, "j0", "Creating", "Completed")
     await put_job(http, "j20")
     r = await http.put(job_url("j21"), json=body("j21"), headers=HEADERS)
-    assert error(r, 409) == "ActiveJobLimitReached"
+    refusal(r, 409, "ActiveJobLimitReached", message, "QUOTA_EXCEEDED")
 
 
 async def test_quota_is_per_account(http: httpx.AsyncClient) -> None:
@@ -563,7 +632,7 @@ async def test_unknown_job_is_404_job_not_found(http: httpx.AsyncClient, method:
     await put_job(http, "j1")
     content = b'{"Properties": {"FriendlyName": "x"}}' if method == "PATCH" else None
     r = await http.request(method, job_url("nope"), headers=HEADERS, content=content)
-    assert error(r, 404) == "JobNotFound"
+    refusal(r, 404, "JobNotFound", "The job nope does not exist.", "JOB_NOT_FOUND")
     r = await http.head(job_url("nope"), headers=HEADERS)
     assert r.status_code == 404
     assert r.content == b""
@@ -671,7 +740,9 @@ async def test_patch_state_shipping_without_shipping_info_is_400(
     """Update (T3): State Shipping needs ReturnAddress and DeliveryPackage; else 400, unchanged."""
     await put_job(http, "j1", **present)
     before = await get_job(http, "j1")
-    error(await patch(http, "j1", {"State": "Shipping"}), 400)
+    r = await patch(http, "j1", {"State": "Shipping"})
+    message = "ReturnAddress and DeliveryPackage must be set before the job j1 is Shipping."
+    refusal(r, 400, "ShippingInformationRequired", message, "SHIPPING_INFO_REQUIRED")
     assert await get_job(http, "j1") == before
 
 
@@ -682,7 +753,13 @@ async def test_patch_state_other_than_shipping_is_400(http: httpx.AsyncClient, v
     """Update (T2/T6): State may be set only to Shipping; other values are 400, unchanged."""
     await put_job(http, "j1", **SHIPPABLE)
     before = await get_job(http, "j1")
-    error(await patch(http, "j1", {"State": value}), 400)
+    r = await patch(http, "j1", {"State": value})
+    if value == "shipping":  # states are case-sensitive: not a state at all
+        message = "State: must be a job state, not 'shipping'"
+        refusal(r, 400, "InvalidRequest", message, "INVALID_BODY")
+    else:
+        message = "State may only be set to Shipping."
+        refusal(r, 400, "InvalidStateTransition", message, "STATE_NOT_SETTABLE")
     assert await get_job(http, "j1") == before
 
 
@@ -693,7 +770,9 @@ async def test_patch_state_shipping_outside_creating_is_400(
     """Update (T2): State Shipping only from Creating; otherwise 400, unchanged."""
     await walk(http, clients, cid, "j1", state)
     before = await get_job(http, "j1")
-    error(await patch(http, "j1", {"State": "Shipping"}), 400)
+    r = await patch(http, "j1", {"State": "Shipping"})
+    message = "The job j1 can move to Shipping only from Creating."
+    refusal(r, 400, "InvalidStateTransition", message, "INVALID_STATE_TRANSITION")
     assert await get_job(http, "j1") == before
 
 
@@ -701,7 +780,9 @@ async def test_patch_cancel_requested_false_is_400(http: httpx.AsyncClient) -> N
     """Update (T4): CancelRequested may only be true; false is 400, unchanged."""
     await put_job(http, "j1")
     before = await get_job(http, "j1")
-    error(await patch(http, "j1", {"CancelRequested": False}), 400)
+    r = await patch(http, "j1", {"CancelRequested": False})
+    message = "CancelRequested may only be set to true."
+    refusal(r, 400, "InvalidPropertyValue", message, "FIELD_VALUE_NOT_ALLOWED")
     assert await get_job(http, "j1") == before
 
 
@@ -729,7 +810,8 @@ async def test_patch_cancel_requested_only_in_creating_shipping_transferring(
         assert_empty(r, 204)
         assert (await get_job(http, "j1"))[0]["Properties"]["CancelRequested"] is True
     else:
-        error(r, 409)
+        message = "CancelRequested cannot be updated in the current state of the job j1."
+        refusal(r, 409, NOT_UPDATABLE, message, "FIELD_NOT_MUTABLE_IN_STATE")
         assert await get_job(http, "j1") == before
 
 
@@ -770,7 +852,8 @@ async def test_patch_per_state_mutability(
         assert_empty(r, 204)
         assert (await get_job(http, "j1"))[0]["Properties"][field] == value
     else:
-        error(r, 409)
+        message = f"{field} cannot be updated in the current state of the job j1."
+        refusal(r, 409, NOT_UPDATABLE, message, "FIELD_NOT_MUTABLE_IN_STATE")
         assert await get_job(http, "j1") == before
 
 
@@ -791,7 +874,8 @@ async def test_patch_drive_list_only_in_creating(
         assert [d["DriveId"] for d in drives] == ["WD-9"]
         assert "BitLockerKey" not in drives[0]
     else:
-        error(r, 409)
+        message = "DriveList cannot be updated in the current state of the job j1."
+        refusal(r, 409, NOT_UPDATABLE, message, "FIELD_NOT_MUTABLE_IN_STATE")
         assert await get_job(http, "j1") == before
 
 
@@ -827,7 +911,9 @@ async def test_delete_only_in_creating_or_completed_walking_every_state(
     async def refused(name: str) -> None:
         before = await get_job(http, name)
         r = await http.delete(job_url(name), headers=HEADERS)
-        assert error(r, 409) == "JobNotDeletableInCurrentState", before[0]["Properties"]
+        message = f"The job {name} can be deleted only in the Creating or Completed state."
+        code = "JobNotDeletableInCurrentState"
+        refusal(r, 409, code, message, "JOB_NOT_DELETABLE_IN_STATE")
         assert await get_job(http, name) == before
 
     await put_job(http, "j1", **SHIPPABLE)
@@ -876,7 +962,10 @@ async def test_conditional_header_combinations_on_get(
     if frozenset(present) in ALLOWED:
         assert json_of(r, 200) == job
     else:
-        error(r, 400)
+        named = ", ".join(h.lower() for h in present)
+        message = f"condition headers not supported together: {named}"
+        code = "MultipleConditionHeadersNotSupported"
+        refusal(r, 400, code, message, "MULTIPLE_CONDITION_HEADERS")
 
 
 def unmet(etag: str, last_modified: str) -> dict[str, dict[str, str]]:
@@ -892,19 +981,36 @@ def unmet(etag: str, last_modified: str) -> dict[str, dict[str, str]]:
     }
 
 
-@pytest.mark.parametrize("method", ["GET", "PATCH", "DELETE"])
+UNMET_REQUESTS = {
+    "GET": ("GET", None),
+    "PUT": ("PUT", b'{"Properties": {"Type": "Export", "Location": "westus"}}'),
+    "PATCH": ("PATCH", b'{"Properties": {"FriendlyName": "changed"}}'),
+    "PATCH-empty": ("PATCH", b"{}"),
+    "PATCH-empty-properties": ("PATCH", b'{"Properties": {}}'),
+    "DELETE": ("DELETE", None),
+}
+
+
+@pytest.mark.parametrize("request_kind", list(UNMET_REQUESTS))
 @pytest.mark.parametrize("case", list(unmet("", "")))
 async def test_unmet_condition_is_412_and_changes_nothing(
-    http: httpx.AsyncClient, method: str, case: str
+    http: httpx.AsyncClient, calls: list[str], request_kind: str, case: str
 ) -> None:
-    """Conditions: an unmet condition is 412 on GET, PATCH and DELETE; the job is unchanged."""
+    """Conditions: an unmet condition is 412 ConditionNotMet on GET, PUT, PATCH (an empty
+    one included: the core checks it, no GetJob) and DELETE, in one call; the job is
+    unchanged (same ETag, same Last-Modified)."""
     await put_job(http, "j1")
     before = await get_job(http, "j1")
     r = await http.get(job_url("j1"), headers=HEADERS)
     headers = unmet(before[1], r.headers["last-modified"])[case]
-    content = b'{"Properties": {"FriendlyName": "changed"}}' if method == "PATCH" else None
+    method, content = UNMET_REQUESTS[request_kind]
+    calls.clear()
     r = await http.request(method, job_url("j1"), headers={**HEADERS, **headers}, content=content)
-    error(r, 412)
+    stale_etag = method != "GET" and headers.get("If-Match") == STALE
+    reason = "ETAG_MISMATCH" if stale_etag else "CONDITION_NOT_MET"
+    refusal(r, 412, "ConditionNotMet", CONDITION_NOT_MET, reason)
+    rpc = {"GET": "GetJob", "PUT": "CreateJob", "PATCH": "UpdateJob", "DELETE": "DeleteJob"}
+    assert calls == [rpc[method]]
     assert await get_job(http, "j1") == before
 
 
@@ -935,13 +1041,430 @@ async def test_met_conditions_let_patch_and_delete_through(http: httpx.AsyncClie
     error(await http.get(job_url("j1"), headers=HEADERS), 404)
 
 
-async def test_if_none_match_star_lets_put_create_but_not_replace(http: httpx.AsyncClient) -> None:
-    """Conditions: PUT with If-None-Match * creates a new job; over an existing one it is 412."""
+async def test_if_none_match_star_lets_put_create_but_not_replace(
+    http: httpx.AsyncClient, calls: list[str]
+) -> None:
+    """Atomic conditional PUT (C26): If-None-Match * creates a new job; over an existing one
+    it is 412 ConditionNotMet, decided by the core in the create's one call, and replaces
+    nothing."""
     r = await http.put(job_url("j1"), json=body("j1"), headers={**HEADERS, "If-None-Match": "*"})
     assert json_of(r, 201)["Name"] == "j1"
+    assert calls == ["CreateJob"]
     before = await get_job(http, "j1")
+    calls.clear()
     r = await http.put(
         job_url("j1"), json=body("j1", "Export"), headers={**HEADERS, "If-None-Match": "*"}
     )
-    error(r, 412)
+    refusal(r, 412, "ConditionNotMet", CONDITION_NOT_MET, "CONDITION_NOT_MET")
+    assert calls == ["CreateJob"]
     assert await get_job(http, "j1") == before
+
+
+@pytest.mark.parametrize("tag", ["current", "*"])
+async def test_put_if_match_replaces_a_creating_job_in_one_call(
+    http: httpx.AsyncClient, calls: list[str], tag: str
+) -> None:
+    """Atomic conditional PUT (C26, T8): If-Match with the current ETag (or *) replaces a
+    Creating job: 201 with the new job and a new ETag, one CreateJob."""
+    await put_job(http, "j1", FriendlyName="first")
+    _, etag = await get_job(http, "j1")
+    calls.clear()
+    headers = {**HEADERS, "If-Match": etag if tag == "current" else "*"}
+    r = await http.put(job_url("j1"), json=body("j1", "Export"), headers=headers)
+    job = json_of(r, 201)
+    assert calls == ["CreateJob"]
+    assert job_headers(r, "j1") != etag
+    assert job["Properties"]["Type"] == "Export"
+    assert "FriendlyName" not in job["Properties"]
+    assert (await get_job(http, "j1"))[0] == job
+
+
+async def test_put_if_match_stale_etag_is_412_and_replaces_nothing(
+    http: httpx.AsyncClient, calls: list[str]
+) -> None:
+    """Atomic conditional PUT (C26): If-Match with a stale ETag is 412 ConditionNotMet
+    (the core's ETAG_MISMATCH) in one call; the job is unchanged."""
+    await put_job(http, "j1")
+    before = await get_job(http, "j1")
+    calls.clear()
+    r = await http.put(
+        job_url("j1"), json=body("j1", "Export"), headers={**HEADERS, "If-Match": STALE}
+    )
+    refusal(r, 412, "ConditionNotMet", CONDITION_NOT_MET, "ETAG_MISMATCH")
+    assert calls == ["CreateJob"]
+    assert await get_job(http, "j1") == before
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [{"If-Match": STALE}, {"If-Match": "*"}, {"If-Unmodified-Since": FUTURE}],
+    ids=["if-match-etag", "if-match-star", "if-unmodified-since"],
+)
+@pytest.mark.parametrize("first_write", [True, False], ids=["first-write", "known-account"])
+async def test_put_if_match_on_missing_job_is_412_and_creates_nothing(
+    http: httpx.AsyncClient,
+    clients: Clients,
+    calls: list[str],
+    condition: dict[str, str],
+    first_write: bool,
+) -> None:
+    """Atomic conditional PUT (C25, C26): a condition only an existing job can meet
+    (If-Match, If-Unmodified-Since) on a missing job is 412 ConditionNotMet in one call and
+    creates nothing: no job, and no collection either when it was the account's first
+    write."""
+    if not first_write:
+        await put_job(http, "other")
+        calls.clear()
+    r = await http.put(job_url("j1"), json=body("j1"), headers={**HEADERS, **condition})
+    refusal(r, 412, "ConditionNotMet", CONDITION_NOT_MET, "CONDITION_NOT_MET")
+    assert calls == ["CreateJob"]
+    assert (await collection_of(clients, ACCT) is None) is first_write
+    r = await http.get(job_url("j1"), headers=HEADERS)
+    missing = "COLLECTION_NOT_FOUND" if first_write else "JOB_NOT_FOUND"
+    refusal(r, 404, "JobNotFound", "The job j1 does not exist.", missing)
+
+
+async def test_first_put_creates_the_account_collection_in_the_same_call(
+    http: httpx.AsyncClient, clients: Clients, calls: list[str]
+) -> None:
+    """Put Job (C25): the first write to an account is one CreateJob whose collection
+    template makes the account's transfer collection, labelled with the account."""
+    assert await collection_of(clients, ACCT) is None
+    await put_job(http, "j1")
+    assert calls == ["CreateJob"]
+    made = await collection_of(clients, ACCT)
+    assert made is not None
+    assert made.profile == resources_pb2.TRANSFER
+    assert dict(made.labels) == {"dialect": "importexport", "subscription": SUB, "account": ACCT}
+
+
+async def test_twenty_concurrent_first_puts_all_succeed_in_one_collection(
+    http: httpx.AsyncClient, clients: Clients, calls: list[str]
+) -> None:
+    """Put Job (C25): 20 concurrent first writes to a new account all succeed (201), one
+    CreateJob each, in the one collection of the account."""
+    account = "freshacct"
+    url = f"{prefix(account=account)}/jobs"
+    replies = await asyncio.gather(
+        *(http.put(f"{url}/j{i}", json=body(f"j{i}"), headers=HEADERS) for i in range(20))
+    )
+    assert [r.status_code for r in replies] == [201] * 20, [r.text for r in replies]
+    assert calls == ["CreateJob"] * 20
+    listed = json_of(await http.get(url, headers=HEADERS), 200)["value"]
+    assert sorted(j["Name"] for j in listed) == sorted(f"j{i}" for i in range(20))
+    request = job_service_pb2.ListCollectionsRequest(filter=f'labels.account = "{account}"')
+    found = (await clients.jobs.ListCollections(request)).collections
+    assert [c.name for c in found] == [
+        f"collections/{ImportExportDialect.collection_id(SUB, account)}"
+    ]
+
+
+# --- Update: the empty PATCH ---------------------------------------------------------------
+
+EMPTY_PATCHES = {"empty-object": b"{}", "empty-properties": b'{"Properties": {}}', "no-body": b""}
+
+
+@pytest.mark.parametrize("content", list(EMPTY_PATCHES.values()), ids=list(EMPTY_PATCHES))
+async def test_empty_patch_with_stale_if_match_is_412_condition_not_met(
+    http: httpx.AsyncClient, calls: list[str], content: bytes
+) -> None:
+    """Update (C29): an empty PATCH is one UpdateJob with no paths, so the core checks its
+    condition: a stale If-Match is 412 ConditionNotMet (it used to be 204), nothing
+    changes."""
+    await put_job(http, "j1")
+    before = await get_job(http, "j1")
+    calls.clear()
+    r = await http.patch(job_url("j1"), content=content, headers={**HEADERS, "If-Match": STALE})
+    refusal(r, 412, "ConditionNotMet", CONDITION_NOT_MET, "ETAG_MISMATCH")
+    assert calls == ["UpdateJob"]
+    assert await get_job(http, "j1") == before
+
+
+@pytest.mark.parametrize("content", list(EMPTY_PATCHES.values()), ids=list(EMPTY_PATCHES))
+async def test_empty_patch_writes_nothing_and_answers_the_current_etag(
+    http: httpx.AsyncClient, calls: list[str], content: bytes
+) -> None:
+    """Update (C29): an empty PATCH (with a met If-Match) is 204 with the ETag and
+    Last-Modified of the job as it is: one UpdateJob, nothing stamped."""
+    await put_job(http, "j1")
+    before, etag = await get_job(http, "j1")
+    modified = (await http.get(job_url("j1"), headers=HEADERS)).headers["last-modified"]
+    calls.clear()
+    r = await http.patch(job_url("j1"), content=content, headers={**HEADERS, "If-Match": etag})
+    assert_empty(r, 204)
+    assert calls == ["UpdateJob"]
+    assert job_headers(r, "j1") == etag
+    assert r.headers["last-modified"] == modified
+    assert await get_job(http, "j1") == (before, etag)
+
+
+async def test_empty_patch_of_a_missing_job_is_404(
+    http: httpx.AsyncClient, calls: list[str]
+) -> None:
+    """Update: an empty PATCH of an unknown job is 404 JobNotFound (the core's answer to
+    the one UpdateJob)."""
+    await put_job(http, "j1")
+    calls.clear()
+    r = await http.patch(job_url("nope"), content=b"{}", headers=HEADERS)
+    refusal(r, 404, "JobNotFound", "The job nope does not exist.", "JOB_NOT_FOUND")
+    assert calls == ["UpdateJob"]
+
+
+# --- the gateway's body limit ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH"])
+async def test_body_over_the_gateway_limit_is_413_request_body_too_large(
+    http: httpx.AsyncClient, clients: Clients, calls: list[str], method: str
+) -> None:
+    """Body limit: a body over JOBCONTROL_MAX_BODY (1 MiB by default) is 413
+    RequestBodyTooLarge in the odata.error format, before any call; nothing is made."""
+    content = b'{"Properties": {"Description": "' + b"x" * (1024 * 1024) + b'"}}'
+    r = await http.request(method, job_url("j1"), content=content, headers=HEADERS)
+    message = f"request body over {1024 * 1024} bytes"
+    refusal(r, 413, "RequestBodyTooLarge", message, "BODY_TOO_LARGE")
+    assert calls == []
+    assert await collection_of(clients, ACCT) is None
+
+
+# --- routes: unknown paths and methods ---------------------------------------------------
+
+
+async def test_unknown_route_is_404_resource_not_found(
+    http: httpx.AsyncClient, calls: list[str]
+) -> None:
+    """Routing: a path under the prefix that is no route is 404 ResourceNotFound."""
+    path = f"{prefix()}/drives"
+    r = await http.get(path, headers=HEADERS)
+    refusal(r, 404, "ResourceNotFound", f"no route for {path}", "ROUTE_NOT_FOUND")
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("POST", "/jobs/j1", "PUT, GET, PATCH, DELETE"), ("DELETE", "/jobs", "GET")],
+)
+async def test_known_route_with_another_method_is_405_method_not_allowed(
+    http: httpx.AsyncClient, calls: list[str], method: str, path: str, allowed: str
+) -> None:
+    """Routing: a known route with a method it does not serve is 405 MethodNotAllowed with
+    Allow."""
+    r = await http.request(method, prefix() + path, headers=HEADERS)
+    message = f"{method} is not allowed here; allowed: {allowed}"
+    refusal(r, 405, "MethodNotAllowed", message, "METHOD_NOT_ALLOWED")
+    assert r.headers["allow"] == allowed
+    assert calls == []
+
+
+# --- List: structured filters and missing collections ------------------------------------
+
+
+async def test_list_of_a_never_written_account_is_empty_and_creates_nothing(
+    http: httpx.AsyncClient, clients: Clients, calls: list[str]
+) -> None:
+    """List Jobs (C27): an account never written to lists as empty in one ListJobs
+    (allow_missing); no collection is made."""
+    for params in ({}, {"states": "Creating", "type": "Import"}):
+        r = await http.get(f"{prefix()}/jobs", params=params, headers=HEADERS)
+        assert json_of(r, 200) == {"value": []}
+    assert calls == ["ListJobs", "ListJobs"]
+    assert await collection_of(clients, ACCT) is None
+
+
+async def test_list_skiptoken_is_bound_to_its_filter(
+    http: httpx.AsyncClient, calls: list[str]
+) -> None:
+    """List Jobs (C32): the page token of a filtered list is bound to its filter: the
+    nextLink continues it; the token under another filter is 400 InvalidRequest."""
+    for i in range(3):
+        await put_job(http, f"j{i}")
+    r = await http.get(
+        f"{prefix()}/jobs", params={"states": "Creating", "$top": "1"}, headers=HEADERS
+    )
+    link = urlsplit(json_of(r, 200)["odata.nextLink"])
+    assert json_of(await http.get(f"{link.path}?{link.query}", headers=HEADERS), 200)["value"]
+    token = dict(parse_qsl(link.query))["$skiptoken"]
+    calls.clear()
+    params = {"states": "Shipping", "$top": "1", "$skiptoken": token}
+    r = await http.get(f"{prefix()}/jobs", params=params, headers=HEADERS)
+    message = "The $skiptoken was not issued for this query."
+    refusal(r, 400, "InvalidRequest", message, "INVALID_PAGE_TOKEN")
+    assert calls == ["ListJobs"]
+
+
+# --- one upstream call per request, every route ------------------------------------------
+
+OK_BODY = b'{"Properties": {"Type": "Import", "Location": "westus"}}'
+
+
+def json_error(raw: bytes) -> str:
+    """The gateway's message for a body that is not JSON."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"The body is not valid JSON: {exc}"
+    raise AssertionError(f"{raw!r} is JSON")
+
+
+MALFORMED = json_error(b"{")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A request to the dialect and what it must answer: the status, the upstream calls
+    by name and, for a refusal, (ExtendedCode, message, ExtendedInformation)."""
+
+    method: str
+    path: str
+    status: int
+    calls: tuple[str, ...]
+    content: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    refused: tuple[str, str, str] | None = None
+    version: str | None = VERSION
+
+
+CASES = {
+    "put-create": Case("PUT", "/jobs/new", 201, ("CreateJob",), OK_BODY),
+    "put-replace-creating": Case("PUT", "/jobs/j1", 201, ("CreateJob",), OK_BODY),
+    "put-over-shipping": Case(
+        "PUT", "/jobs/j2", 409, ("CreateJob",), OK_BODY,
+        refused=("JobAlreadyExists", "The job j2 already exists and is no longer Creating.",
+                 "JOB_ALREADY_EXISTS"),
+    ),
+    "put-without-location": Case(
+        "PUT", "/jobs/new", 400, ("CreateJob",), b'{"Properties": {"Type": "Import"}}',
+        refused=("InvalidRequest", "A job needs Properties.Type and Properties.Location.",
+                 "REQUIRED_FIELD_MISSING"),
+    ),
+    "put-bad-type": Case(
+        "PUT", "/jobs/new", 400, (), b'{"Properties": {"Type": "Both", "Location": "x"}}',
+        refused=("InvalidRequest", "Type: must be Import or Export, not 'Both'", "INVALID_BODY"),
+    ),
+    "put-malformed-json": Case(
+        "PUT", "/jobs/new", 400, (), b"{", refused=("InvalidRequest", MALFORMED, "MALFORMED_JSON")
+    ),
+    "put-name-mismatch": Case(
+        "PUT", "/jobs/new", 400, (), b'{"Name": "other"}',
+        refused=("InvalidRequest", "Name differs from the job name in the URL.", "INVALID_BODY"),
+    ),
+    "put-if-none-match-star-over-existing": Case(
+        "PUT", "/jobs/j1", 412, ("CreateJob",), OK_BODY, (("If-None-Match", "*"),),
+        refused=("ConditionNotMet", CONDITION_NOT_MET, "CONDITION_NOT_MET"),
+    ),
+    "put-refused-condition-pair": Case(
+        "PUT", "/jobs/j1", 400, (), OK_BODY, (("If-Match", "*"), ("If-None-Match", "*")),
+        refused=("MultipleConditionHeadersNotSupported",
+                 "condition headers not supported together: if-match, if-none-match",
+                 "MULTIPLE_CONDITION_HEADERS"),
+    ),
+    "get": Case("GET", "/jobs/j1", 200, ("GetJob",)),
+    "head": Case("HEAD", "/jobs/j1", 200, ("GetJob",)),
+    "get-missing": Case(
+        "GET", "/jobs/nope", 404, ("GetJob",),
+        refused=("JobNotFound", "The job nope does not exist.", "JOB_NOT_FOUND"),
+    ),
+    "get-unmet-condition": Case(
+        "GET", "/jobs/j1", 412, ("GetJob",), headers=(("If-None-Match", "*"),),
+        refused=("ConditionNotMet", CONDITION_NOT_MET, "CONDITION_NOT_MET"),
+    ),
+    "get-refused-condition-pair": Case(
+        "GET", "/jobs/j1", 400, (), headers=(("If-Match", "*"), ("If-Modified-Since", PAST)),
+        refused=("MultipleConditionHeadersNotSupported",
+                 "condition headers not supported together: if-match, if-modified-since",
+                 "MULTIPLE_CONDITION_HEADERS"),
+    ),
+    "list": Case("GET", "/jobs", 200, ("ListJobs",)),
+    "list-filtered": Case("GET", "/jobs?type=Import&states=Creating,Shipping", 200, ("ListJobs",)),
+    "list-bad-states": Case(
+        "GET", "/jobs?states=creating", 400, (),
+        refused=("InvalidRequest", "unknown states: ['creating']", "INVALID_QUERY"),
+    ),
+    "list-bad-top": Case(
+        "GET", "/jobs?$top=0", 400, (),
+        refused=("InvalidRequest", "$top must be 1-100", "INVALID_QUERY"),
+    ),
+    "patch": Case(
+        "PATCH", "/jobs/j1", 204, ("UpdateJob",), b'{"Properties": {"FriendlyName": "x"}}'
+    ),
+    "patch-empty": Case("PATCH", "/jobs/j1", 204, ("UpdateJob",), b"{}"),
+    "patch-empty-stale-if-match": Case(
+        "PATCH", "/jobs/j1", 412, ("UpdateJob",), b"{}", (("If-Match", STALE),),
+        refused=("ConditionNotMet", CONDITION_NOT_MET, "ETAG_MISMATCH"),
+    ),
+    "patch-shipping-without-info": Case(
+        "PATCH", "/jobs/j1", 400, ("UpdateJob",), b'{"Properties": {"State": "Shipping"}}',
+        refused=("ShippingInformationRequired",
+                 "ReturnAddress and DeliveryPackage must be set before the job j1 is Shipping.",
+                 "SHIPPING_INFO_REQUIRED"),
+    ),
+    "patch-unknown-property": Case(
+        "PATCH", "/jobs/j1", 400, (), b'{"Properties": {"Color": "red"}}',
+        refused=("InvalidRequest", "Unknown property Color.", "INVALID_BODY"),
+    ),
+    "patch-other-members": Case(
+        "PATCH", "/jobs/j1", 400, (), b'{"Foo": 1}',
+        refused=("InvalidRequest", "The body holds Properties (and DriveList) only.",
+                 "INVALID_BODY"),
+    ),
+    "patch-tunnelled": Case(
+        "POST", "/jobs/j1", 204, ("UpdateJob",), b'{"Properties": {"FriendlyName": "x"}}',
+        (("X-HTTP-Method", "PATCH"),),
+    ),
+    "delete": Case("DELETE", "/jobs/j1", 204, ("DeleteJob",)),
+    "delete-shipping": Case(
+        "DELETE", "/jobs/j2", 409, ("DeleteJob",),
+        refused=("JobNotDeletableInCurrentState",
+                 "The job j2 can be deleted only in the Creating or Completed state.",
+                 "JOB_NOT_DELETABLE_IN_STATE"),
+    ),
+    "delete-missing": Case(
+        "DELETE", "/jobs/nope", 404, ("DeleteJob",),
+        refused=("JobNotFound", "The job nope does not exist.", "JOB_NOT_FOUND"),
+    ),
+    "no-version": Case(
+        "GET", "/jobs/j1", 400, (), headers=(("x-ms-version", ""),), version=None,
+        refused=("InvalidXMsVersionHeader", "x-ms-version must be 2014-05-01 or 2014-11-01.",
+                 "MISSING_VERSION"),
+    ),
+    "not-acceptable": Case(
+        "GET", "/jobs", 406, (), headers=(("Accept", "application/xml"),),
+        refused=("NotAcceptable", "Accept application/xml is not supported.", "NOT_ACCEPTABLE"),
+    ),
+    "bad-method-override": Case(
+        "POST", "/jobs/j1", 400, (), headers=(("X-HTTP-Method", "DELETE"),),
+        refused=("InvalidHttpMethodOverride", "X-HTTP-Method DELETE is not allowed on POST.",
+                 "INVALID_METHOD_OVERRIDE"),
+    ),
+    "unknown-route": Case(
+        "GET", "/drives", 404, (),
+        refused=("ResourceNotFound", f"no route for {prefix()}/drives", "ROUTE_NOT_FOUND"),
+    ),
+    "method-not-allowed": Case(
+        "DELETE", "/jobs", 405, (),
+        refused=("MethodNotAllowed", "DELETE is not allowed here; allowed: GET",
+                 "METHOD_NOT_ALLOWED"),
+    ),
+    "body-too-large": Case(
+        "PUT", "/jobs/new", 413, (), b" " * (1024 * 1024 + 1),
+        refused=("RequestBodyTooLarge", f"request body over {1024 * 1024} bytes",
+                 "BODY_TOO_LARGE"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+async def test_every_route_makes_at_most_one_rpc(
+    http: httpx.AsyncClient, clients: Clients, cid: str, calls: list[str], case: Case
+) -> None:
+    """Seam: every request, success or refusal, is at most one upstream call, of its row's
+    RPC; refusals found in the gateway (headers, body, query, routing) make none. j1 is
+    Creating without shipping details, j2 Shipping."""
+    await put_job(http, "j1")
+    await walk(http, clients, cid, "j2", "Shipping")
+    calls.clear()
+    headers = {**HEADERS, **dict(case.headers)}
+    r = await http.request(case.method, prefix() + case.path, headers=headers, content=case.content)
+    assert (r.status_code, calls) == (case.status, list(case.calls)), r.text
+    if case.refused is not None and case.method != "HEAD":
+        refusal(r, case.status, *case.refused, version=case.version)

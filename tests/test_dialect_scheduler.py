@@ -7,8 +7,10 @@ import copy
 import re
 import socket
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from xml.sax.saxutils import escape
 
 import grpc
 import httpx
@@ -16,9 +18,12 @@ import orjson
 import pytest
 from google.protobuf import timestamp_pb2
 
-from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
+from jobcontrol.gateway.dialects.error_table import ErrorRow
+from jobcontrol.gateway.dialects.scheduler import ERRORS, SchedulerDialect
+from jobcontrol.gateway.errors import GatewayError
+from jobcontrol.gateway.http import Request
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
-from tests.conftest import Clients, RunningGateway, start_gateway
+from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
 
 NS = "http://schemas.microsoft.com/windowsazure"
 Q = {"a": NS}
@@ -174,6 +179,30 @@ def error_code(r: httpx.Response, status: int) -> str:
     assert code is not None and code.text, r.text
     assert message is not None and (message.text or "").strip(), r.text
     return code.text
+
+
+def assert_error(r: httpx.Response, status: int, code: str, message: str) -> None:
+    """The whole XML error response: status, request id, content type and body."""
+    assert r.status_code == status, r.text
+    request_id(r)
+    assert r.headers["content-type"] == "application/xml; charset=utf-8"
+    assert r.text == (
+        f'<Error xmlns="{NS}"><Code>{code}</Code><Message>{escape(message)}</Message></Error>'
+    )
+
+
+def capture_requests(gateway: RunningGateway) -> list[tuple[str, Any]]:
+    """From now on, (method name, request message) of every upstream call."""
+    seen: list[tuple[str, Any]] = []
+    upstream = gateway.app.upstream
+    real = upstream.call
+
+    async def recorded(method: str, request: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append((method.rsplit("/", 1)[-1], request))
+        return await real(method, request, *args, **kwargs)
+
+    upstream.call = recorded  # type: ignore[method-assign]
+    return seen
 
 
 def xml_of(r: httpx.Response, status: int, root_tag: str) -> ET.Element:
@@ -1315,3 +1344,580 @@ async def test_dialect_created_job_deleted_over_grpc_is_404_in_the_dialect(
     )
     r = await http.get(f"{jc}/jobs/d1", headers=HEADERS)
     assert error_code(r, 404) == "ResourceNotFound"
+
+
+# --- one call per request (the dialect seam) --------------------------------------------
+
+
+async def test_put_job_is_one_upsert_201_when_it_creates_200_when_it_replaces(
+    gateway: RunningGateway, http: httpx.AsyncClient, jc: str, cid: str
+) -> None:
+    """Create job: PUT is one UpdateJob (allow_missing, mask `*`) on the derived job name:
+    201 with the job when it created it, 200 when it replaced one (before: CreateJob, then
+    UpdateJob on JOB_ALREADY_EXISTS)."""
+    seen = capture_requests(gateway)
+    r = await http.put(f"{jc}/jobs/j1", json=SIMPLE, headers=HEADERS)
+    created = json_of(r, 201)
+    assert created == {"id": "j1", **SIMPLE, "status": created["status"]}
+    replacement = {**SIMPLE, "state": "disabled"}
+    replaced = json_of(await http.put(f"{jc}/jobs/j1", json=replacement, headers=HEADERS), 200)
+    assert without_status(replaced) == {"id": "j1", **replacement}
+    assert [name for name, _ in seen] == ["UpdateJob", "UpdateJob"]
+    request = seen[0][1]
+    assert (request.allow_missing, list(request.update_mask.paths)) == (True, ["*"])
+    assert request.job.name == f"collections/{cid}/jobs/j1"
+    assert await get_job(http, "j1") == replaced
+
+
+async def test_list_jobs_with_a_trailing_slash_is_the_list(
+    gateway: RunningGateway, http: httpx.AsyncClient, jc: str
+) -> None:
+    """List jobs: `GET …/jobs/` (as the Service Management client's get_all_jobs sends
+    it) lists like `GET …/jobs`, with the same query, in one ListJobs (it was 404)."""
+    first = await put_job(http, "a")
+    await put_job(http, "b", {**SIMPLE, "state": "disabled"})
+    calls = record_rpcs(gateway.app)
+    r = await http.get(f"{jc}/jobs/", params={"api-version": "2014-04-01"}, headers=HEADERS)
+    assert [job["id"] for job in json_of(r, 200)] == ["a", "b"]
+    r = await http.get(f"{jc}/jobs/", params={"$filter": "state eq enabled"}, headers=HEADERS)
+    assert json_of(r, 200) == [first]
+    assert calls == ["ListJobs", "ListJobs"]
+
+
+async def test_list_filter_travels_as_a_structured_filter_never_as_filter_text(
+    gateway: RunningGateway, http: httpx.AsyncClient, jc: str, cid: str
+) -> None:
+    """List jobs: `$filter=state eq X`, `$top` and `$skip` become one ListJobs with a
+    structured filter (no text spliced into `filter`); a value that is not a state word is
+    400 MissingOrInvalidRequiredQueryParameter before any call."""
+    await put_job(http, "a")
+    seen = capture_requests(gateway)
+    params = {"$filter": "state eq 'Enabled'", "$top": "5", "$skip": "1"}
+    assert json_of(await http.get(f"{jc}/jobs", params=params, headers=HEADERS), 200) == []
+    comparison = resources_pb2.Comparison(
+        field="state", operator=resources_pb2.Comparison.EQUAL, text="ENABLED"
+    )
+    assert seen == [
+        ("ListJobs", job_service_pb2.ListJobsRequest(
+            parent=f"collections/{cid}", page_size=5, skip=1,
+            structured_filter=resources_pb2.Filter(comparison=comparison)))
+    ]  # fmt: skip
+    raw = 'state eq enabled" OR id != "x'
+    r = await http.get(f"{jc}/jobs", params={"$filter": raw}, headers=HEADERS)
+    assert_error(r, 400, "MissingOrInvalidRequiredQueryParameter",
+                 f"Unsupported $filter: {raw!r}.")  # fmt: skip
+    assert len(seen) == 1
+
+
+async def test_empty_patch_is_one_update_job_that_changes_nothing(
+    gateway: RunningGateway, http: httpx.AsyncClient, clients: Clients, jc: str, cid: str
+) -> None:
+    """Update job: PATCH `{}` (or only the URL's own id) is one UpdateJob with no paths,
+    never a GetJob: 202 with the job as it is, same etag and update time."""
+    await put_job(http, "job1", SEED_003_JOB)
+    name = f"collections/{cid}/jobs/job1"
+    before = await clients.jobs.GetJob(job_service_pb2.GetJobRequest(name=name))
+    seen = capture_requests(gateway)
+    for body in ({}, {"id": "job1"}):
+        r = await http.patch(f"{jc}/jobs/job1", json=body, headers=HEADERS)
+        assert without_status(json_of(r, 202)) == {"id": "job1", **SEED_003_JOB}
+    expected = job_service_pb2.UpdateJobRequest(job=resources_pb2.Job(name=name))
+    assert seen == [("UpdateJob", expected), ("UpdateJob", expected)]
+    after = await clients.jobs.GetJob(job_service_pb2.GetJobRequest(name=name))
+    assert (after.etag, after.update_time) == (before.etag, before.update_time)
+
+
+@pytest.mark.parametrize(
+    ("state", "word"),
+    [(resources_pb2.COMPLETED, "completed"), (resources_pb2.FAULTED, "faulted")],
+    ids=["completed", "faulted"],
+)
+async def test_empty_patch_of_a_completed_or_faulted_job_is_409_conflict_error(
+    gateway: RunningGateway,
+    http: httpx.AsyncClient,
+    clients: Clients,
+    jc: str,
+    cid: str,
+    state: int,
+    word: str,
+) -> None:
+    """Update job (S4, C29): even a PATCH that changes nothing is refused on a final job,
+    by the core, in one UpdateJob: 409 ConflictError; the job is unchanged."""
+    await put_job(http, "job1")
+    await transition(clients, cid, "job1", state)
+    before = await get_job(http, "job1")
+    calls = record_rpcs(gateway.app)
+    r = await http.patch(f"{jc}/jobs/job1", json={}, headers=HEADERS)
+    assert_error(r, 409, "ConflictError", f"The job 'job1' is {word} and cannot be updated.")
+    assert calls == ["UpdateJob"]
+    assert await get_job(http, "job1") == before
+
+
+async def test_history_filters_by_the_jobs_state_when_recorded(
+    http: httpx.AsyncClient, clients: Clients, jc: str, cid: str
+) -> None:
+    """History: `$filter=state eq enabled|disabled|completed|faulted` keeps the entries
+    recorded in that job state (it was 400), as well as `status eq …`."""
+    await put_job(http, "job1")
+    await record_run(clients, cid, "job1", resources_pb2.HistoryEntry.COMPLETED, "while on")
+    json_of(await http.patch(f"{jc}/jobs/job1", json={"state": "disabled"}, headers=HEADERS), 202)
+    await record_run(clients, cid, "job1", resources_pb2.HistoryEntry.FAILED, "while off")
+    url = f"{jc}/jobs/job1/history"
+
+    async def messages(raw: str) -> list[str]:
+        r = await http.get(url, params={"$filter": raw}, headers=HEADERS)
+        return [entry["message"] for entry in json_of(r, 200)]
+
+    assert await messages("state eq disabled") == ["while off"]
+    assert await messages("state eq 'Enabled'") == ["while on"]
+    assert await messages("state eq completed") == []
+    assert await messages("status eq completed") == ["while on"]
+    r = await http.get(url, params={"$filter": "state eq paused"}, headers=HEADERS)
+    assert_error(r, 400, "MissingOrInvalidRequiredQueryParameter",
+                 "Unsupported $filter value 'paused' for state (allowed: enabled, disabled, "
+                 "completed, faulted).")  # fmt: skip
+
+
+def tilde_url(sub: str = SUB, cs: str = CS, jc: str = JC) -> str:
+    """A job collection at its documented `~` address (as get_job_collection sends it)."""
+    return f"/{sub}/cloudServices/{cs}/resources/scheduler/~/jobCollections/{jc}"
+
+
+async def test_job_collection_routes_answer_at_the_documented_tilde_address(
+    gateway: RunningGateway, http: httpx.AsyncClient
+) -> None:
+    """Collections: PUT, GET and DELETE on `…/scheduler/~/jobCollections/{jc}` (with
+    `api-version=2014-04-01`) are the same collection as without `~` (they were 404)."""
+    q = {"api-version": "2014-04-01"}
+    body = collection_xml("Standard", max_jobs=3)
+    assert_empty(await http.put(tilde_url(), params=q, content=body, headers=HEADERS), 202)
+    tilde = await http.get(tilde_url(), params=q, headers=HEADERS)
+    plain = await http.get(jc_url(), headers=HEADERS)
+    xml_of(tilde, 200, "Resource")
+    assert tilde.content == plain.content
+    etag = text(xml_of(plain, 200, "Resource"), "a:ETag")
+    assert tilde.text == (
+        f'<Resource xmlns="{NS}"><Name>{JC}</Name>'
+        "<ResourceProviderNamespace>scheduler</ResourceProviderNamespace>"
+        "<Type>jobcollections</Type><SchemaVersion>1.0</SchemaVersion>"
+        f"<ETag>{etag}</ETag><State>Started</State><IntrinsicSettings><Plan>Standard</Plan>"
+        "<Quota><MaxJobCount>3</MaxJobCount></Quota></IntrinsicSettings></Resource>"
+    )
+    calls = record_rpcs(gateway.app)
+    assert_empty(await http.delete(tilde_url(), params=q, headers=HEADERS), 200)
+    assert calls == ["DeleteCollection"]
+    r = await http.get(tilde_url(), params=q, headers=HEADERS)
+    assert_error(r, 404, "ResourceNotFound", f"The job collection '{JC}' was not found.")
+
+
+async def test_put_job_collection_is_one_upsert_of_a_scheduled_collection(
+    gateway: RunningGateway, http: httpx.AsyncClient, cid: str
+) -> None:
+    """Collections: a PUT is one UpdateCollection (allow_missing, mask plan, quota,
+    labels) with profile SCHEDULED and the labels that tie it to its cloud service, both
+    to create and to update (before: CreateCollection, then UpdateCollection)."""
+    seen = capture_requests(gateway)
+    assert_empty(await http.put(jc_url(), headers=HEADERS), 202)
+    body = collection_xml("Free", max_jobs=4)
+    assert_empty(await http.put(jc_url(), content=body, headers=HEADERS), 202)
+    labels = {"dialect": "scheduler", "subscription": SUB, "cloud-service": CS,
+              "job-collection": JC}  # fmt: skip
+
+    def upsert(plan: str, quota: Any) -> job_service_pb2.UpdateCollectionRequest:
+        collection = resources_pb2.Collection(
+            name=f"collections/{cid}",
+            profile=resources_pb2.SCHEDULED,
+            plan=plan,
+            quota=quota,
+            labels=labels,
+        )
+        return job_service_pb2.UpdateCollectionRequest(
+            collection=collection, allow_missing=True,
+            update_mask={"paths": ["plan", "quota", "labels"]})  # fmt: skip
+
+    assert seen == [
+        ("UpdateCollection", upsert("Standard", None)),
+        ("UpdateCollection", upsert("Free", resources_pb2.Quota(max_job_count=4))),
+    ]
+    root = xml_of(await http.get(jc_url(), headers=HEADERS), 200, "Resource")
+    assert text(root, "a:IntrinsicSettings/a:Plan") == "Free"
+    assert text(root, "a:IntrinsicSettings/a:Quota/a:MaxJobCount") == "4"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<NotAResource/>", f'<NotAResource xmlns="{NS}"><Plan>Free</Plan></NotAResource>'.encode(),
+     b"<Resource><IntrinsicSettings><Plan>Free</Plan></IntrinsicSettings></Resource>"],
+    ids=["no-namespace", "other-root", "resource-outside-namespace"],
+)  # fmt: skip
+async def test_put_job_collection_with_a_root_other_than_resource_is_400_and_changes_nothing(
+    gateway: RunningGateway, http: httpx.AsyncClient, body: bytes
+) -> None:
+    """Collections: the PUT body's root must be `Resource` in the Service Management
+    namespace; anything else is 400 InvalidXmlRequest before any call and the collection
+    keeps its plan and quota (it was 202 and reset them)."""
+    first = collection_xml("Free", max_jobs=7, frequency="Hour", interval=1)
+    assert_empty(await http.put(jc_url(), content=first, headers=HEADERS), 202)
+    before = (await http.get(jc_url(), headers=HEADERS)).content
+    calls = record_rpcs(gateway.app)
+    r = await http.put(jc_url(), content=body, headers=HEADERS)
+    assert_error(r, 400, "InvalidXmlRequest",
+                 f"The root element must be Resource in the namespace {NS}.")  # fmt: skip
+    assert calls == []
+    assert (await http.get(jc_url(), headers=HEADERS)).content == before
+
+
+async def test_job_collection_element_names_match_in_any_case(http: httpx.AsyncClient) -> None:
+    """Collections: `<plan>Free</plan>` (the Service Management client's body) and any
+    other casing of the element names are read (the plan was stored as Standard)."""
+    client_body = (
+        '<Resource xmlns:i="http://www.w3.org/2001/XMLSchema-instance" '
+        f'xmlns="{NS}"><IntrinsicSettings><plan>Free</plan></IntrinsicSettings></Resource>'
+    )
+    assert_empty(await http.put(jc_url(), content=client_body, headers=HEADERS), 202)
+    root = xml_of(await http.get(jc_url(), headers=HEADERS), 200, "Resource")
+    assert text(root, "a:IntrinsicSettings/a:Plan") == "Free"
+    lower = (
+        f'<resource xmlns="{NS}"><intrinsicSETTINGS><PLAN>Standard</PLAN><quota>'
+        "<maxJobCount>2</maxJobCount></quota></intrinsicSETTINGS></resource>"
+    )
+    assert_empty(await http.put(jc_url(), content=lower, headers=HEADERS), 202)
+    root = xml_of(await http.get(jc_url(), headers=HEADERS), 200, "Resource")
+    assert text(root, "a:IntrinsicSettings/a:Plan") == "Standard"
+    assert text(root, "a:IntrinsicSettings/a:Quota/a:MaxJobCount") == "2"
+
+
+async def test_max_recurrence_frequency_second_is_accepted(http: httpx.AsyncClient) -> None:
+    """Collections: the documented sample's MaxRecurrence `Second` / 1 is accepted and
+    read back; every job recurrence (at most once a minute) fits it."""
+    body = collection_xml("Standard", max_jobs=10, frequency="Second", interval=1)
+    assert_empty(await http.put(jc_url(), content=body, headers=HEADERS), 202)
+    root = xml_of(await http.get(jc_url(), headers=HEADERS), 200, "Resource")
+    rec = "a:IntrinsicSettings/a:Quota/a:MaxRecurrence"
+    assert (text(root, f"{rec}/a:Frequency"), text(root, f"{rec}/a:Interval")) == ("Second", "1")
+    fast = {**SIMPLE, "recurrence": {"frequency": "minute", "interval": 1}}
+    assert (await put_job(http, "fast", fast))["recurrence"] == fast["recurrence"]
+
+
+async def test_get_cloud_service_is_one_list_of_collections_by_their_labels(
+    gateway: RunningGateway, http: httpx.AsyncClient
+) -> None:
+    """Collections: GET /{sub}/cloudServices/{cs} is one ListCollections with a
+    structured filter on the labels (dialect, subscription, cloud service), page size 1000
+    (before: a walk over every page of every collection); none found is 404."""
+    assert_empty(await http.put(jc_url(jc="one"), headers=HEADERS), 202)
+    assert_empty(await http.put(jc_url(sub="othersub", jc="two"), headers=HEADERS), 202)
+    seen = capture_requests(gateway)
+    root = xml_of(await http.get(f"/{SUB}/cloudServices/{CS}", headers=HEADERS), 200,
+                  "CloudService")  # fmt: skip
+    assert [text(res, "a:Name") for res in root.findall("a:Resources/a:Resource", Q)] == ["one"]
+    equal = resources_pb2.Comparison.EQUAL
+    wanted = [
+        resources_pb2.Filter(comparison=resources_pb2.Comparison(
+            field=f"labels.{key}", operator=equal, text=value))
+        for key, value in (("dialect", "scheduler"), ("subscription", SUB), ("cloud-service", CS))
+    ]  # fmt: skip
+    assert seen == [
+        ("ListCollections", job_service_pb2.ListCollectionsRequest(
+            page_size=1000, structured_filter=resources_pb2.Filter(
+                all=resources_pb2.FilterList(filters=wanted))))
+    ]  # fmt: skip
+    r = await http.get(f"/{SUB}/cloudServices/nothing", headers=HEADERS)
+    assert_error(r, 404, "ResourceNotFound", "The cloud service 'nothing' was not found.")
+
+
+async def test_operation_status_of_another_subscriptions_request_is_404_resource_not_found(
+    http: httpx.AsyncClient, jc: str
+) -> None:
+    """Operation status: a request id is known only to the subscription it addressed;
+    from another subscription it is 404 ResourceNotFound (it could be read)."""
+    rid = request_id(await http.put(f"{jc}/jobs/j1", json=SIMPLE, headers=HEADERS))
+    assert_error(await http.get(f"/othersub/operations/{rid}", headers=HEADERS), 404,
+                 "ResourceNotFound", f"The operation '{rid}' was not found.")  # fmt: skip
+    r = await http.get(f"/{SUB}/operations/{rid}", headers=HEADERS)
+    assert r.text == (
+        f'<Operation xmlns="{NS}"><ID>{rid}</ID><Status>Succeeded</Status>'
+        "<HttpStatusCode>201</HttpStatusCode></Operation>"
+    )
+
+
+async def test_operation_status_keeps_the_last_requests_only(
+    gateway: RunningGateway, http: httpx.AsyncClient, jc: str
+) -> None:
+    """Operation status: the records are the last `operations_kept` (10,000) requests of
+    the process; an older id is 404 like an unknown one."""
+    dialect = dialect_of(gateway)
+    assert SchedulerDialect.operations_kept == 10_000
+    dialect.operations_kept = 2
+    oldest = request_id(await http.get(f"{jc}/jobs", headers=HEADERS))
+    newer = request_id(await http.get(f"{jc}/jobs", headers=HEADERS))
+    r = await http.get(f"/{SUB}/operations/{newer}", headers=HEADERS)
+    assert text(xml_of(r, 200, "Operation"), "a:Status") == "Succeeded"
+    assert_error(await http.get(f"/{SUB}/operations/{oldest}", headers=HEADERS), 404,
+                 "ResourceNotFound", f"The operation '{oldest}' was not found.")  # fmt: skip
+
+
+async def test_operation_status_of_a_failure_has_the_whole_error(
+    http: httpx.AsyncClient, jc: str
+) -> None:
+    """Operation status: a failed request's record is Failed with its status and the
+    Code and Message its error body had."""
+    r = await http.patch(f"{jc}/jobs/nope", json={"state": "disabled"}, headers=HEADERS)
+    assert_error(r, 404, "ResourceNotFound", "The job 'nope' was not found.")
+    rid = request_id(r)
+    op = await http.get(f"/{SUB}/operations/{rid}", headers=HEADERS)
+    assert op.text == (
+        f'<Operation xmlns="{NS}"><ID>{rid}</ID><Status>Failed</Status>'
+        "<HttpStatusCode>404</HttpStatusCode><Error><Code>ResourceNotFound</Code>"
+        "<Message>The job 'nope' was not found.</Message></Error></Operation>"
+    )
+
+
+async def test_check_job_collection_name_availability_is_one_list_by_id(
+    gateway: RunningGateway, http: httpx.AsyncClient, cid: str
+) -> None:
+    """Collections: POST …/jobCollections?op=checknameavailability&resourceName=jc is one
+    ListCollections by the derived id: Result true for a free name, false for a taken one;
+    without op or resourceName it is 400 MissingOrInvalidRequiredQueryParameter."""
+    assert_empty(await http.put(jc_url(), headers=HEADERS), 202)
+    url = f"/{SUB}/cloudservices/{CS}/resources/scheduler/jobCollections"
+    seen = capture_requests(gateway)
+    answers = []
+    for name in (JC, "free"):
+        q = {"op": "checknameavailability", "resourceName": name}
+        r = await http.post(url, params=q, headers=HEADERS)
+        assert r.status_code == 200
+        answers.append(r.text)
+    assert answers == [
+        f'<AvailabilityResponse xmlns="{NS}"><Result>{v}</Result></AvailabilityResponse>'
+        for v in ("false", "true")
+    ]
+    assert seen[0] == ("ListCollections", job_service_pb2.ListCollectionsRequest(
+        page_size=1, structured_filter=resources_pb2.Filter(comparison=resources_pb2.Comparison(
+            field="id", operator=resources_pb2.Comparison.EQUAL, text=cid))))  # fmt: skip
+    r = await http.post(url, params={"op": "other", "resourceName": "x"}, headers=HEADERS)
+    assert_error(r, 400, "MissingOrInvalidRequiredQueryParameter",
+                 "op=checknameavailability and resourceName are required.")  # fmt: skip
+    assert len(seen) == 2
+
+
+# --- every route, one call at most -------------------------------------------------------
+
+BIG = b'{"action": {"request": {"body": "' + b"x" * (16 * 1024) + b'"}}}'
+# (method, path, body, status, the calls it makes); P = the job prefix, C = a collection
+ROUTE_SCRIPT: list[tuple[str, str, Any, int, list[str]]] = [
+    ("PUT", "C", b"", 202, ["UpdateCollection"]),
+    ("PUT", "~C", collection_xml("Free", 5), 202, ["UpdateCollection"]),
+    ("PUT", "C", b"<NotAResource/>", 400, []),
+    ("GET", "C", None, 200, ["GetCollection"]),
+    ("GET", "~C", None, 200, ["GetCollection"]),
+    ("GET", "C-none", None, 404, ["GetCollection"]),
+    ("POST", "CHECK?op=checknameavailability&resourceName=x", None, 200, ["ListCollections"]),
+    ("POST", "~CHECK?op=checknameavailability&resourceName=x", None, 200, ["ListCollections"]),
+    ("POST", "CHECK", None, 400, []),
+    ("GET", "CS", None, 200, ["ListCollections"]),
+    ("GET", "CS-none", None, 404, ["ListCollections"]),
+    ("PUT", "P/jobs/j1", SIMPLE, 201, ["UpdateJob"]),
+    ("PUT", "P/jobs/j1", {**SIMPLE, "state": "disabled"}, 200, ["UpdateJob"]),
+    ("PUT", "P/jobs/j1", b"{not json", 400, []),
+    ("PUT", "P-none/jobs/j1", SIMPLE, 404, ["UpdateJob"]),
+    ("POST", "P/jobs", SIMPLE, 201, ["CreateJob"]),
+    ("POST", "P/jobs", {"id": "x"}, 400, []),
+    ("GET", "P/jobs/j1", None, 200, ["GetJob"]),
+    ("GET", "P/jobs/nope", None, 404, ["GetJob"]),
+    ("GET", "P/jobs?$filter=state eq disabled&$top=1", None, 200, ["ListJobs"]),
+    ("GET", "P/jobs/", None, 200, ["ListJobs"]),
+    ("GET", "P/jobs?$top=0", None, 400, []),
+    ("PATCH", "P/jobs/j1", {"state": "enabled"}, 202, ["UpdateJob"]),
+    ("PATCH", "P/jobs/j1", {}, 202, ["UpdateJob"]),
+    ("PATCH", "P/jobs/j1", {"status": {}}, 400, ["UpdateJob"]),
+    ("PATCH", "P/jobs/j1", {"bogus": 1}, 400, []),
+    ("PATCH", "P/jobs/j1", BIG, 400, []),
+    ("GET", "P/jobs/j1/history?$filter=status eq failed", None, 200, ["ListJobHistory"]),
+    ("GET", "P/jobs/j1/history?$filter=x eq y", None, 400, []),
+    ("GET", "P/jobs/nope/history", None, 404, ["ListJobHistory"]),
+    ("DELETE", "P/jobs/j1", None, 200, ["DeleteJob"]),
+    ("DELETE", "P/jobs/j1", None, 404, ["DeleteJob"]),
+    ("DELETE", "P/jobs", None, 200, ["DeleteJobs"]),
+    ("GET", "OP", None, 200, []),
+    ("GET", f"/{SUB}/operations/{'0' * 32}", None, 404, []),
+    ("GET", "P/nowhere", None, 404, []),
+    ("POST", "P/jobs/j1", None, 405, []),
+    ("DELETE", "C", None, 200, ["DeleteCollection"]),
+    ("DELETE", "~C", None, 404, ["DeleteCollection"]),
+]
+
+
+def _script_path(path: str, last_id: str) -> str:
+    base = f"/{SUB}/cloudServices/{CS}/resources/scheduler"
+    for key, value in (
+        ("~CHECK", f"{base}/~/jobCollections"), ("CHECK", f"{base}/jobCollections"),
+        ("~C", tilde_url()), ("C-none", jc_url(jc="nope")),
+        ("CS-none", f"/{SUB}/cloudServices/none"), ("CS", f"/{SUB}/cloudServices/{CS}"),
+        ("C", jc_url()),
+        ("P-none", prefix(jc="none")), ("P", prefix()), ("OP", f"/{SUB}/operations/{last_id}"),
+    ):  # fmt: skip
+        if path.startswith(key):
+            return value + path[len(key) :]
+    return path
+
+
+def _route_of(dialect: SchedulerDialect, method: str, path: str) -> int | None:
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+             "headers": [], "query_string": b""}  # fmt: skip
+    try:
+        route, _ = dialect.resolve(Request(scope, None))
+    except GatewayError:
+        return None
+    return dialect.routes.index(route)
+
+
+async def test_every_route_makes_at_most_one_rpc(
+    gateway: RunningGateway, http: httpx.AsyncClient
+) -> None:
+    """Seam: every route of the dialect, on success and on refusal, makes exactly the
+    calls listed (one at most: refusals of the gateway's own checks make none, the
+    operation status none at all), and the script covers every route of the table."""
+    dialect = dialect_of(gateway)
+    calls = record_rpcs(gateway.app)
+    last_id, covered = "", set()
+    for method, raw_path, body, status, expected in ROUTE_SCRIPT:
+        path = _script_path(raw_path, last_id)
+        content = body if isinstance(body, bytes) or body is None else orjson.dumps(body)
+        calls.clear()
+        r = await http.request(method, path, content=content, headers=HEADERS)
+        assert (r.status_code, calls) == (status, expected), (method, path, r.text)
+        last_id = request_id(r)
+        covered.add(_route_of(dialect, method, path.split("?")[0]))
+    assert covered - {None} == set(range(len(dialect.routes)))
+
+
+# --- the error table ----------------------------------------------------------------------
+
+# (reason, ErrorInfo field, gRPC code) -> (status, code, message) for path j1 in myjc of mycs
+ERROR_CASES: list[tuple[str, str, grpc.StatusCode, int, str, str]] = [
+    ("MISSING_VERSION", "", grpc.StatusCode.INVALID_ARGUMENT, 400,
+     "MissingOrIncorrectVersionHeader", "server says"),
+    ("INVALID_QUERY", "", grpc.StatusCode.INVALID_ARGUMENT, 400,
+     "MissingOrInvalidRequiredQueryParameter", "server says"),
+    ("INVALID_XML", "", grpc.StatusCode.INVALID_ARGUMENT, 400, "InvalidXmlRequest",
+     "server says"),
+    ("BODY_TOO_LARGE", "", grpc.StatusCode.INVALID_ARGUMENT, 400, "BadRequest",
+     "The request body is too large: server says."),
+    ("ROUTE_NOT_FOUND", "", grpc.StatusCode.NOT_FOUND, 404, "ResourceNotFound",
+     "The requested URI does not represent any resource on the server."),
+    ("METHOD_NOT_ALLOWED", "", grpc.StatusCode.UNIMPLEMENTED, 405, "BadRequest", "server says"),
+    ("ID_NOT_ALLOWED", "", grpc.StatusCode.INVALID_ARGUMENT, 400, "BadRequest", "server says"),
+    ("JOB_NOT_FOUND", "", grpc.StatusCode.NOT_FOUND, 404, "ResourceNotFound",
+     "The job 'j1' was not found."),
+    ("COLLECTION_NOT_FOUND", "", grpc.StatusCode.NOT_FOUND, 404, "ResourceNotFound",
+     "The job collection 'myjc' was not found."),
+    ("CLOUD_SERVICE_NOT_FOUND", "", grpc.StatusCode.NOT_FOUND, 404, "ResourceNotFound",
+     "The cloud service 'mycs' was not found."),
+    ("OPERATION_NOT_FOUND", "", grpc.StatusCode.NOT_FOUND, 404, "ResourceNotFound",
+     "The operation 'r1' was not found."),
+    ("JOB_ALREADY_EXISTS", "", grpc.StatusCode.ALREADY_EXISTS, 409, "ConflictError",
+     "The job 'j1' already exists."),
+    ("JOB_COMPLETED", "", grpc.StatusCode.FAILED_PRECONDITION, 409, "ConflictError",
+     "The job 'j1' is completed and cannot be updated."),
+    ("JOB_FAULTED", "", grpc.StatusCode.FAILED_PRECONDITION, 409, "ConflictError",
+     "The job 'j1' is faulted and cannot be updated."),
+    ("QUOTA_EXCEEDED", "", grpc.StatusCode.RESOURCE_EXHAUSTED, 409, "ConflictError",
+     "The job collection 'myjc' has reached its maximum job count."),
+    ("RECURRENCE_QUOTA_EXCEEDED", "", grpc.StatusCode.RESOURCE_EXHAUSTED, 409, "ConflictError",
+     "The recurrence is more frequent than the job collection 'myjc' allows."),
+    ("STATE_NOT_SETTABLE", "", grpc.StatusCode.INVALID_ARGUMENT, 400, "BadRequest",
+     "The state of a job may only be set to enabled or disabled."),
+    ("FORBIDDEN_FIELD", "name", grpc.StatusCode.INVALID_ARGUMENT, 400, "BadRequest",
+     "The job id in the body does not match the job id in the URL."),
+    ("FORBIDDEN_FIELD", "status", grpc.StatusCode.INVALID_ARGUMENT, 400, "BadRequest",
+     "The status of a job cannot be updated."),
+    # by code (reasons without a row of their own)
+    ("FORBIDDEN_FIELD", "uid", grpc.StatusCode.INVALID_ARGUMENT, 400, "BadRequest",
+     "server says"),
+    ("", "", grpc.StatusCode.OUT_OF_RANGE, 400, "BadRequest", "server says"),
+    ("TASK_NOT_FOUND", "", grpc.StatusCode.NOT_FOUND, 404, "ResourceNotFound",
+     "The resource was not found."),
+    ("COLLECTION_ALREADY_EXISTS", "", grpc.StatusCode.ALREADY_EXISTS, 409, "ConflictError",
+     "server says"),
+    ("OPERATION_NOT_SUPPORTED", "", grpc.StatusCode.FAILED_PRECONDITION, 409, "ConflictError",
+     "server says"),
+    ("ETAG_MISMATCH", "", grpc.StatusCode.ABORTED, 409, "ConflictError", "server says"),
+    ("", "", grpc.StatusCode.RESOURCE_EXHAUSTED, 409, "ConflictError", "server says"),
+    ("", "", grpc.StatusCode.PERMISSION_DENIED, 403, "AuthenticationFailed", "server says"),
+    ("", "", grpc.StatusCode.UNAUTHENTICATED, 403, "AuthenticationFailed", "server says"),
+    ("STORAGE_UNAVAILABLE", "", grpc.StatusCode.UNAVAILABLE, 503, "ServerBusy",
+     "The server cannot answer at the moment. Please retry the request."),
+    ("DEADLINE_EXCEEDED", "", grpc.StatusCode.DEADLINE_EXCEEDED, 503, "ServerBusy",
+     "The server did not answer in time. Please retry the request."),
+    # the fallback
+    ("INTERNAL_ERROR", "", grpc.StatusCode.INTERNAL, 500, "InternalError",
+     "The server encountered an internal error. Please retry the request."),
+    ("", "", grpc.StatusCode.UNKNOWN, 500, "InternalError",
+     "The server encountered an internal error. Please retry the request."),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("reason", "field", "code", "status", "dialect_code", "message"),
+    ERROR_CASES,
+    ids=[f"{c[0] or c[2].name}{'@' + c[1] if c[1] else ''}" for c in ERROR_CASES],
+)
+def test_error_table_maps_every_reason_and_code(
+    reason: str,
+    field: str,
+    code: grpc.StatusCode,
+    status: int,
+    dialect_code: str,
+    message: str,
+) -> None:
+    """Errors: each row of the table (by reason, reason@field, then gRPC code, then the
+    fallback) gives its status, Service Management code and message in the dialect's
+    terms, filled from the path."""
+    http_status = 405 if reason == "METHOD_NOT_ALLOWED" else None
+    error = GatewayError(code, "server says", reason, {"field": field} if field else {},
+                         http_status=http_status)  # fmt: skip
+    row = ERRORS.row(error)
+    params = {"sub": SUB, "cs": CS, "jc": JC, "job": "j1", "rid": "r1"}
+    assert (row.status, row.code, ERRORS.message(row, error, params)) == (
+        status, dialect_code, message
+    )  # fmt: skip
+
+
+def test_error_cases_cover_every_row_of_the_table() -> None:
+    """Errors: the cases above name every row of the table."""
+    keys = {f"{reason}@{field}" if field else reason for reason, field, *_ in ERROR_CASES}
+    codes = {code for reason, _, code, *_ in ERROR_CASES if reason not in ERRORS.by_reason}
+    assert set(ERRORS.by_reason) <= keys
+    assert set(ERRORS.by_code) <= codes
+    assert isinstance(ERRORS.fallback, ErrorRow)
+
+
+async def test_refusals_answer_the_whole_error_body(http: httpx.AsyncClient, jc: str) -> None:
+    """Errors: the gateway's own refusals in the dialect's whole body: missing version,
+    unknown route, wrong method, body over 16 KiB, malformed JSON, id on POST."""
+    await put_job(http, "j1")
+    cases: Sequence[tuple[httpx.Response, int, str, str]] = [
+        (await http.get(f"{jc}/jobs"), 400, "MissingOrIncorrectVersionHeader",
+         "The x-ms-version header is missing or older than 2013-06-01."),
+        (await http.get(f"{jc}/widgets", headers=HEADERS), 404, "ResourceNotFound",
+         "The requested URI does not represent any resource on the server."),
+        (await http.post(f"{jc}/jobs/j1", headers=HEADERS), 405, "BadRequest",
+         "POST is not allowed here; allowed: PUT, GET, PATCH, DELETE"),
+        (await http.put(f"{jc}/jobs/j1", content=BIG, headers=HEADERS), 400, "BadRequest",
+         "The request body is too large: request body over 16384 bytes."),
+        (await http.put(f"{jc}/jobs/j1", content=b"", headers=HEADERS), 400, "BadRequest",
+         "A JSON body is required."),
+        (await http.post(f"{jc}/jobs", json={"id": "x"}, headers=HEADERS), 400, "BadRequest",
+         "POST creates a job with a server-chosen id; PUT the job to its address to choose "
+         "one."),
+        (await http.patch(f"{jc}/jobs/j1", json={"id": "j2"}, headers=HEADERS), 400,
+         "BadRequest", "The job id in the body does not match the job id in the URL."),
+        (await http.patch(f"{jc}/jobs/j1", json={"status": {}}, headers=HEADERS), 400,
+         "BadRequest", "The status of a job cannot be updated."),
+        (await http.patch(f"{jc}/jobs/j1", json={"state": "faulted"}, headers=HEADERS), 400,
+         "BadRequest", "The state of a job may only be set to enabled or disabled."),
+    ]  # fmt: skip
+    for r, status, code, message in cases:
+        assert_error(r, status, code, message)
+    assert without_status(await get_job(http, "j1")) == {"id": "j1", **SIMPLE}

@@ -13,15 +13,24 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+import grpc
 import httpx
+import orjson
 import pytest
+from google.longrunning import operations_pb2
 
+from jobcontrol.gateway.dialects import veeam
+from jobcontrol.gateway.dialects.incoming import Incoming
+from jobcontrol.gateway.dialects.veeam import VeeamDialect
+from jobcontrol.gateway.dialects.veeam_sessions import parse_users
+from jobcontrol.gateway.errors import GatewayError
+from jobcontrol.gateway.http import Request
 from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import operator_service_pb2 as operator_pb
 from jobcontrol.v1 import resources_pb2 as res
-from tests.conftest import Clients, RunningGateway, start_gateway
-from tests.helpers import assert_gone, get_job
+from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
+from tests.helpers import assert_gone, get_job, wait_done
 
 NS = "http://www.veeam.com/ent/v1.0"
 USERS = "admin:s3cr3t:pw,oper:operpw,view:viewpw"
@@ -77,7 +86,7 @@ GENERIC_TYPES = {
 PLATFORMS = {
     Backup.VMWARE: "VMware",
     Backup.VCLOUD: "vCloud",
-    Backup.HYPERV: "HyperV",
+    Backup.HYPERV: "Hyperv",
     Backup.WINDOWS: "Windows",
     Backup.LINUX: "Linux",
     Backup.FILE_SHARE: "FileShare",
@@ -95,6 +104,7 @@ LIST_ITEMS = {
     "NasJobs": "NasJob",
     "AgentBackupJobs": "AgentBackupJob",
     "TaskList": "Task",
+    "LogonSessions": "LogonSession",
 }
 ACTIONS = [
     ("start", "Start"),
@@ -765,6 +775,8 @@ async def test_missing_or_unknown_token_is_401_and_changes_nothing(
         ("POST", f"/api/agents/jobs/{a}", {"action": "start"}),
         ("DELETE", f"/api/jobs/{i}", {}),
         ("DELETE", f"/api/logonSessions/{headers.get(SID, 'x')}", {}),
+        ("GET", f"/api/logonSessions/{headers.get(SID, 'x')}", {}),
+        ("GET", "/api/logonSessions", {}),
     ]
     for method, path, params in requests:
         r = await vhttp.request(method, path, params=params, headers=headers)
@@ -811,7 +823,6 @@ async def test_cookie_wins_over_header_both_ways(vhttp: httpx.AsyncClient) -> No
         "/api/nas/things",
         "/api/agents",
         "/api/tasks/task-1/more",
-        "/api/logonSessions",
     ],
 )
 async def test_unknown_route_under_api_is_404_even_without_token(
@@ -995,8 +1006,10 @@ async def test_operator_may_run_actions_but_delete_is_403_and_changes_nothing(
     assert before[0].delete_operation == ""
     tasks = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid)))
     assert [t.tid for t in tasks] == [task.tid]
-    # a finished task of one's own: the task rules apply (400), not a role refusal
-    error(await vhttp.delete(f"/api/tasks/{task.tid}", headers=auth(sid)), 400)
+    # a finished task of one's own: the task rules apply (204, removed), not a role refusal
+    r = await vhttp.delete(f"/api/tasks/{task.tid}", headers=auth(sid))
+    assert (r.status_code, r.content) == (204, b""), r.text
+    assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid))) == []
 
 
 # --- generic jobs -------------------------------------------------------------------
@@ -1045,17 +1058,20 @@ async def test_list_jobs_format_entity_gives_job_entities(
 
 
 @as_json_param
-async def test_get_job_is_a_reference_and_format_entity_is_the_entity(
+async def test_get_job_without_format_is_its_entity_ref_and_format_entity_is_the_entity(
     vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
 ) -> None:
-    """Jobs: GET /api/jobs/<id> -> 200 root Ref; ?format=Entity -> root Job entity (JSON keys
-    exactly Href, Type, Name, UID, Links, JobType, Platform, Description, ScheduleConfigured,
-    ScheduleEnabled)."""
+    """Jobs: GET /api/jobs/<id> -> 200 root EntityRef (the single entity reference: Type
+    JobReference, UID, Name, Href, Links; JSON exactly those keys) where lists hold Refs;
+    ?format=Entity -> root Job entity (JSON keys exactly Href, Type, Name, UID, Links,
+    JobType, Platform, Description, ScheduleConfigured, ScheduleEnabled)."""
     job = await seed(clients)
     sid = await logon(vhttp)
     base = base_of(vhttp)
     r = await vhttp.get(f"/api/jobs/{jid(job)}", headers=auth(sid, as_json))
-    expect(r, 200, "Ref", ref_of(base, job), as_json)
+    expect(r, 200, "EntityRef", ref_of(base, job), as_json)
+    if as_json:
+        assert set(r.json()) == {"Type", "UID", "Name", "Href", "Links"}
     r = await vhttp.get(f"/api/jobs/{jid(job)}?format=Entity", headers=auth(sid, as_json))
     expect(r, 200, "Job", entity_of(base, job), as_json)
     if as_json:
@@ -1087,7 +1103,7 @@ async def test_format_entity_or_ref_is_case_insensitive(
         expect(one, 200, "Job", entity_of(base, job), False)
         expect(many, 200, "Jobs", {"Jobs": [entity_of(base, job)]}, False)
     else:
-        expect(one, 200, "Ref", ref_of(base, job), False)
+        expect(one, 200, "EntityRef", ref_of(base, job), False)
         expect(many, 200, "EntityReferences", {"Refs": [ref_of(base, job)]}, False)
 
 
@@ -1122,7 +1138,7 @@ async def test_job_name_is_the_id_without_display_name(
     sid = await logon(vhttp)
     base = base_of(vhttp)
     r = await vhttp.get(f"/api/jobs/{jid(job)}", headers=auth(sid, True))
-    expect(r, 200, "Ref", ref_of(base, job), True)
+    expect(r, 200, "EntityRef", ref_of(base, job), True)
     assert r.json()["Name"] == jid(job)
     assert r.json()["Links"][0]["Name"] == jid(job)
     r = await vhttp.get(f"/api/jobs/{jid(job)}?format=Entity", headers=auth(sid))
@@ -1155,7 +1171,8 @@ async def test_job_entity_has_no_delete_link_seed_004(
 async def test_platform_maps_to_its_veeam_name(
     vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, platform: Platform
 ) -> None:
-    """Jobs: Platform (VMware|vCloud|HyperV|Windows|Linux|FileShare)."""
+    """Jobs: Platform (VMware|vCloud|Hyperv|Windows|Linux|FileShare): Enterprise Manager
+    spells Hyper-V `Hyperv` (its hierarchy platforms: VMware, Hyperv, vCloud)."""
     job = await seed(clients, platform=platform)
     sid = await logon(vhttp)
     r = await vhttp.get(f"/api/jobs/{jid(job)}?format=Entity", headers=auth(sid, True))
@@ -1277,18 +1294,26 @@ async def test_deletion_of_a_running_job_stays_running_until_its_run_is_recorded
 
 @as_json_param
 async def test_delete_task_cancels_an_unfinished_deletion_and_the_job_stays(
-    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
 ) -> None:
-    """Tasks: DELETE /api/tasks/<tid> of an unfinished deletion -> 204, the deletion is
-    cancelled: the job stays (GET 200, gRPC state back to what it was) and the task then
-    reads Finished with Success=false. A finished task -> 400."""
+    """Tasks: DELETE /api/tasks/<tid> of an unfinished deletion -> 204 (one CancelOperation),
+    the deletion is cancelled: the job stays (GET 200, gRPC state back to what it was) and
+    the task then reads Finished with Success=false, "cancelled". Deleting it again (it is
+    finished now) -> 204 and the task is gone (404)."""
     sid = await logon(vhttp)
     h = auth(sid, as_json)
     job, task = await held_deletion(vhttp, clients, sid)
+    calls = record_rpcs(vgw.app)
     r = await vhttp.delete(f"/api/tasks/{task.tid}", headers=h)
     assert (r.status_code, r.content) == (204, b""), r.text
+    assert calls == ["CancelOperation"]
     done = await poll_task(vhttp, sid, task.tid, as_json)
-    assert (done.state, done.operation, done.success) == ("Finished", "DeleteJob", False)
+    assert (done.state, done.operation) == ("Finished", "DeleteJob")
+    assert (done.success, done.message) == (False, "The deletion has been cancelled.")
 
     after = await get_job(clients, job.name)
     assert after.state == res.RUNNING
@@ -1298,17 +1323,26 @@ async def test_delete_task_cancels_an_unfinished_deletion_and_the_job_stays(
     r = await vhttp.get(f"/api/jobs/{jid(job)}?format=Entity", headers=h)
     expect(r, 200, "Job", entity_of(base_of(vhttp), after), as_json)
 
-    error(await vhttp.delete(f"/api/tasks/{task.tid}", headers=h), 400, as_json)
+    calls.clear()
+    r = await vhttp.delete(f"/api/tasks/{task.tid}", headers=h)
+    assert (r.status_code, r.content) == (204, b""), r.text
+    assert calls == []
     assert (await get_job(clients, job.name)) == after
-    assert await poll_task(vhttp, sid, task.tid, as_json) == done
+    message = error(await vhttp.get(f"/api/tasks/{task.tid}", headers=h), 404, as_json)
+    assert message == f"Task {task.tid} not found."
 
 
 @as_json_param
-async def test_delete_of_a_finished_task_is_400_and_changes_nothing(
-    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
+async def test_delete_of_a_finished_task_is_204_and_removes_it_without_a_call(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
 ) -> None:
-    """Tasks: DELETE /api/tasks/<tid> of a finished task -> 400 (action and deletion tasks);
-    nothing changes."""
+    """Tasks (spec table: DELETE /api/tasks/{taskId} -> 204): a finished task (action or
+    deletion) -> 204 empty, the task is removed (GET 404, gone from the list, the other
+    task stays) and no RPC is made; jobs are untouched. (Round 1 answered 400.)"""
     job = await seed(clients)
     gone = await seed(clients)
     sid = await logon(vhttp)
@@ -1319,20 +1353,34 @@ async def test_delete_of_a_finished_task_is_400_and_changes_nothing(
     deleted = await poll_task(vhttp, sid, deletion.tid, as_json)
     assert deleted.success is True
     before = await snapshot(clients, job)
+    calls = record_rpcs(vgw.app)
+    r = await vhttp.delete(f"/api/tasks/{started.tid}", headers=h)
+    assert (r.status_code, r.content) == (204, b""), r.text
+    assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=h), as_json) == [deleted]
+    r = await vhttp.delete(f"/api/tasks/{deletion.tid}", headers=h)
+    assert (r.status_code, r.content) == (204, b""), r.text
+    assert calls == []
     for tid in (started.tid, deletion.tid):
-        error(await vhttp.delete(f"/api/tasks/{tid}", headers=h), 400, as_json)
+        message = error(await vhttp.get(f"/api/tasks/{tid}", headers=h), 404, as_json)
+        assert message == f"Task {tid} not found."
+        error(await vhttp.delete(f"/api/tasks/{tid}", headers=h), 404, as_json)
     await assert_same(clients, before)
     await assert_gone(clients, gone.name)
-    tasks = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=h), as_json)
-    assert tasks == [started, deleted]
+    assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=h), as_json) == []
 
 
 @as_json_param
 async def test_delete_of_unknown_nas_agent_deleting_or_deleted_job_is_404_and_untouched(
-    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
 ) -> None:
     """Delete: unknown id, NAS job, AGENT job, a job already being deleted or deleted -> 404
-    (job untouched)."""
+    "Job <id> not found." in one DeleteJob call each (the core refuses: JOB_NOT_FOUND,
+    JOB_TYPE_NOT_DELETABLE, JOB_BEING_DELETED; the delete row's own error rows make the
+    last two 404); job untouched, no task made."""
     nas = await seed(clients, Backup.NAS)
     agent = await seed(clients, Backup.AGENT)
     gone = await seed(clients)
@@ -1345,8 +1393,11 @@ async def test_delete_of_unknown_nas_agent_deleting_or_deleted_job_is_404_and_un
     before = await snapshot(clients, nas, agent, held)
     assert before[2].state == res.DELETING
     tasks_before = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=h), as_json)
+    calls = record_rpcs(vgw.app)
     for i in (str(uuid.uuid4()), jid(nas), jid(agent), jid(held), jid(gone)):
-        error(await vhttp.delete(f"/api/jobs/{i}", headers=h), 404, as_json)
+        calls.clear()
+        message = error(await vhttp.delete(f"/api/jobs/{i}", headers=h), 404, as_json)
+        assert (message, calls) == (f"Job {i} not found.", ["DeleteJob"])
     await assert_same(clients, before)
     await assert_gone(clients, gone.name)
     assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=h), as_json) == tasks_before
@@ -1377,14 +1428,14 @@ async def test_delete_on_nas_or_agent_routes_is_405_with_allow_and_job_untouched
     expect(
         await vhttp.get(f"/api/nas/jobs/{jid(nas)}", headers=h),
         200,
-        "Ref",
+        "EntityRef",
         ref_of(base, nas),
         as_json,
     )
     expect(
         await vhttp.get(f"/api/agents/jobs/{jid(agent)}", headers=h),
         200,
-        "Ref",
+        "EntityRef",
         ref_of(base, agent),
         as_json,
     )
@@ -1531,7 +1582,7 @@ async def test_nas_and_agent_lists_and_gets_give_their_references_and_entities(
     expect(r, 200, kind.list_root, {kind.list_root: [entity_of(base, j) for j in ordered]}, as_json)
     for job in mine:
         r = await vhttp.get(f"{kind.path}/{jid(job)}", headers=h)
-        expect(r, 200, "Ref", ref_of(base, job), as_json)
+        expect(r, 200, "EntityRef", ref_of(base, job), as_json)
         r = await vhttp.get(f"{kind.path}/{jid(job)}", params={"format": "Entity"}, headers=h)
         expect(r, 200, kind.entity, entity_of(base, job), as_json)
 
@@ -1662,11 +1713,12 @@ async def test_unknown_task_is_404(vhttp: httpx.AsyncClient, tid: str, as_json: 
 # --- paths --------------------------------------------------------------------------
 
 
-async def test_fixed_segments_are_case_insensitive_and_ids_keep_their_case(
+async def test_fixed_segments_are_case_insensitive_and_job_guids_match_in_any_case(
     vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection
 ) -> None:
-    """Paths: fixed segments are case-insensitive (/API/JOBS = /api/jobs); ids keep their
-    case (the id in upper case is another, unknown id)."""
+    """Paths: fixed segments are case-insensitive (/API/JOBS = /api/jobs); job GUIDs match in
+    any case (the core looks backup ids up so, K11) and every representation keeps the case
+    the job was created with. (Round 1: the id in upper case was another, unknown id.)"""
     job = await seed(clients, job_id=SEED_004_ID)
     nas = await seed(clients, Backup.NAS)
     agent = await seed(clients, Backup.AGENT)
@@ -1693,7 +1745,7 @@ async def test_fixed_segments_are_case_insensitive_and_ids_keep_their_case(
     expect(
         await vhttp.get(f"/API/NAS/JOBS/{jid(nas)}", headers=h),
         200,
-        "Ref",
+        "EntityRef",
         ref_of(base, nas),
         False,
     )
@@ -1704,16 +1756,27 @@ async def test_fixed_segments_are_case_insensitive_and_ids_keep_their_case(
         {"Refs": [ref_of(base, agent)]},
         False,
     )
-    error(await vhttp.get(f"/API/JOBS/{SEED_004_ID.upper()}", headers=h), 404)
-    error(await vhttp.get(f"/api/nas/jobs/{jid(nas).upper()}", headers=h), 404)
+    r = await vhttp.get(f"/API/JOBS/{SEED_004_ID.upper()}", headers=h)
+    expect(r, 200, "EntityRef", ref_of(base, job), False)
+    r = await vhttp.get(f"/api/jobs/{SEED_004_ID.upper()}", params={"format": "Entity"}, headers=h)
+    expect(r, 200, "Job", entity_of(base, job), False)
+    r = await vhttp.get(f"/api/nas/jobs/{jid(nas).upper()}", headers=h)
+    expect(r, 200, "EntityRef", ref_of(base, nas), False)
 
     task = task_of(vhttp, await vhttp.post(f"/API/JOBS/{SEED_004_ID}?action=start", headers=h))
     assert (task.operation, task.success) == ("StartJob", True)
-    task = task_of(vhttp, await vhttp.post(f"/API/Nas/Jobs/{jid(nas)}/START", headers=h))
+    upper = SEED_004_ID.upper()
+    task = task_of(vhttp, await vhttp.post(f"/api/jobs/{upper}?action=stop", headers=h))
+    assert (task.operation, task.success) == ("StopJob", True)
+    assert (await get_job(clients, job.name)).state == res.IDLE
+    task = task_of(vhttp, await vhttp.post(f"/API/Nas/Jobs/{jid(nas).upper()}/START", headers=h))
     assert (task.operation, task.success) == ("StartJob", True)
     assert (await get_job(clients, nas.name)).state == res.RUNNING
     assert task_of(vhttp, await vhttp.get(f"/API/TASKS/{task.tid}", headers=h), 200) == task
-    assert len(tasks_of(vhttp, await vhttp.get("/Api/Tasks", headers=h))) == 2
+    assert len(tasks_of(vhttp, await vhttp.get("/Api/Tasks", headers=h))) == 3
+    deletion = task_of(vhttp, await vhttp.delete(f"/API/JOBS/{upper}", headers=h))
+    assert (await poll_task(vhttp, sid, deletion.tid)).success is True
+    await assert_gone(clients, job.name)
     r = await vhttp.delete(f"/API/LOGONSESSIONS/{sid}", headers=h)
     assert r.status_code == 204, r.text
     error(await vhttp.get("/api/jobs", headers=h), 401)
@@ -1750,3 +1813,743 @@ async def test_every_error_status_has_the_error_body(
             error(r, status, as_json)
         except AssertionError as exc:
             raise AssertionError(f"{method} {path}: {exc}") from exc
+
+
+# --- one call per route (round 2 seam) ----------------------------------------------
+
+
+def dialect_of(gateway: RunningGateway) -> VeeamDialect:
+    """The gateway's Veeam dialect."""
+    found = [d for d in gateway.app.dialects if isinstance(d, VeeamDialect)]
+    assert len(found) == 1
+    return found[0]
+
+
+async def operation_of(clients: Clients, job: res.Job) -> str:
+    """The name of the deletion Operation of `job` (ListOperations by target)."""
+    reply = await clients.operations.ListOperations(
+        operations_pb2.ListOperationsRequest(filter=f'target = "{job.name}"')
+    )
+    assert len(reply.operations) == 1, reply
+    name: str = reply.operations[0].name
+    return name
+
+
+async def test_every_route_makes_at_most_one_rpc(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seam: every route of the dialect (each checked to have been driven), on success and
+    on refusal, makes exactly the calls listed: one declared RPC or none (gateway-local
+    sessions and tasks, refusals before the call, tasks already known to be finished)."""
+    dialect = dialect_of(vgw)
+    seen: set[int] = set()
+    resolve = dialect.resolve
+
+    def spy(request: Any) -> Any:
+        route, params = resolve(request)
+        seen.add(id(route))
+        return route, params
+
+    monkeypatch.setattr(dialect, "resolve", spy)
+    job, idle, nas, agent = (
+        await seed(clients),
+        await seed(clients, display_name="Idle"),
+        await seed(clients, Backup.NAS),
+        await seed(clients, Backup.AGENT),
+    )
+    calls = record_rpcs(vgw.app)
+    h: dict[str, str] = {}
+
+    async def check(
+        method: str, path: str, status: int, want: list[str], **kwargs: Any
+    ) -> httpx.Response:
+        calls.clear()
+        kwargs.setdefault("headers", h)
+        r = await vhttp.request(method, path, **kwargs)
+        vhttp.cookies.clear()
+        assert (r.status_code, calls) == (status, want), (method, path, kwargs, r.text)
+        return r
+
+    admin = basic("admin", PASSWORDS["admin"])
+    sid = (await check("POST", LOGON, 201, [], headers={"Authorization": admin})).headers[SID]
+    h.update(auth(sid))
+    viewer = await logon(vhttp, "view")
+    await check("GET", "/api/", 200, [], headers={})
+    await check("POST", LOGON, 401, [], headers={"Authorization": basic("admin", "x")})
+    await check("GET", "/api/logonSessions", 200, [])
+    await check("GET", f"/api/logonSessions/{sid}", 200, [])
+    await check("GET", f"/api/logonSessions/{viewer}", 404, [])
+
+    for target, other in ((job, nas), (nas, agent), (agent, job)):
+        path = kind_of(target).path
+        for fmt in ({}, {"format": "Entity"}):
+            await check("GET", path, 200, ["ListJobs"], params=fmt)
+            await check("GET", f"{path}/{jid(target)}", 200, ["GetJob"], params=fmt)
+            await check("GET", f"{path}/{jid(other)}", 404, ["GetJob"], params=fmt)
+        await check("GET", path, 400, [], params={"format": "Bogus"})
+        await check("GET", f"{path}/{jid(target)}", 400, [], params={"format": "Bogus"})
+        for action, rpc in (("start", "StartJob"), ("stop", "StopJob"), ("retry", "RetryJob"),
+                            ("toggleScheduleEnabled", "ToggleJob")):  # fmt: skip
+            path, kwargs = action_of(target, action)
+            task_of(vhttp, await check("POST", path, 202, [rpc], **kwargs))
+            path, kwargs = action_of(target, action, jid(other))
+            await check("POST", path, 404, [rpc], **kwargs)
+        path, kwargs = action_of(target, "start")
+        await check("POST", path, 400, ["StartJob"], **kwargs)  # it is RUNNING
+        path, kwargs = action_of(target, "bogus")
+        unknown = 404 if kind_of(target).slash_actions else 400  # NAS: no such route
+        await check("POST", path, unknown, [], **kwargs)
+
+    action_task = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=h))[0]
+    held = task_of(vhttp, await check("DELETE", f"/api/jobs/{jid(job)}", 202, ["DeleteJob"]))
+    await check("DELETE", f"/api/jobs/{jid(nas)}", 404, ["DeleteJob"])
+    gone = task_of(vhttp, await check("DELETE", f"/api/jobs/{jid(idle)}", 202, ["DeleteJob"]))
+    await wait_done(clients.operations, await operation_of(clients, idle))
+    await check("GET", "/api/tasks", 200, ["ListOperations"])
+    await check("GET", "/api/tasks", 200, ["ListOperations"])  # `held` still runs
+    await check("GET", f"/api/tasks/{gone.tid}", 200, [])  # resolved by the list
+    await check("GET", f"/api/tasks/{action_task.tid}", 200, [])
+    await check("GET", f"/api/tasks/{held.tid}", 200, ["GetOperation"])
+    await check("GET", "/api/tasks/task-999999", 404, [])
+    await check("DELETE", f"/api/tasks/{held.tid}", 204, ["CancelOperation"])
+    await check("DELETE", f"/api/tasks/{held.tid}", 204, [])  # finished now: removed
+    await check("DELETE", f"/api/tasks/{action_task.tid}", 204, [])
+    await check("DELETE", "/api/tasks/task-999999", 404, [])
+    await check("GET", "/api/tasks", 200, [])  # nothing unresolved: no call
+
+    late = await seed(clients)
+    task = task_of(vhttp, await check("DELETE", f"/api/jobs/{jid(late)}", 202, ["DeleteJob"]))
+    await wait_done(clients.operations, await operation_of(clients, late))
+    await check("DELETE", f"/api/tasks/{task.tid}", 400, ["CancelOperation"])
+
+    await check("GET", "/api/jobs", 401, [], headers={})
+    await check("DELETE", f"/api/jobs/{jid(agent)}", 403, [], headers=auth(viewer))
+    await check("GET", "/api/nope", 404, [])
+    await check("PUT", "/api/jobs", 405, [])
+    await check("POST", LOGON, 413, [], headers={"Authorization": admin}, content=BIG)
+    await check("DELETE", f"/api/logonSessions/{viewer}", 404, [])
+    await check("DELETE", f"/api/logonSessions/{viewer}", 204, [], headers=auth(viewer))
+    every = [*dialect.routes, *dialect.by_action.values()]
+    assert [r.template.source for r in every if id(r) not in seen] == []
+
+
+BIG = b"x" * (1024 * 1024 + 1)
+
+
+def action_of(job: res.Job, action: str, i: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The path and request arguments of an action on `job`'s family route (on id `i`)."""
+    kind, i = kind_of(job), i or jid(job)
+    if kind.slash_actions:
+        return f"{kind.path}/{i}/{action}", {}
+    return f"{kind.path}/{i}", {"params": {"action": action}}
+
+
+# --- the rows' build and render, as pure functions ------------------------------------
+
+
+def incoming_for(
+    dialect: VeeamDialect, method: str, path: str, query: str = "", accept: str = ""
+) -> Incoming:
+    """A routed request as the rows see it, with a logged-on administrator's session."""
+    headers = [(b"host", b"em.test:9398")] + ([(b"accept", accept.encode())] if accept else [])
+    scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
+             "query_string": query.encode(), "headers": headers, "scheme": "https"}  # fmt: skip
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    request = Request(scope, receive)
+    incoming = Incoming(request, "rid", dialect)
+    incoming.route, incoming.params = dialect.resolve(request)
+    incoming.state["session"] = dialect.sessions.logon(dialect.sessions.users["admin"])
+    return incoming
+
+
+@pytest.fixture
+def dialect() -> VeeamDialect:
+    """The dialect alone (no server): its rows are pure functions of the request."""
+    return VeeamDialect(parse_users(USERS, ROLES), 900.0, COLLECTION)
+
+
+@pytest.mark.parametrize(
+    ("path", "types"),
+    [
+        ("/api/jobs", ["BACKUP", "REPLICA", "BACKUP_COPY"]),
+        ("/api/nas/jobs", ["NAS"]),
+        ("/api/agents/jobs", ["AGENT"]),
+    ],
+)
+@pytest.mark.parametrize("query", ["", "format=Entity"])
+def test_job_list_is_one_list_jobs_of_the_routes_types_allowing_a_missing_collection(
+    dialect: VeeamDialect, path: str, types: list[str], query: str
+) -> None:
+    """Jobs: a list is ONE ListJobs (allow_missing: a missing collection lists as empty;
+    page_size 1000: a list holds at most 1,000 jobs) whose structured filter is `type` =
+    each of the route's job types (data, never filter text)."""
+    incoming = incoming_for(dialect, "GET", path, query)
+    assert incoming.route is not None and incoming.route.rpc is not None
+    assert incoming.route.rpc.name == "ListJobs"
+    comparisons = [
+        res.Filter(comparison=res.Comparison(field="type", operator=res.Comparison.EQUAL, text=t))
+        for t in types
+    ]
+    wanted = (
+        comparisons[0] if len(types) == 1 else res.Filter(any=res.FilterList(filters=comparisons))
+    )
+    assert incoming.route.build is not None
+    assert incoming.route.build(incoming) == jobs_pb.ListJobsRequest(
+        parent=f"collections/{COLLECTION}",
+        page_size=1000,
+        allow_missing=True,
+        structured_filter=wanted,
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "rpc", "types"),
+    [
+        ("/api/jobs/J", "action=start", "StartJob", ["BACKUP", "REPLICA", "BACKUP_COPY"]),
+        ("/api/jobs/J", "action=STOP", "StopJob", ["BACKUP", "REPLICA", "BACKUP_COPY"]),
+        ("/api/jobs/J", "v=latest&action=retry", "RetryJob", ["BACKUP", "REPLICA", "BACKUP_COPY"]),
+        ("/api/jobs/J", "action=togglescheduleenabled", "ToggleJob",
+         ["BACKUP", "REPLICA", "BACKUP_COPY"]),
+        ("/api/nas/jobs/J/start", "", "StartJob", ["NAS"]),
+        ("/api/nas/jobs/J/Stop", "", "StopJob", ["NAS"]),
+        ("/api/nas/jobs/J/retry", "", "RetryJob", ["NAS"]),
+        ("/api/nas/jobs/J/toggleScheduleEnabled", "", "ToggleJob", ["NAS"]),
+        ("/api/agents/jobs/J", "action=start", "StartJob", ["AGENT"]),
+        ("/api/agents/jobs/J", "action=toggleScheduleEnabled", "ToggleJob", ["AGENT"]),
+    ],
+)  # fmt: skip
+def test_action_is_one_call_carrying_the_routes_job_types(
+    dialect: VeeamDialect, path: str, query: str, rpc: str, types: list[str]
+) -> None:
+    """Jobs: an action (in any case) is ONE Start/Stop/Retry/ToggleJob whose
+    preconditions.types are the route's job types, so the core refuses a job of another
+    family (JOB_TYPE_MISMATCH) in the action's own transaction; no GetJob first."""
+    incoming = incoming_for(dialect, "POST", path, query)
+    assert incoming.route is not None and incoming.route.rpc is not None
+    assert (incoming.route.rpc.name, incoming.route.status) == (rpc, 202)
+    request_type = getattr(jobs_pb, f"{rpc}Request")
+    assert incoming.route.build is not None
+    assert incoming.route.build(incoming) == request_type(
+        name=f"collections/{COLLECTION}/jobs/J",
+        preconditions=jobs_pb.Preconditions(types=types),
+    )
+
+
+def test_delete_task_follows_the_reply_operation(dialect: VeeamDialect) -> None:
+    """Delete: the 202 Task's state comes from DeleteJob's own reply: a pending Operation
+    is Running, a done one Finished with Success=true (no second call to find out)."""
+    incoming = incoming_for(dialect, "DELETE", f"/api/jobs/{SEED_004_ID}")
+    assert incoming.route is not None and incoming.route.rpc is not None
+    assert (incoming.route.rpc.name, incoming.route.status) == ("DeleteJob", 202)
+    assert incoming.route.build is not None
+    assert incoming.route.build(incoming) == jobs_pb.DeleteJobRequest(
+        name=f"collections/{COLLECTION}/jobs/{SEED_004_ID}"
+    )
+    base = "https://em.test:9398"
+    for done, want in (
+        (False, None),
+        (True, {"Success": "true", "Message": "The job has been deleted."}),
+    ):
+        r = incoming.route.render(
+            incoming, operations_pb2.Operation(name="operations/x", done=done)
+        )
+        assert (r.status, r.content_type) == (202, XML_CT)
+        body = normalize(ET.fromstring(r.body))
+        tid = body["TaskId"]
+        expected: dict[str, Any] = {
+            "Href": f"{base}/api/tasks/{tid}",
+            "Type": "Task",
+            "Links": [{"Href": f"{base}/api/tasks/{tid}", "Type": "Task", "Rel": "Delete"}],
+            "TaskId": tid,
+            "State": "Finished" if done else "Running",
+            "Operation": "DeleteJob",
+        }
+        if want is not None:
+            expected["Result"] = want
+        assert body == expected
+
+
+def gateway_refusal(
+    reason: str, code: grpc.StatusCode = grpc.StatusCode.FAILED_PRECONDITION
+) -> GatewayError:
+    """A refusal as the server sends it (code + ErrorInfo reason)."""
+    return GatewayError(code, "the server's message", reason)
+
+
+@pytest.mark.parametrize("reason", ["JOB_TYPE_NOT_DELETABLE", "JOB_BEING_DELETED"])
+def test_delete_refusals_are_404_by_the_delete_rows_own_errors(
+    dialect: VeeamDialect, reason: str
+) -> None:
+    """Delete (dialects.md §4 Decision): a NAS/agent job or one already being deleted is 404
+    "Job <id> not found." through the DELETE row's error rows (not a handler rewriting the
+    reason); the same reason on an action route stays 400 with the server's message."""
+    delete = incoming_for(dialect, "DELETE", f"/api/jobs/{SEED_004_ID}")
+    assert delete.route is not None
+    error = gateway_refusal(reason)
+    r = dialect.format_error(error, dialect.errors.row(error, delete.route.errors), delete)
+    want = {"StatusCode": "404", "Message": f"Job {SEED_004_ID} not found."}
+    assert (r.status, dict(ET.fromstring(r.body).attrib)) == (404, want)
+    action = incoming_for(dialect, "POST", f"/api/jobs/{SEED_004_ID}", "action=start")
+    assert action.route is not None
+    r = dialect.format_error(error, dialect.errors.row(error, action.route.errors), action)
+    want = {"StatusCode": "400", "Message": "the server's message"}
+    assert (r.status, dict(ET.fromstring(r.body).attrib)) == (400, want)
+
+
+def test_task_list_asks_about_the_newest_64_unresolved_deletions(dialect: VeeamDialect) -> None:
+    """Tasks: GET /api/tasks is ONE ListOperations whose filter names the unresolved
+    deletions' Operations (at most 64, the newest); finished and action tasks are not
+    asked about; with nothing unresolved there is no call (build None)."""
+    incoming = incoming_for(dialect, "GET", "/api/tasks")
+    session = incoming.state["session"]
+    assert incoming.route is not None and incoming.route.build is not None
+    assert incoming.route.build(incoming) is None
+    dialect.sessions.add_task(session, "StartJob", result=(True, "The job has been started."))
+    names = [f'operations/{n}"\\' for n in range(70)]
+    for name in names:
+        dialect.sessions.add_task(session, "DeleteJob", operation_name=name)
+    dialect.sessions.add_task(
+        session, "DeleteJob", operation_name="operations/done", result=(True, "x")
+    )
+    request = incoming.route.build(incoming)
+    wanted = " OR ".join(f'name = "operations/{n}\\"\\\\"' for n in range(6, 70))
+    assert request == operations_pb2.ListOperationsRequest(filter=wanted, page_size=64)
+
+
+def test_task_list_render_resolves_exactly_the_tasks_it_asked_about(dialect: VeeamDialect) -> None:
+    """Tasks: the list's reply resolves the tasks the request named (done: Finished; absent:
+    Finished, Success=false, untracked); a deletion added while the call ran is not taken
+    for a missing Operation."""
+    incoming = incoming_for(dialect, "GET", "/api/tasks", accept="application/json")
+    session = incoming.state["session"]
+    sessions = dialect.sessions
+    done = sessions.add_task(session, "DeleteJob", operation_name="operations/done")
+    running = sessions.add_task(session, "DeleteJob", operation_name="operations/running")
+    missing = sessions.add_task(session, "DeleteJob", operation_name="operations/missing")
+    assert incoming.route is not None and incoming.route.build is not None
+    assert incoming.route.build(incoming) is not None
+    late = sessions.add_task(session, "DeleteJob", operation_name="operations/late")
+    reply = operations_pb2.ListOperationsResponse(
+        operations=[
+            operations_pb2.Operation(name="operations/done", done=True),
+            operations_pb2.Operation(name="operations/running"),
+        ]
+    )
+    r = incoming.route.render(incoming, reply)
+    states = [(t["TaskId"], t["State"], t.get("Result")) for t in orjson.loads(r.body)["Tasks"]]
+    gone = "The deletion can no longer be tracked: its operation is gone."
+    assert states == [
+        (done.task_id, "Finished", {"Success": True, "Message": "The job has been deleted."}),
+        (running.task_id, "Running", None),
+        (missing.task_id, "Finished", {"Success": False, "Message": gone}),
+        (late.task_id, "Running", None),
+    ]
+
+
+# --- the rules of the port over HTTP -------------------------------------------------
+
+
+@as_json_param
+async def test_action_on_a_job_of_another_family_is_404_in_one_call_and_changes_nothing(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
+) -> None:
+    """Jobs: every action through a family's route on a job of another family (or an
+    unknown id) is ONE call refused by the core (JOB_TYPE_MISMATCH, before any state rule:
+    stop of an IDLE job too) -> 404 "Job <id> not found."; nothing changes, no task."""
+    job, nas, agent = (
+        await seed(clients),
+        await seed(clients, Backup.NAS),
+        await seed(clients, Backup.AGENT),
+    )
+    sid = await logon(vhttp, "oper")
+    before = await snapshot(clients, job, nas, agent)
+    calls = record_rpcs(vgw.app)
+    for route_job, others in ((job, (nas, agent)), (nas, (job, agent)), (agent, (job, nas))):
+        kind = kind_of(route_job)
+        for target in (*others, None):
+            i = jid(target) if target is not None else str(uuid.uuid4())
+            for action, rpc in (("start", "StartJob"), ("stop", "StopJob"), ("retry", "RetryJob"),
+                                ("toggleScheduleEnabled", "ToggleJob")):  # fmt: skip
+                calls.clear()
+                path, kwargs = action_of(route_job, action, i)
+                r = await vhttp.post(path, headers=auth(sid, as_json), **kwargs)
+                message = error(r, 404, as_json)
+                assert (message, calls) == (f"Job {i} not found.", [rpc]), (kind.path, action)
+    await assert_same(clients, before)
+    assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid))) == []
+
+
+@as_json_param
+async def test_toggle_is_one_toggle_job_call_and_its_task_says_which_way(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
+) -> None:
+    """Jobs: toggleScheduleEnabled is ONE ToggleJob (no GetJob, no etag read first); the
+    Task's message says which way the schedule went, from the reply's schedule_enabled."""
+    jobs = [await seed(clients, enabled=True), await seed(clients, Backup.NAS, enabled=False)]
+    sid = await logon(vhttp, "oper")
+    calls = record_rpcs(vgw.app)
+    for job in jobs:
+        enabled = job.backup.schedule_enabled
+        for _ in range(2):
+            calls.clear()
+            r = await act(vhttp, sid, job, "toggleScheduleEnabled", as_json)
+            task = task_of(vhttp, r, 202, as_json)
+            enabled = not enabled
+            said = f"The schedule has been {'enabled' if enabled else 'disabled'}."
+            assert (task.state, task.operation, task.success, task.message) == (
+                "Finished",
+                "ToggleScheduleEnabled",
+                True,
+                said,
+            )
+            assert calls == ["ToggleJob"]
+            assert (await get_job(clients, job.name)).backup.schedule_enabled is enabled
+
+
+@as_json_param
+async def test_action_on_a_job_being_deleted_is_400_and_changes_nothing(
+    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection, as_json: bool
+) -> None:
+    """Jobs: every action on a DELETING job -> 400 (JOB_BEING_DELETED, K9); the deletion goes
+    on and no task is made."""
+    sid = await logon(vhttp)
+    held, deletion = await held_deletion(vhttp, clients, sid)
+    before = await snapshot(clients, held)
+    tasks = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid)))
+    for action in ("start", "stop", "retry", "toggleScheduleEnabled"):
+        error(await act(vhttp, sid, held, action, as_json), 400, as_json)
+    await assert_same(clients, before)
+    assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid))) == tasks
+    assert tasks[-1] == deletion
+
+
+async def test_task_get_asks_the_server_only_while_its_deletion_is_unresolved(
+    vgw: RunningGateway, vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection
+) -> None:
+    """Tasks: GET /api/tasks/<tid> of an action task, or of a deletion already seen finished,
+    makes no call; of an unresolved deletion ONE GetOperation, which resolves it."""
+    sid = await logon(vhttp)
+    job = await seed(clients)
+    started = task_of(vhttp, await act(vhttp, sid, job, "toggleScheduleEnabled"))
+    deletion = task_of(vhttp, await vhttp.delete(f"/api/jobs/{jid(job)}", headers=auth(sid)))
+    assert deletion.state == "Running"
+    await wait_done(clients.operations, await operation_of(clients, job))
+    calls = record_rpcs(vgw.app)
+    r = await vhttp.get(f"/api/tasks/{started.tid}", headers=auth(sid))
+    assert (task_of(vhttp, r, 200), calls) == (started, [])
+    done = task_of(vhttp, await vhttp.get(f"/api/tasks/{deletion.tid}", headers=auth(sid)), 200)
+    assert (done.state, done.success, done.message) == (
+        "Finished",
+        True,
+        "The job has been deleted.",
+    )
+    assert calls == ["GetOperation"]
+    calls.clear()
+    again = task_of(vhttp, await vhttp.get(f"/api/tasks/{deletion.tid}", headers=auth(sid)), 200)
+    assert (again, calls) == (done, [])
+
+
+async def test_task_list_is_one_list_operations_call_and_none_when_nothing_is_unresolved(
+    vgw: RunningGateway, vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection
+) -> None:
+    """Tasks: GET /api/tasks with unresolved deletions is ONE ListOperations that resolves
+    every one it names; once none is unresolved (action tasks only), no call at all."""
+    sid = await logon(vhttp)
+    jobs = [await seed(clients) for _ in range(3)]
+    started = task_of(vhttp, await act(vhttp, sid, jobs[0], "start"))
+    held = task_of(vhttp, await vhttp.delete(f"/api/jobs/{jid(jobs[0])}", headers=auth(sid)))
+    quick = [
+        task_of(vhttp, await vhttp.delete(f"/api/jobs/{jid(j)}", headers=auth(sid)))
+        for j in jobs[1:]
+    ]
+    for job in jobs[1:]:
+        await wait_done(clients.operations, await operation_of(clients, job))
+    calls = record_rpcs(vgw.app)
+    listed = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid)))
+    assert calls == ["ListOperations"]
+    assert [(t.tid, t.state, t.success) for t in listed] == [
+        (started.tid, "Finished", True),
+        (held.tid, "Running", None),
+        *[(t.tid, "Finished", True) for t in quick],
+    ]
+    r = await vhttp.delete(f"/api/tasks/{held.tid}", headers=auth(sid))
+    assert r.status_code == 204
+    calls.clear()
+    listed = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid)))
+    assert calls == []
+    assert [(t.tid, t.success, t.message) for t in listed][:2] == [
+        (started.tid, True, "The job has been started."),
+        (held.tid, False, "The deletion has been cancelled."),
+    ]
+
+
+@as_json_param
+async def test_task_whose_operation_is_gone_reads_finished_unsuccessful(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
+) -> None:
+    """Tasks: a deletion whose Operation the server no longer has (DeleteOperation through
+    gRPC) is absent from the ListOperations reply: the task reads Finished, Success=false,
+    and stays so without further calls."""
+    job = await seed(clients)
+    sid = await logon(vhttp)
+    task = task_of(vhttp, await vhttp.delete(f"/api/jobs/{jid(job)}", headers=auth(sid)))
+    name = await operation_of(clients, job)
+    await wait_done(clients.operations, name)
+    await clients.operations.DeleteOperation(operations_pb2.DeleteOperationRequest(name=name))
+    calls = record_rpcs(vgw.app)
+    listed = tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid, as_json)), as_json)
+    gone = "The deletion can no longer be tracked: its operation is gone."
+    assert [(t.tid, t.state, t.success, t.message) for t in listed] == [
+        (task.tid, "Finished", False, gone)
+    ]
+    assert calls == ["ListOperations"]
+    calls.clear()
+    r = await vhttp.get(f"/api/tasks/{task.tid}", headers=auth(sid, as_json))
+    assert (task_of(vhttp, r, 200, as_json), calls) == (listed[0], [])
+
+
+async def test_get_of_a_task_whose_operation_is_gone_is_404(
+    vgw: RunningGateway, vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection
+) -> None:
+    """Tasks: GET /api/tasks/<tid> of a deletion not yet seen finished whose Operation the
+    server no longer has: its one GetOperation is NOT_FOUND -> 404 "Task <tid> not found."
+    (the list, asked first, would show it Finished, Success=false)."""
+    job = await seed(clients)
+    sid = await logon(vhttp)
+    task = task_of(vhttp, await vhttp.delete(f"/api/jobs/{jid(job)}", headers=auth(sid)))
+    name = await operation_of(clients, job)
+    await wait_done(clients.operations, name)
+    await clients.operations.DeleteOperation(operations_pb2.DeleteOperationRequest(name=name))
+    calls = record_rpcs(vgw.app)
+    message = error(await vhttp.get(f"/api/tasks/{task.tid}", headers=auth(sid)), 404)
+    assert (message, calls) == (f"Task {task.tid} not found.", ["GetOperation"])
+
+
+@as_json_param
+async def test_cancel_of_a_deletion_that_finished_meanwhile_is_400(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
+) -> None:
+    """Tasks: DELETE /api/tasks/<tid> of a deletion the gateway still thinks unfinished but
+    that finished meanwhile: ONE CancelOperation refused (OPERATION_NOT_CANCELLABLE) -> 400
+    "Task <tid> has already finished." by the cancel row's errors; the task stays and then
+    reads Finished with Success=true."""
+    job = await seed(clients)
+    sid = await logon(vhttp)
+    task = task_of(vhttp, await vhttp.delete(f"/api/jobs/{jid(job)}", headers=auth(sid)))
+    assert task.state == "Running"
+    await wait_done(clients.operations, await operation_of(clients, job))
+    calls = record_rpcs(vgw.app)
+    r = await vhttp.delete(f"/api/tasks/{task.tid}", headers=auth(sid, as_json))
+    message = error(r, 400, as_json)
+    assert (message, calls) == (f"Task {task.tid} has already finished.", ["CancelOperation"])
+    done = task_of(vhttp, await vhttp.get(f"/api/tasks/{task.tid}", headers=auth(sid)), 200)
+    assert (done.state, done.success) == ("Finished", True)
+    await assert_gone(clients, job.name)
+
+
+@as_json_param
+async def test_get_logon_session_is_the_callers_own_and_another_id_is_404(
+    vgw: RunningGateway, vhttp: httpx.AsyncClient, as_json: bool
+) -> None:
+    """Sessions: GET /api/logonSessions/<sid> -> 200 the caller's own LogonSession (what
+    log on answered); any other id (the same user's other session, another user's,
+    unknown) -> 404 "Logon session <sid> not found."; no RPC."""
+    mine = await logon(vhttp, "view")
+    same_user = await logon(vhttp, "view")
+    other = await logon(vhttp, "admin")
+    calls = record_rpcs(vgw.app)
+    r = await vhttp.get(f"/api/logonSessions/{mine}", headers=auth(mine, as_json))
+    expect(r, 200, "LogonSession", logon_session_of(base_of(vhttp), mine, "view"), as_json)
+    for sid in (same_user, other, "bm9wZQ=="):
+        r = await vhttp.get(f"/api/logonSessions/{sid}", headers=auth(mine, as_json))
+        assert error(r, 404, as_json) == f"Logon session {sid} not found."
+    assert calls == []
+
+
+@as_json_param
+async def test_logon_session_list_holds_only_the_callers_own_session(
+    vgw: RunningGateway, vhttp: httpx.AsyncClient, as_json: bool
+) -> None:
+    """Sessions: GET /api/logonSessions -> 200 LogonSessions holding only the caller's own
+    session (a LogonSession carries its token: other users' sessions, and the same user's
+    others, are never listed); no RPC."""
+    others = [await logon(vhttp, "admin"), await logon(vhttp, "oper"), await logon(vhttp, "view")]
+    mine = await logon(vhttp, "view")
+    calls = record_rpcs(vgw.app)
+    r = await vhttp.get("/api/logonSessions", headers=auth(mine, as_json))
+    own = logon_session_of(base_of(vhttp), mine, "view")
+    expect(r, 200, "LogonSessions", {"LogonSessions": [own]}, as_json)
+    assert not [sid for sid in others if sid in r.text]
+    assert calls == []
+
+
+@as_json_param
+async def test_body_over_the_gateway_limit_is_413_in_the_error_format(
+    vgw: RunningGateway,
+    vhttp: httpx.AsyncClient,
+    clients: Clients,
+    coll: res.Collection,
+    as_json: bool,
+) -> None:
+    """Errors: a body over the gateway's limit (JOBCONTROL_MAX_BODY, 1 MiB) -> 413 Error
+    body (StatusCode 413) before any call, on log on and on a job action; nothing changes,
+    no session, no task."""
+    job = await seed(clients)
+    sid = await logon(vhttp)
+    before = await snapshot(clients, job)
+    calls = record_rpcs(vgw.app)
+    accept = {"Accept": "application/json"} if as_json else {}
+    requests = [
+        (LOGON, {"Authorization": basic("admin", PASSWORDS["admin"]), **accept}),
+        (f"/api/jobs/{jid(job)}?action=start", auth(sid, as_json)),
+    ]
+    for path, headers in requests:
+        r = await vhttp.post(path, headers=headers, content=BIG)
+        assert error(r, 413, as_json) == "request body over 1048576 bytes"
+        assert SID not in r.headers
+    assert calls == []
+    await assert_same(clients, before)
+    assert tasks_of(vhttp, await vhttp.get("/api/tasks", headers=auth(sid))) == []
+
+
+async def test_job_list_holds_at_most_1000_jobs(
+    vhttp: httpx.AsyncClient, clients: Clients, coll: res.Collection
+) -> None:
+    """Jobs: a list is one ListJobs page: it holds at most 1,000 jobs (the first 1,000 by
+    id; Enterprise Manager's lists have no paging of their own)."""
+    spec = res.BackupSpec(job_type=Backup.BACKUP, platform=Backup.VMWARE)
+    limit = asyncio.Semaphore(64)
+
+    async def make(n: int) -> None:
+        async with limit:
+            job_id = f"{n:08x}-0000-4000-8000-000000000000"
+            request = jobs_pb.CreateJobRequest(parent=coll.name, job_id=job_id)
+            request.job.backup.CopyFrom(spec)
+            await clients.jobs.CreateJob(request)
+
+    await asyncio.gather(*(make(n) for n in range(1001)))
+    sid = await logon(vhttp)
+    r = await vhttp.get("/api/jobs", headers=auth(sid, True))
+    refs = parsed(r, 200, "EntityReferences", True)["Refs"]
+    assert [ref["UID"].rsplit(":", 1)[1][:8] for ref in refs] == [f"{n:08x}" for n in range(1000)]
+
+
+# --- the error table ------------------------------------------------------------------
+
+S = grpc.StatusCode
+JOB_GET = ("GET", f"/api/jobs/{SEED_004_ID}", "")
+JOB_START = ("POST", f"/api/jobs/{SEED_004_ID}", "action=start")
+JOB_DELETE = ("DELETE", f"/api/jobs/{SEED_004_ID}", "")
+TASK_GET = ("GET", "/api/tasks/task-7", "")
+TASK_DELETE = ("DELETE", "/api/tasks/task-7", "")
+SESSION_GET = ("GET", "/api/logonSessions/c2lk", "")
+NOT_FOUND_JOB = f"Job {SEED_004_ID} not found."
+SERVER = "the server's message"
+# (table, key, code, route, status, message): every row of the dialect's tables
+ERROR_CASES: list[tuple[str, Any, grpc.StatusCode, tuple[str, str, str], int, str]] = [
+    ("reason", "JOB_NOT_FOUND", S.NOT_FOUND, JOB_GET, 404, NOT_FOUND_JOB),
+    ("reason", "COLLECTION_NOT_FOUND", S.NOT_FOUND, JOB_START, 404, NOT_FOUND_JOB),
+    ("reason", "JOB_TYPE_MISMATCH", S.FAILED_PRECONDITION, JOB_START, 404, NOT_FOUND_JOB),
+    ("reason", "TASK_NOT_FOUND", S.NOT_FOUND, TASK_GET, 404, "Task task-7 not found."),
+    ("reason", "SESSION_NOT_FOUND", S.NOT_FOUND, SESSION_GET, 404,
+     "Logon session c2lk not found."),
+    ("reason", "ROUTE_NOT_FOUND", S.NOT_FOUND, JOB_GET, 404, SERVER),
+    ("reason", "METHOD_NOT_ALLOWED", S.UNIMPLEMENTED, JOB_GET, 405, SERVER),
+    ("reason", "BODY_TOO_LARGE", S.INVALID_ARGUMENT, JOB_START, 413, SERVER),
+    ("reason", "BAD_CREDENTIALS", S.UNAUTHENTICATED, JOB_GET, 401, SERVER),
+    ("reason", "SESSION_REQUIRED", S.UNAUTHENTICATED, JOB_GET, 401, SERVER),
+    ("reason", "INSUFFICIENT_RIGHTS", S.PERMISSION_DENIED, JOB_DELETE, 403, SERVER),
+    ("reason", "RETRY_NOT_ALLOWED", S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
+    ("reason", "OPERATION_INVALID_FOR_STATE", S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
+    ("reason", "JOB_BEING_DELETED", S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
+    ("reason", "OPERATION_NOT_CANCELLABLE", S.FAILED_PRECONDITION, TASK_GET, 400, SERVER),
+    ("reason", "OPERATION_NOT_FOUND", S.NOT_FOUND, TASK_GET, 404, "Task task-7 not found."),
+    ("code", S.INVALID_ARGUMENT, S.INVALID_ARGUMENT, JOB_GET, 400, SERVER),
+    ("code", S.FAILED_PRECONDITION, S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
+    ("code", S.NOT_FOUND, S.NOT_FOUND, TASK_GET, 404, SERVER),
+    ("code", S.ALREADY_EXISTS, S.ALREADY_EXISTS, JOB_START, 409, SERVER),
+    ("code", S.ABORTED, S.ABORTED, JOB_START, 409, SERVER),
+    ("code", S.UNAUTHENTICATED, S.UNAUTHENTICATED, JOB_GET, 401, SERVER),
+    ("code", S.PERMISSION_DENIED, S.PERMISSION_DENIED, JOB_GET, 403, SERVER),
+    ("code", S.UNAVAILABLE, S.UNAVAILABLE, JOB_GET, 503, SERVER),
+    ("code", S.DEADLINE_EXCEEDED, S.DEADLINE_EXCEEDED, JOB_GET, 504, SERVER),
+    # codes the table leaves to the standard gRPC -> HTTP mapping
+    ("standard", S.RESOURCE_EXHAUSTED, S.RESOURCE_EXHAUSTED, JOB_START, 429, SERVER),
+    ("standard", S.INTERNAL, S.INTERNAL, JOB_GET, 500, SERVER),
+    ("delete", "JOB_TYPE_NOT_DELETABLE", S.FAILED_PRECONDITION, JOB_DELETE, 404, NOT_FOUND_JOB),
+    ("delete", "JOB_BEING_DELETED", S.FAILED_PRECONDITION, JOB_DELETE, 404, NOT_FOUND_JOB),
+    ("cancel", "OPERATION_NOT_CANCELLABLE", S.FAILED_PRECONDITION, TASK_DELETE, 400,
+     "Task task-7 has already finished."),
+]  # fmt: skip
+
+
+def test_error_cases_cover_every_row_of_the_dialects_tables() -> None:
+    """Errors: the parametrized cases below walk every row of the error table, its codes and
+    the routes' own rows (a row added without a case fails here)."""
+    covered = {(table, key) for table, key, *_ in ERROR_CASES}
+    rows: set[tuple[str, Any]] = {("reason", k) for k in veeam.ERRORS.by_reason}
+    rows |= {("code", k) for k in veeam.ERRORS.by_code}
+    rows |= {("delete", k) for k in veeam.DELETE_ERRORS}
+    rows |= {("cancel", k) for k in veeam.CANCEL_ERRORS}
+    assert {c for c in covered if c[0] != "standard"} == rows
+
+
+@pytest.mark.parametrize("as_json", FORMATS, ids=FORMAT_IDS)
+@pytest.mark.parametrize(
+    ("table", "key", "code", "route", "status", "message"),
+    ERROR_CASES,
+    ids=[f"{c[0]}-{getattr(c[1], 'name', c[1])}" for c in ERROR_CASES],
+)
+def test_error_table_gives_status_and_error_body(
+    dialect: VeeamDialect,
+    table: str,
+    key: Any,
+    code: grpc.StatusCode,
+    route: tuple[str, str, str],
+    status: int,
+    message: str,
+    as_json: bool,
+) -> None:
+    """Errors: each (reason, code) -> its StatusCode and Message, in `<Error xmlns=NS
+    StatusCode Message/>` or exactly {"StatusCode", "Message"}; only bad credentials carry
+    WWW-Authenticate: Basic realm="RestSvc"."""
+    method, path, query = route
+    incoming = incoming_for(dialect, method, path, query, "application/json" if as_json else "")
+    assert incoming.route is not None
+    error = GatewayError(code, SERVER, key if isinstance(key, str) else "")
+    r = dialect.format_error(error, dialect.errors.row(error, incoming.route.errors), incoming)
+    assert r.status == status
+    if as_json:
+        assert (r.content_type, orjson.loads(r.body)) == (
+            JSON_CT,
+            {"StatusCode": status, "Message": message},
+        )
+    else:
+        doc = ET.fromstring(r.body)
+        assert (r.content_type, doc.tag, list(doc)) == (XML_CT, f"{{{NS}}}Error", [])
+        assert doc.attrib == {"StatusCode": str(status), "Message": message}
+    realm = [("www-authenticate", REALM)] if key == "BAD_CREDENTIALS" else []
+    assert r.headers == realm

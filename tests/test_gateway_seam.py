@@ -89,7 +89,7 @@ def test_conditions_for_writes_become_core_preconditions() -> None:
     the check and the write are one transaction."""
     rules = c.ConditionRules()
     assert c.for_write(c.parse({c.IF_MATCH: '"abc"'}, rules)) == {"etag": "abc"}
-    assert c.for_write(c.parse({c.IF_MATCH: "*"}, rules)) == {}
+    assert c.for_write(c.parse({c.IF_MATCH: "*"}, rules)) == {"etag": "*"}
     assert c.for_write(c.parse({c.IF_NONE_MATCH: "*"}, rules)) == {
         "preconditions": {"if_none_match": "*"}
     }

@@ -1,6 +1,6 @@
 """The dialect seam. A dialect is its route rows (routing.py), its header checks, its error
 table (error_table.py) and the pure codec functions its rows use; `handle` is written once
-for all of them: route (404 / 405), read the body under the limit, check headers, build the
+for all of them: route (404 / 405), check headers, read the body under the limit, build the
 one request, call the server with the request's deadline, render the call's own reply, and
 answer every failure in the dialect's own format."""
 
@@ -120,14 +120,15 @@ class Dialect:
         raise not_found(request.path)
 
     async def handle(self, request: Request, upstream: Upstream) -> Response:
-        """Route, read the body, check headers, build -> call -> render; every failure in
+        """Route, check headers, read the body, build -> call -> render; every failure in
         the dialect's format."""
         incoming = Incoming(request, self.new_request_id(request), self)
         try:
             self.prepare(request)
             incoming.route, incoming.params = self.resolve(request)
-            incoming.body = await self._body(request)
+            # headers (versions, credentials) are judged before a body is read
             self.check_headers(incoming)
+            incoming.body = await self._body(request)
             response = await self._run(incoming.route, incoming, upstream)
         except GatewayError as error:
             response = self._error(error, incoming)

@@ -1,121 +1,96 @@
-"""Veeam Backup Enterprise Manager dialect, profile `backup` (dialects.md §4, seed 004).
+"""Veeam Backup Enterprise Manager dialect, profile `backup` (dialects.md §4, seed 004)."""
 
-Everything under `/api`, backed by one jobcontrol collection (`veeam_collection`). Logon
-sessions and tasks are the gateway's (veeam_sessions.py); representations are in
-veeam_repr.py. Every lifecycle rule (start/stop/retry after a failed run, the schedule
-toggle, asynchronous and cancellable deletion, NAS and agent jobs not deletable through the
-generic delete) is the core's: the dialect maps its answers to Enterprise Manager's.
-"""
+# Everything under `/api`, backed by one jobcontrol collection. Each job route makes at most
+# one call: the family of a route (generic, NAS, agent) travels as `preconditions.types`,
+# and every lifecycle rule (start/stop/retry, the toggle, asynchronous and cancellable
+# deletion, NAS and agent jobs not deletable here) is the core's. Logon sessions and tasks
+# still live in the gateway process (veeam_sessions.py): only the rows of logon, log off,
+# sessions, tasks and the rows that create tasks touch them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
 from http.cookies import CookieError, SimpleCookie
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import grpc
 from google.longrunning import operations_pb2
-from google.protobuf import empty_pb2
+from google.protobuf.message import Message
 
-from jobcontrol.gateway.dialects.legacy_base import Dialect, Exchange, Handler, Route
-from jobcontrol.gateway.dialects.veeam_repr import Many, Node, encode, links
+from jobcontrol.gateway.dialects import veeam_codec as codec
+from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
+from jobcontrol.gateway.dialects.incoming import Incoming
+from jobcontrol.gateway.dialects.routing import Route
+from jobcontrol.gateway.dialects.veeam_codec import Action, Kind
 from jobcontrol.gateway.dialects.veeam_sessions import Right, Session, Sessions, TaskRecord, User
-from jobcontrol.gateway.errors import (
-    HTTP_STATUS,
-    GatewayError,
-    bad_request,
-    gateway_error,
-    not_found,
-)
+from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
 from jobcontrol.gateway.http import Request, Response
+from jobcontrol.gateway.templates import Template
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
 TOKEN = "X-RestSvcSessionId"
 VERSIONS = ("v1_4", "v1_5", "v1_6", "v1_7")
-B = r.BackupSpec
-JOB_TYPES = {B.BACKUP: "Backup", B.REPLICA: "Replica", B.BACKUP_COPY: "BackupCopy",
-             B.NAS: "NasBackup", B.AGENT: "AgentBackup"}  # fmt: skip
-PLATFORMS = {B.VMWARE: "VMware", B.VCLOUD: "vCloud", B.HYPERV: "HyperV", B.WINDOWS: "Windows",
-             B.LINUX: "Linux", B.FILE_SHARE: "FileShare"}  # fmt: skip
-# action (lower case) -> (its query/path spelling, JobService method, Task Operation,
-# Result message, Link Rel); the toggle's method depends on the job
-ACTIONS = {
-    "start": ("start", "StartJob", "StartJob", "The job has been started.", "Start"),
-    "stop": ("stop", "StopJob", "StopJob", "The job has been stopped.", "Stop"),
-    "retry": ("retry", "RetryJob", "RetryJob", "The job has been retried.", "Retry"),
-    "togglescheduleenabled": ("toggleScheduleEnabled", "", "ToggleScheduleEnabled", "",
-                              "ToggleScheduleEnabled"),
-}  # fmt: skip
-# HTTP status by ErrorInfo reason where Enterprise Manager differs from the standard table
-BY_REASON = {
-    "COLLECTION_NOT_FOUND": 404,
-    # dialects.md §4 Decision: deleting a NAS/agent job or one already being deleted is 404
-    "JOB_TYPE_NOT_DELETABLE": 404,
-    "OPERATION_NOT_CANCELLABLE": 400,
+# route names with a meaning here: Basic credentials instead of a session; a row whose
+# `?action=` picks the row that runs (resolve)
+LOGON, BY_ACTION = "logon", "by-action"
+JOB_NOT_FOUND = ErrorRow(404, message="Job {id} not found.")
+TASK_FINISHED = ErrorRow(400, message="Task {tid} has already finished.")
+
+# Enterprise Manager's Error body has no code of its own: StatusCode is the code
+ERRORS = ErrorTable(
+    by_reason={
+        "JOB_NOT_FOUND": JOB_NOT_FOUND,
+        "COLLECTION_NOT_FOUND": JOB_NOT_FOUND,
+        # a job of another family than the route's (preconditions.types)
+        "JOB_TYPE_MISMATCH": JOB_NOT_FOUND,
+        "TASK_NOT_FOUND": ErrorRow(404, message="Task {tid} not found."),
+        "SESSION_NOT_FOUND": ErrorRow(404, message="Logon session {sid} not found."),
+        "ROUTE_NOT_FOUND": ErrorRow(404),
+        "METHOD_NOT_ALLOWED": ErrorRow(405),
+        "BODY_TOO_LARGE": ErrorRow(413),
+        "BAD_CREDENTIALS": ErrorRow(401),
+        "SESSION_REQUIRED": ErrorRow(401),
+        "INSUFFICIENT_RIGHTS": ErrorRow(403),
+        # dialects.md §4 Decision: retry when the last run did not fail is 400
+        "RETRY_NOT_ALLOWED": ErrorRow(400),
+        "OPERATION_INVALID_FOR_STATE": ErrorRow(400),
+        "JOB_BEING_DELETED": ErrorRow(400),
+        "OPERATION_NOT_CANCELLABLE": ErrorRow(400),
+        # a deletion whose Operation was deleted out of band (native API, gRPC)
+        "OPERATION_NOT_FOUND": ErrorRow(404, message="Task {tid} not found."),
+    },
+    by_code={
+        grpc.StatusCode.INVALID_ARGUMENT: ErrorRow(400),
+        grpc.StatusCode.FAILED_PRECONDITION: ErrorRow(400),
+        grpc.StatusCode.NOT_FOUND: ErrorRow(404),
+        grpc.StatusCode.ALREADY_EXISTS: ErrorRow(409),
+        grpc.StatusCode.ABORTED: ErrorRow(409),
+        grpc.StatusCode.UNAUTHENTICATED: ErrorRow(401),
+        grpc.StatusCode.PERMISSION_DENIED: ErrorRow(403),
+        grpc.StatusCode.UNAVAILABLE: ErrorRow(503),
+        grpc.StatusCode.DEADLINE_EXCEEDED: ErrorRow(504),
+    },
+)
+# dialects.md §4 Decision: deleting a NAS/agent job, or one being deleted, is 404
+DELETE_ERRORS = {"JOB_TYPE_NOT_DELETABLE": JOB_NOT_FOUND, "JOB_BEING_DELETED": JOB_NOT_FOUND}
+# the deletion finished (or was cancelled) since the gateway last looked
+CANCEL_ERRORS = {"OPERATION_NOT_CANCELLABLE": TASK_FINISHED}
+ACTION_REQUESTS: dict[str, type[Message]] = {
+    "StartJob": pb.StartJobRequest,
+    "StopJob": pb.StopJobRequest,
+    "RetryJob": pb.RetryJobRequest,
+    "ToggleJob": pb.ToggleJobRequest,
 }
-
-
-@dataclass(frozen=True)
-class Kind:
-    """Generic, NAS or agent jobs: where they live and how they are named."""
-
-    path: str
-    types: tuple[int, ...]
-    # entity type, also the URN kind; reference type
-    entity: str
-    reference: str
-    # NAS jobs take their action as a path segment, the others as ?action=
-    action_in_path: bool = False
-
-    def href(self, base: str, job_id: str) -> str:
-        return f"{base}/api/{self.path}/{job_id}"
-
-    def action_href(self, base: str, job_id: str, action: str) -> str:
-        href = self.href(base, job_id)
-        return f"{href}/{action}" if self.action_in_path else f"{href}?action={action}"
-
-    @property
-    def filter(self) -> str:
-        return " OR ".join(f'type = "{B.JobType.Name(t)}"' for t in self.types)  # type: ignore[arg-type]
-
-
-GENERIC = Kind("jobs", (B.BACKUP, B.REPLICA, B.BACKUP_COPY), "Job", "JobReference")
-NAS = Kind("nas/jobs", (B.NAS,), "NasJob", "NasJobReference", action_in_path=True)
-AGENT = Kind("agents/jobs", (B.AGENT,), "AgentBackupJob", "AgentBackupJobReference")
 
 
 def _unauthenticated(reason: str, message: str) -> GatewayError:
     return gateway_error(grpc.StatusCode.UNAUTHENTICATED, reason, message)
 
 
-def _job_not_found(job_id: str) -> GatewayError:
-    return gateway_error(grpc.StatusCode.NOT_FOUND, "JOB_NOT_FOUND", f"Job {job_id} not found.")
-
-
-def _base(request: Request) -> str:
-    host = request.headers.get("host") or "localhost"
-    return f"{request.scope.get('scheme', 'http')}://{host}"
-
-
-def _wants_json(request: Request) -> bool:
-    """JSON only when the Accept header prefers application/json over XML."""
-    best = {"json": -1.0, "xml": -1.0}
-    for part in request.headers.get("accept", "").split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        kind = {"application/json": "json", "application/xml": "xml"}.get(media.lower())
-        if kind is None:
-            continue
-        quality = 1.0
-        for param in params:
-            key, _, value = param.partition("=")
-            if key.strip() == "q":
-                try:
-                    quality = float(value)
-                except ValueError:
-                    quality = 0.0
-        best[kind] = max(best[kind], quality)
-    return best["json"] > 0 and best["json"] >= best["xml"]
+def _not_found(reason: str, message: str) -> GatewayError:
+    return gateway_error(grpc.StatusCode.NOT_FOUND, reason, message)
 
 
 class VeeamDialect(Dialect):
@@ -123,49 +98,99 @@ class VeeamDialect(Dialect):
 
     name = "veeam"
     case_insensitive = True
+    trailing_slash = True
     forward_authorization: ClassVar[bool] = False
+    errors = ERRORS
 
     def __init__(self, users: dict[str, User], idle: float, collection: str) -> None:
         self.sessions = Sessions(users, idle)
         self.parent = f"collections/{collection}"
+        # (template of a BY_ACTION row, action in lower case) -> the row that runs
+        self.by_action: dict[tuple[Template, str], Route] = {}
         read, operate, delete = Right.READ, Right.OPERATE, Right.DELETE
-        rows: list[Route] = []
-
-        def add(method: str, path: str, handler: Handler, right: Right | None = read) -> None:
-            rows.append(self.route(method, path, handler, data=right))
-
-        add("GET", "/api", self.entry_point, None)
-        add("GET", "/api/", self.entry_point, None)
-        add("POST", "/api/sessionMngr", self.logon, None)
-        add("POST", "/api/sessionMngr/", self.logon, None)
-        add("DELETE", "/api/logonSessions/{sid}", self.logoff)
-        for kind in (GENERIC, NAS, AGENT):
-            add("GET", f"/api/{kind.path}", self._lister(kind))
-            add("GET", f"/api/{kind.path}/{{id}}", self._getter(kind))
-            if kind.action_in_path:
-                add("POST", f"/api/{kind.path}/{{id}}/{{action}}", self._actor(kind), operate)
-            else:
-                add("POST", f"/api/{kind.path}/{{id}}", self._actor(kind), operate)
-        add("DELETE", "/api/jobs/{id}", self.delete_job, delete)
-        add("GET", "/api/tasks", self.list_tasks)
-        add("GET", "/api/tasks/{tid}", self.get_task)
-        add("DELETE", "/api/tasks/{tid}", self.cancel_task)
+        row = self.row
+        rows = [
+            row("GET", "/api", None, None, self.entry_point),
+            row("POST", "/api/sessionMngr", None, None, self.logon, 201, name=LOGON),
+            row("GET", "/api/logonSessions", None, None, self.list_sessions, data=read),
+            row("GET", "/api/logonSessions/{sid}", None, None, self.get_session, data=read),
+            row("DELETE", "/api/logonSessions/{sid}", None, None, self.logoff, 204, data=read),
+            row("DELETE", "/api/jobs/{id}", "DeleteJob", self.build_delete, self.render_delete,
+                202, errors=DELETE_ERRORS, data=delete),
+            row("GET", "/api/tasks", "ListOperations", self.build_list_tasks,
+                self.render_list_tasks, data=read),
+            row("GET", "/api/tasks/{tid}", "GetOperation", self.build_get_task,
+                self.render_get_task, data=read),
+            row("DELETE", "/api/tasks/{tid}", "CancelOperation", self.build_cancel_task,
+                self.render_cancel_task, 204, errors=CANCEL_ERRORS, data=read),
+        ]  # fmt: skip
+        for kind in codec.KINDS:
+            rows += self._job_rows(kind, read, operate)
         super().__init__(rows)
+
+    def _job_rows(self, kind: Kind, read: Right, operate: Right) -> list[Route]:
+        """A family's list, get and action rows (NAS: `/{action}`; others: `?action=`)."""
+        path = f"/api/{kind.path}"
+        build_list = functools.partial(self.build_list_jobs, kind)
+        render_list = functools.partial(render_jobs, kind)
+        render_one = functools.partial(render_job, kind)
+        rows = [
+            self.row("GET", path, "ListJobs", build_list, render_list, data=read),
+            self.row("GET", path + "/{id}", "GetJob", self.build_get_job, render_one, data=read),
+        ]
+        if not kind.action_in_path:  # the row `?action=` is looked up from (resolve)
+            rows.append(self.row("POST", path + "/{id}", None, None, refuse_action,
+                                 name=BY_ACTION, data=operate))  # fmt: skip
+        for action in codec.ACTIONS:
+            build = functools.partial(self.build_action, kind, action)
+            render = functools.partial(self.render_action, action)
+            suffix = f"/{action.spelling}" if kind.action_in_path else ""
+            one = self.row("POST", f"{path}/{{id}}{suffix}", action.rpc, build, render, 202,
+                           data=operate)  # fmt: skip
+            if kind.action_in_path:
+                rows.append(one)
+            else:
+                self.by_action[(rows[-1].template, action.spelling.lower())] = one
+        return rows
 
     # --- the seam ---------------------------------------------------------------------
 
-    def claims(self, request: Any) -> bool:
-        path: str = request.path
-        low = path.lower()
+    def claims(self, request: Request) -> bool:
+        low = request.path.lower()
         return low == "/api" or low.startswith("/api/")
 
-    def check_headers(self, ex: Exchange) -> None:
-        """The session token (cookie first, then header) and the route's right."""
-        assert ex.route is not None
-        right: Right | None = ex.route.data
-        if right is None:
-            return
-        token = _cookie(ex.request) or ex.request.headers.get(TOKEN.lower(), "")
+    def resolve(self, request: Request) -> tuple[Route, dict[str, str]]:
+        """The seam's routing, then `?action=` (any case) picks the action's own row; an
+        unknown or missing action stays on the row that refuses it (after the session
+        check, like every other refusal)."""
+        route, params = super().resolve(request)
+        if route.name == BY_ACTION:
+            action = dict(request.query()).get("action", "").lower()
+            route = self.by_action.get((route.template, action), route)
+        return route, params
+
+    def check_headers(self, incoming: Incoming) -> None:
+        """Logon: the version and the Basic credentials (`state["user"]`). Elsewhere but
+        the entry point: a live session (`state["session"]`) with the route's right."""
+        route = incoming.route
+        assert route is not None
+        if route.name == LOGON:
+            incoming.state["user"] = self._credentials(incoming)
+        elif route.data is not None:
+            incoming.state["session"] = self._session_of(incoming, route.data)
+
+    def _credentials(self, incoming: Incoming) -> User:
+        version = incoming.query_map().get("v", "latest")
+        if version not in ("latest", *VERSIONS):
+            raise bad_request("INVALID_VERSION", f"API version {version} is not supported.")
+        user = self.sessions.authenticate(incoming.headers.get("authorization", ""))
+        if user is None:
+            raise _unauthenticated("BAD_CREDENTIALS", "The user name or password is incorrect.")
+        return user
+
+    def _session_of(self, incoming: Incoming, right: Right) -> Session:
+        """The token's session (the cookie wins over the header), if it has `right`."""
+        token = _cookie(incoming.request) or incoming.headers.get(TOKEN.lower(), "")
         session = self.sessions.find(token) if token else None
         if session is None:
             raise _unauthenticated(
@@ -177,277 +202,203 @@ class VeeamDialect(Dialect):
                 "INSUFFICIENT_RIGHTS",
                 f"The user {session.user.name} ({session.user.role}) may not do this.",
             )
-        ex.state["session"] = session
+        return session
 
-    def format_error(self, error: GatewayError, exchange: Exchange) -> Response:
-        status = error.http_status or BY_REASON.get(error.reason)
-        status = status or HTTP_STATUS.get(error.code, 500)
-        node = Node("Error", {"StatusCode": status, "Message": error.message})
-        response = self._send(exchange, status, node)
+    def format_error(self, error: GatewayError, row: ErrorRow, incoming: Incoming) -> Response:
+        """`<Error StatusCode= Message=/>` or its JSON; bad credentials name the realm."""
+        message = self.errors.message(row, error, incoming.params)
+        response = send(incoming, codec.encode_error(row.status, message), row.status)
         if error.reason == "BAD_CREDENTIALS":
             response.header("www-authenticate", 'Basic realm="RestSvc"')
         return response
 
-    # --- helpers ----------------------------------------------------------------------
+    # --- entry point and sessions (gateway-local) ---------------------------------------
 
-    @staticmethod
-    def _send(ex: Exchange, status: int, node: Node) -> Response:
-        body, content_type = encode(node, _wants_json(ex.request))
-        return Response(status, body, content_type)
+    def entry_point(self, incoming: Incoming, _: None) -> Response:
+        """`GET /api/`: no session needed; the logon links."""
+        return send(incoming, codec.encode_entry_point(incoming.base_url(), VERSIONS[-1:]))
 
-    @staticmethod
-    def _session(ex: Exchange) -> Session:
-        session: Session = ex.state["session"]
-        return session
-
-    def _job_name(self, ex: Exchange) -> str:
-        return f"{self.parent}/jobs/{ex.params['id']}"
-
-    async def _job(self, ex: Exchange, kind: Kind) -> r.Job:
-        """The job of the path, if it is of `kind` (else 404, as if it were not there)."""
-        try:
-            job: r.Job = await ex.call("GetJob", pb.GetJobRequest(name=self._job_name(ex)), r.Job)
-        except GatewayError as error:
-            if error.reason == "COLLECTION_NOT_FOUND":
-                raise _job_not_found(ex.params["id"]) from None
-            raise
-        if job.backup.job_type not in kind.types:
-            raise _job_not_found(ex.params["id"])
-        return job
-
-    @staticmethod
-    def _entity_format(ex: Exchange) -> bool:
-        """?format=Entity (True) or Ref (default, False); anything else is 400."""
-        value = dict(ex.request.query()).get("format", "Ref")
-        if value.lower() not in ("entity", "ref"):
-            raise bad_request("INVALID_QUERY", f"format must be Entity or Ref, not {value}.")
-        return value.lower() == "entity"
-
-    def _reference(self, ex: Exchange, kind: Kind, job: r.Job) -> Node:
-        job_id = job.name.rsplit("/", 1)[-1]
-        name = job.display_name or job_id
-        href = kind.href(_base(ex.request), job_id)
-        node = Node("Ref", {"UID": f"urn:veeam:{kind.entity}:{job_id}", "Name": name,
-                            "Href": href, "Type": kind.reference})  # fmt: skip
-        alternate = {"Href": f"{href}?format=Entity", "Name": name, "Type": kind.entity,
-                     "Rel": "Alternate"}  # fmt: skip
-        node.children.append(links(alternate))
-        return node
-
-    def _entity(self, ex: Exchange, kind: Kind, job: r.Job) -> Node:
-        base = _base(ex.request)
-        job_id = job.name.rsplit("/", 1)[-1]
-        name = job.display_name or job_id
-        href = kind.href(base, job_id)
-        uid = f"urn:veeam:{kind.entity}:{job_id}"
-        node = Node(kind.entity, {"Href": f"{href}?format=Entity", "Type": kind.entity,
-                                  "Name": name, "UID": uid})  # fmt: skip
-        rows = [{"Href": href, "Name": name, "Type": kind.reference, "Rel": "Alternate"}]
-        for param, _, _, _, rel in ACTIONS.values():
-            action = kind.action_href(base, job_id, param)
-            rows.append({"Href": action, "Type": "Task", "Rel": rel})
-        node.children.append(links(*rows))
-        spec = job.backup
-        node.add("JobType", JOB_TYPES.get(spec.job_type, ""))
-        node.add("Platform", PLATFORMS.get(spec.platform, ""))
-        node.add("Description", spec.description)
-        node.add("ScheduleConfigured", spec.HasField("schedule_enabled"))
-        node.add("ScheduleEnabled", spec.schedule_enabled)
-        return node
-
-    async def _resolve(self, ex: Exchange, task: TaskRecord) -> None:
-        """Bring an unfinished deletion task up to date with its Operation."""
-        if task.result is not None or not task.operation_name:
-            return
-        request = operations_pb2.GetOperationRequest(name=task.operation_name)
-        op = await ex.call_operations("GetOperation", request, operations_pb2.Operation)
-        if op.done:
-            if op.HasField("error"):
-                task.result = (False, op.error.message or "The deletion did not finish.")
-            else:
-                task.result = (True, "The job has been deleted.")
-
-    def _task_node(self, ex: Exchange, task: TaskRecord) -> Node:
-        href = f"{_base(ex.request)}/api/tasks/{task.task_id}"
-        node = Node("Task", {"Href": href, "Type": "Task"})
-        node.children.append(links({"Href": href, "Type": "Task", "Rel": "Delete"}))
-        node.add("TaskId", task.task_id)
-        node.add("State", "Running" if task.result is None else "Finished")
-        node.add("Operation", task.operation)
-        if task.result is not None:
-            success, message = task.result
-            node.children.append(Node("Result", {"Success": success}).add("Message", message))
-        return node
-
-    def _task(self, ex: Exchange) -> TaskRecord:
-        task = self._session(ex).tasks.get(ex.params["tid"])
-        if task is None:
-            raise gateway_error(grpc.StatusCode.NOT_FOUND, "TASK_NOT_FOUND",
-                                f"Task {ex.params['tid']} not found.")  # fmt: skip
-        return task
-
-    # --- entry point and sessions -----------------------------------------------------
-
-    async def entry_point(self, ex: Exchange) -> Response:
-        base = _base(ex.request)
-
-        def logon(version: str) -> Many:
-            href = f"{base}/api/sessionMngr/?v={version}"
-            return links({"Href": href, "Type": "LogonSession", "Rel": "Create"})
-
-        versions = [Node("SupportedVersion", {"Name": VERSIONS[-1]}, [logon(VERSIONS[-1])])]
-        node = Node("EnterpriseManager", {}, [logon("latest")])
-        node.children.append(Many("SupportedVersion", versions, wrapper="SupportedVersions"))
-        return self._send(ex, 200, node)
-
-    async def logon(self, ex: Exchange) -> Response:
-        """Basic credentials -> a session: 201, the token in a header, a cookie and the body."""
-        version = dict(ex.request.query()).get("v", "latest")
-        if version not in ("latest", *VERSIONS):
-            raise bad_request("INVALID_VERSION", f"API version {version} is not supported.")
-        user = self.sessions.authenticate(ex.request.headers.get("authorization", ""))
-        if user is None:
-            raise _unauthenticated("BAD_CREDENTIALS", "The user name or password is incorrect.")
-        session = self.sessions.logon(user)
-        base = _base(ex.request)
-        href = f"{base}/api/logonSessions/{session.id}"
-        node = Node("LogonSession", {"Href": href, "Type": "LogonSession"})
-        node.children.append(
-            links(
-                {"Href": href, "Type": "LogonSession", "Rel": "Delete"},
-                {"Href": f"{base}/api/jobs", "Type": "JobReferenceList", "Rel": "Down"},
-                {"Href": f"{base}/api/nas/jobs", "Type": "NasJobReferenceList", "Rel": "Down"},
-                {"Href": f"{base}/api/agents/jobs", "Type": "AgentJobReferenceList",
-                 "Rel": "Down"},
-                {"Href": f"{base}/api/tasks", "Type": "TaskList", "Rel": "Down"},
-            )
-        )  # fmt: skip
-        node.add("UserName", user.name).add("SessionId", session.id)
-        response = self._send(ex, 201, node).header(TOKEN, session.id)
+    def logon(self, incoming: Incoming, _: None) -> Response:
+        """A new session: 201, its token in a header, a cookie and the body."""
+        session = self.sessions.logon(incoming.state["user"])
+        node = codec.encode_logon_session(session, incoming.base_url())
+        response = send(incoming, node, incoming.status).header(TOKEN, session.id)
         return response.header("set-cookie", f"{TOKEN}={session.id}; Path=/api; HttpOnly")
 
-    async def logoff(self, ex: Exchange) -> Response:
-        session = self._session(ex)
-        if ex.params["sid"] != session.id:
-            raise gateway_error(grpc.StatusCode.NOT_FOUND, "SESSION_NOT_FOUND",
-                                f"Logon session {ex.params['sid']} not found.")  # fmt: skip
-        self.sessions.logoff(session.id)
-        return Response(204, b"", None)
+    def list_sessions(self, incoming: Incoming, _: None) -> Response:
+        """Only the caller's own session: a LogonSession carries its token."""
+        own = _session(incoming)
+        return send(incoming, codec.encode_logon_sessions([own], incoming.base_url()))
 
-    # --- jobs ---------------------------------------------------------------------------
+    def get_session(self, incoming: Incoming, _: None) -> Response:
+        """The caller's own LogonSession (another id is not found)."""
+        own = _own_session(incoming)
+        return send(incoming, codec.encode_logon_session(own, incoming.base_url()))
 
-    def _lister(self, kind: Kind) -> Handler:
-        async def list_jobs(ex: Exchange) -> Response:
-            entity = self._entity_format(ex)
-            jobs = await self._all_jobs(ex, kind)
-            if entity:
-                items = [self._entity(ex, kind, job) for job in jobs]
-                return self._send(ex, 200, Node(kind.entity + "s", {}, [Many(kind.entity, items)]))
-            refs = [self._reference(ex, kind, job) for job in jobs]
-            return self._send(ex, 200, Node("EntityReferences", {}, [Many("Ref", refs)]))
+    def logoff(self, incoming: Incoming, _: None) -> Response:
+        """204: the caller's own session ends (another id is not found)."""
+        self.sessions.logoff(_own_session(incoming).id)
+        return Response(incoming.status, b"", None)
 
-        return list_jobs
+    # --- jobs -------------------------------------------------------------------------
 
-    async def _all_jobs(self, ex: Exchange, kind: Kind) -> list[r.Job]:
-        jobs: list[r.Job] = []
-        token = ""
-        while True:
-            request = pb.ListJobsRequest(
-                parent=self.parent, filter=kind.filter, page_size=1000, page_token=token
-            )
-            try:
-                reply = await ex.call("ListJobs", request, pb.ListJobsResponse)
-            except GatewayError as error:
-                if error.reason == "COLLECTION_NOT_FOUND":
-                    return []
-                raise
-            jobs.extend(reply.jobs)
-            token = reply.next_page_token
-            if not token:
-                return jobs
+    def _job_name(self, incoming: Incoming) -> str:
+        return f"{self.parent}/jobs/{incoming.params['id']}"
 
-    def _getter(self, kind: Kind) -> Handler:
-        async def get_job(ex: Exchange) -> Response:
-            entity = self._entity_format(ex)
-            job = await self._job(ex, kind)
-            node = self._entity(ex, kind, job) if entity else self._reference(ex, kind, job)
-            return self._send(ex, 200, node)
+    def build_list_jobs(self, kind: Kind, incoming: Incoming) -> pb.ListJobsRequest:
+        """One page of the family's jobs (a list holds at most MAX_LISTED_JOBS)."""
+        _format(incoming)
+        return pb.ListJobsRequest(
+            parent=self.parent,
+            page_size=codec.MAX_LISTED_JOBS,
+            allow_missing=True,
+            structured_filter=codec.type_filter(kind),
+        )
 
-        return get_job
+    def build_get_job(self, incoming: Incoming) -> pb.GetJobRequest:
+        """GetJob (the core finds a backup job's GUID in any case)."""
+        _format(incoming)
+        return pb.GetJobRequest(name=self._job_name(incoming))
 
-    def _actor(self, kind: Kind) -> Handler:
-        async def act(ex: Exchange) -> Response:
-            if kind.action_in_path:
-                action = ex.params["action"]
-                if action.lower() not in ACTIONS:
-                    raise not_found(ex.request.path)
-            else:
-                action = dict(ex.request.query()).get("action", "")
-                if action.lower() not in ACTIONS:
-                    raise bad_request(
-                        "INVALID_ACTION",
-                        "action must be start, stop, retry or toggleScheduleEnabled.",
-                    )
-            _, method, operation, message, _ = ACTIONS[action.lower()]
-            job = await self._job(ex, kind)
-            request: Any
-            if not method:  # the toggle: from what the job is now, guarded by its etag
-                enabled = job.backup.schedule_enabled
-                method = "PauseJob" if enabled else "ResumeJob"
-                kind_of = pb.PauseJobRequest if enabled else pb.ResumeJobRequest
-                request = kind_of(name=job.name, etag=job.etag)
-                message = f"The schedule has been {'disabled' if enabled else 'enabled'}."
-            else:
-                request = getattr(pb, method + "Request")(name=job.name)
-            await ex.call(method, request, r.Job)
-            task = self.sessions.add_task(self._session(ex), operation, result=(True, message))
-            return self._send(ex, 202, self._task_node(ex, task))
+    def build_action(self, kind: Kind, action: Action, incoming: Incoming) -> Message:
+        """The action, only on a job of the route's family (else JOB_TYPE_MISMATCH)."""
+        request = ACTION_REQUESTS[action.rpc](name=self._job_name(incoming))
+        request.preconditions.types.extend(kind.type_names)  # type: ignore[attr-defined]
+        return request
 
-        return act
+    def render_action(self, action: Action, incoming: Incoming, job: r.Job) -> Response:
+        """A finished Task of the caller's session."""
+        message = action.message or codec.toggle_message(job)
+        task = self.sessions.add_task(_session(incoming), action.operation, result=(True, message))
+        return send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
-    async def delete_job(self, ex: Exchange) -> Response:
-        """202 with a DeleteJob task backed by the deletion's Operation."""
-        request = pb.DeleteJobRequest(name=self._job_name(ex))
-        try:
-            op = await ex.call("DeleteJob", request, operations_pb2.Operation)
-        except GatewayError as error:
-            if error.reason in ("JOB_BEING_DELETED", "JOB_TYPE_NOT_DELETABLE"):
-                raise _job_not_found(ex.params["id"]) from None
-            raise
-        task = self.sessions.add_task(self._session(ex), "DeleteJob", operation_name=op.name)
-        await self._resolve(ex, task)
-        return self._send(ex, 202, self._task_node(ex, task))
+    def build_delete(self, incoming: Incoming) -> pb.DeleteJobRequest:
+        """DeleteJob: NAS/agent jobs and jobs being deleted are refused by the core (the
+        row's errors make that 404)."""
+        return pb.DeleteJobRequest(name=self._job_name(incoming))
 
-    # --- tasks --------------------------------------------------------------------------
+    def render_delete(self, incoming: Incoming, op: operations_pb2.Operation) -> Response:
+        """A DeleteJob Task tracking the deletion's Operation (Finished if it is done)."""
+        task = self.sessions.add_task(_session(incoming), "DeleteJob", operation_name=op.name)
+        task.finish(codec.decode_operation_result(op))
+        return send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
-    async def list_tasks(self, ex: Exchange) -> Response:
-        tasks = list(self._session(ex).tasks.values())
-        for task in tasks:
-            await self._resolve(ex, task)
-        items = [self._task_node(ex, task) for task in tasks]
-        return self._send(ex, 200, Node("TaskList", {}, [Many("Task", items)]))
+    # --- tasks (gateway-local records, brought up to date from their Operations) -------
 
-    async def get_task(self, ex: Exchange) -> Response:
-        task = self._task(ex)
-        await self._resolve(ex, task)
-        return self._send(ex, 200, self._task_node(ex, task))
+    def build_list_tasks(self, incoming: Incoming) -> operations_pb2.ListOperationsRequest | None:
+        """One ListOperations naming the newest unresolved deletions; none: no call."""
+        asked = _session(incoming).unresolved(codec.MAX_ASKED_OPERATIONS)
+        # render resolves exactly these (tasks added meanwhile were not asked about)
+        incoming.state["asked"] = asked
+        if not asked:
+            return None
+        names = [task.operation_name for task in asked]
+        return operations_pb2.ListOperationsRequest(
+            filter=codec.encode_operations_filter(names), page_size=len(names)
+        )
 
-    async def cancel_task(self, ex: Exchange) -> Response:
-        """Cancel an unfinished deletion (the job stays); a finished task is 400."""
-        task = self._task(ex)
-        await self._resolve(ex, task)
-        finished = bad_request("TASK_FINISHED", f"Task {task.task_id} has already finished.")
-        if task.result is not None:
-            raise finished
-        request = operations_pb2.CancelOperationRequest(name=task.operation_name)
-        try:
-            await ex.call_operations("CancelOperation", request, empty_pb2.Empty)
-        except GatewayError as error:
-            if error.reason == "OPERATION_NOT_CANCELLABLE":
-                raise finished from None
-            raise
-        await self._resolve(ex, task)
-        return Response(204, b"", None)
+    def render_list_tasks(
+        self, incoming: Incoming, reply: operations_pb2.ListOperationsResponse | None
+    ) -> Response:
+        """Resolve the tasks the request asked about (absent: untracked), then list them."""
+        found = {op.name: op for op in reply.operations} if reply is not None else {}
+        for task in incoming.state["asked"]:
+            op = found.get(task.operation_name)
+            task.finish(codec.decode_operation_result(op) if op is not None else codec.UNTRACKED)
+        tasks = list(_session(incoming).tasks.values())
+        return send(incoming, codec.encode_tasks(tasks, incoming.base_url()))
+
+    def build_get_task(self, incoming: Incoming) -> operations_pb2.GetOperationRequest | None:
+        """GetOperation of an unresolved deletion; none for action and finished tasks."""
+        task = _task(incoming)
+        if not task.unresolved:
+            return None
+        return operations_pb2.GetOperationRequest(name=task.operation_name)
+
+    def render_get_task(self, incoming: Incoming, op: operations_pb2.Operation | None) -> Response:
+        """The task, resolved by its Operation if one was read."""
+        task = _task(incoming)
+        if op is not None:
+            task.finish(codec.decode_operation_result(op))
+        return send(incoming, codec.encode_task(task, incoming.base_url()))
+
+    def build_cancel_task(self, incoming: Incoming) -> operations_pb2.CancelOperationRequest | None:
+        """Cancel an unresolved deletion; a finished task needs no call (render removes it)."""
+        task = _task(incoming)
+        if not task.unresolved:
+            return None
+        return operations_pb2.CancelOperationRequest(name=task.operation_name)
+
+    def render_cancel_task(self, incoming: Incoming, reply: object) -> Response:
+        """204: a finished task is removed; a cancelled deletion stays, Finished, not
+        successful."""
+        task = _task(incoming)
+        if reply is None:
+            _session(incoming).tasks.pop(task.task_id, None)
+        else:
+            task.finish(codec.CANCELLED)
+        return Response(incoming.status, b"", None)
+
+
+# --- pure helpers of the rows ---------------------------------------------------------
+
+
+def send(incoming: Incoming, node: codec.Node, status: int = 200) -> Response:
+    """`node` in the representation the request's Accept header asks for."""
+    body, content_type = codec.encode(node, codec.decode_accept(incoming.headers.get("accept", "")))
+    return Response(status, body, content_type)
+
+
+def _format(incoming: Incoming) -> bool:
+    """`?format=Entity` (True) or Ref (False); anything else is 400."""
+    entity = codec.decode_format(incoming.query_map())
+    if entity is None:
+        value = incoming.query_map().get("format", "")
+        raise bad_request("INVALID_QUERY", f"format must be Entity or Ref, not {value}.")
+    return entity
+
+
+def render_jobs(kind: Kind, incoming: Incoming, reply: pb.ListJobsResponse) -> Response:
+    """References (EntityReferences of Refs), or entities with ?format=Entity."""
+    node = codec.encode_jobs(kind, reply.jobs, incoming.base_url(), _format(incoming))
+    return send(incoming, node)
+
+
+def render_job(kind: Kind, incoming: Incoming, job: r.Job) -> Response:
+    """The job's EntityRef, or its entity; a job of another family is not there."""
+    if job.backup.job_type not in kind.types:
+        raise _not_found("JOB_NOT_FOUND", f"Job {incoming.params['id']} not found.")
+    base = incoming.base_url()
+    if _format(incoming):
+        return send(incoming, codec.encode_job(kind, job, base))
+    return send(incoming, codec.encode_reference(kind, job, base, tag="EntityRef"))
+
+
+def refuse_action(incoming: Incoming, _: None) -> Response:
+    """`?action=` missing or not one of the four: 400 (no call)."""
+    names = ", ".join(action.spelling for action in codec.ACTIONS)
+    raise bad_request("INVALID_ACTION", f"action must be one of {names}.")
+
+
+def _session(incoming: Incoming) -> Session:
+    session: Session = incoming.state["session"]
+    return session
+
+
+def _own_session(incoming: Incoming) -> Session:
+    """The caller's session if the path names it; any other id is not found."""
+    session = _session(incoming)
+    if incoming.params["sid"] != session.id:
+        raise _not_found("SESSION_NOT_FOUND", f"Logon session {incoming.params['sid']} not found.")
+    return session
+
+
+def _task(incoming: Incoming) -> TaskRecord:
+    """The caller's task of the path (another session's is not found)."""
+    task = _session(incoming).tasks.get(incoming.params["tid"])
+    if task is None:
+        raise _not_found("TASK_NOT_FOUND", f"Task {incoming.params['tid']} not found.")
+    return task
 
 
 def _cookie(request: Request) -> str:

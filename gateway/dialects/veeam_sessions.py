@@ -79,6 +79,17 @@ class TaskRecord:
     # (success, message) once finished
     result: tuple[bool, str] | None = None
 
+    @property
+    def unresolved(self) -> bool:
+        """A deletion whose outcome the gateway has not seen yet (it asks the server)."""
+        return self.result is None and bool(self.operation_name)
+
+    def finish(self, result: tuple[bool, str] | None) -> None:
+        """Record the outcome once: the first one seen stays (concurrent readers of the same
+        Operation agree anyway; a cancellation seen first is not overwritten)."""
+        if self.result is None and result is not None:
+            self.result = result
+
 
 @dataclass
 class Session:
@@ -86,6 +97,11 @@ class Session:
     user: User
     last_seen: float
     tasks: OrderedDict[str, TaskRecord] = field(default_factory=OrderedDict)
+
+    def unresolved(self, limit: int) -> list[TaskRecord]:
+        """The newest `limit` unresolved deletion tasks, oldest first."""
+        found = [task for task in reversed(self.tasks.values()) if task.unresolved][:limit]
+        return found[::-1]
 
 
 class Sessions:
@@ -138,6 +154,7 @@ class Sessions:
         return session
 
     def logoff(self, token: str) -> None:
+        """End the session (its tasks go with it)."""
         self._sessions.pop(token, None)
 
     def add_task(

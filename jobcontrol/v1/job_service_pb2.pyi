@@ -50,8 +50,9 @@ Global___TaskDisposition: _TypeAlias = TaskDisposition  # noqa: Y015
 
 @_typing.final
 class Preconditions(_message.Message):
-    """Conditions a write is made under, beside `etag` (If-Match). Unmet: ABORTED with
-    reason CONDITION_NOT_MET (ETAG_MISMATCH for `etag`).
+    """Conditions a write is made under, beside `etag` (If-Match: the request's `etag`, or
+    `job.etag`, must equal the current etag; "*" matches any existing resource). Unmet:
+    ABORTED with reason CONDITION_NOT_MET (ETAG_MISMATCH for `etag`).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -63,7 +63,8 @@ def check_conditions(
     target: Versioned | None, pre: Preconditions, name: str = "", kind: str | None = None
 ) -> None:
     """The one check of a write's conditions, made inside the write's transaction:
-    etag first (ETAG_MISMATCH), then the none-match and time conditions (CONDITION_NOT_MET),
+    etag first (ETAG_MISMATCH; `*` matches any existing resource), then the none-match and
+    time conditions (CONDITION_NOT_MET),
     then the job's type (JOB_TYPE_MISMATCH, `kind`). `target` None: the resource does not
     exist (a create), which meets If-None-Match and If-Modified-Since and fails the rest."""
     key = "job" if "/jobs/" in (target.name if target else name) else "collection"
@@ -76,7 +77,7 @@ def check_conditions(
                 resource=name,
             )
         return
-    if pre.etag and pre.etag != target.etag:
+    if pre.etag and pre.etag not in ("*", target.etag):
         raise DomainError(
             Reason.ETAG_MISMATCH,
             f"etag {pre.etag!r} does not match the current etag of {target.name}",

@@ -248,6 +248,10 @@ class Jobs:
         engine.check_not_locked(rules, job, "update")
         old = engine.document(rules, job)
         new = documents.apply_paths(old, patch, [p for p in resolved if p != "state"])
+        # what the job would be is judged first (bad input), then who may change what when
+        check_document(new, rules.spec_key)
+        engine.check_required(rules, new)
+        engine.check_values(rules, new, old)
         engine.check_field_changes(rules, job, old, new, resolved)
         requested = patch.get("state") if "state" in resolved else None
         target = State[requested] if requested else job.state
@@ -255,9 +259,6 @@ class Jobs:
             engine.check_client_state(rules, job, target, new)
         if new == old and target is job.state:
             return engine.strip_input_only(rules, job)  # nothing changes: nothing is written
-        check_document(new, rules.spec_key)
-        engine.check_required(rules, new)
-        engine.check_values(rules, new, old)
         new_spec = new.get(rules.spec_key) or {}
         if new_spec.get("recurrence") != job.spec.get("recurrence"):
             collection = await load_collection(tx, job.collection_id)

@@ -1,0 +1,134 @@
+"""Scheduler JSON values as pure functions: times, durations, enum words, checked members."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from jobcontrol.gateway.errors import GatewayError, bad_request
+
+__all__ = [
+    "array", "bad", "decode_duration", "decode_time", "encode_duration", "format_time",
+    "integer", "members", "pick", "string", "word",
+]  # fmt: skip
+
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?$")
+_ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def bad(path: str, why: str) -> GatewayError:
+    """400 INVALID_BODY about the member at `path`."""
+    return bad_request("INVALID_BODY", f"{path}: {why}", field=path)
+
+
+def pick(table: dict[str, Any], value: Any, path: str) -> Any:
+    """The enum value of a JSON word, in any case."""
+    if not isinstance(value, str):
+        raise bad(path, "must be a string")
+    for key, mapped in table.items():
+        if key.lower() == value.lower():
+            return mapped
+    raise bad(path, f"unknown value {value!r} (allowed: {', '.join(table)})")
+
+
+def word(table: dict[str, Any], value: int) -> str | None:
+    """The JSON word of an enum value (None for one the table does not have)."""
+    return next((key for key, mapped in table.items() if mapped == value), None)
+
+
+def members(value: Any, keys: set[str] | dict[str, str], path: str) -> dict[str, Any]:
+    """An object whose members are all among `keys`."""
+    if not isinstance(value, dict):
+        raise bad(path, "must be an object")
+    unknown = set(value) - set(keys)
+    if unknown:
+        raise bad(path, f"unknown fields {', '.join(sorted(unknown))}")
+    return value
+
+
+def integer(value: Any, path: str) -> int:
+    """A JSON integer within int32."""
+    # JSON true/false are ints to Python, never to the Scheduler API
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(path, "must be an integer")
+    if not -(2**31) <= value < 2**31:
+        raise bad(path, "out of range")
+    return value
+
+
+def string(value: Any, path: str) -> str:
+    """A JSON string."""
+    if not isinstance(value, str):
+        raise bad(path, "must be a string")
+    return value
+
+
+def array(value: Any, path: str) -> list[Any]:
+    """A JSON array."""
+    if not isinstance(value, list):
+        raise bad(path, "must be an array")
+    return value
+
+
+def decode_time(value: Any, path: str) -> timestamp_pb2.Timestamp:
+    """An ISO 8601 time (no zone: UTC)."""
+    text = string(value, path)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        stamp = timestamp_pb2.Timestamp()
+        stamp.FromDatetime(moment.astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise bad(path, f"not an ISO 8601 time: {text!r}") from None
+    return stamp
+
+
+def decode_duration(value: Any, path: str) -> duration_pb2.Duration:
+    """`00:00:30` (a .NET TimeSpan, `d.hh:mm:ss.fffffff`) or `PT30S` (ISO 8601)."""
+    text = string(value, path)
+    parts = _duration_parts(text)
+    if parts is None:
+        raise bad(path, f"not a duration: {text!r} (e.g. 00:00:30)")
+    out = duration_pb2.Duration()
+    try:
+        out.FromTimedelta(timedelta(**parts))
+    except (ValueError, OverflowError):
+        raise bad(path, f"duration out of range: {text!r}") from None
+    return out
+
+
+def _duration_parts(text: str) -> dict[str, float] | None:
+    """The days, hours, minutes and seconds of a TimeSpan or ISO 8601 duration."""
+    span, iso = _TIMESPAN.match(text), _ISO_DURATION.match(text)
+    if span:
+        days, hours, minutes, seconds, fraction = span.groups()
+        seconds = f"{seconds}.{fraction or 0}"
+    elif iso and text not in ("P", "PT"):
+        days, hours, minutes, seconds = iso.groups()
+    else:
+        return None
+    return {"days": float(days or 0), "hours": float(hours or 0),
+            "minutes": float(minutes or 0), "seconds": float(seconds or 0)}  # fmt: skip
+
+
+def format_time(stamp: timestamp_pb2.Timestamp) -> str:
+    """RFC 3339 in UTC with `Z`, fractions only when present."""
+    moment = stamp.ToDatetime(tzinfo=UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def encode_duration(duration: duration_pb2.Duration) -> str:
+    """A TimeSpan `hh:mm:ss` (days as `d.hh:mm:ss`)."""
+    total = int(duration.ToTimedelta().total_seconds())
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    text = f"{hours:02d}:{minutes:02d}:{seconds:02d}"
+    return f"{days}.{text}" if days else text

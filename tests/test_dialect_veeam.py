@@ -19,7 +19,7 @@ import orjson
 import pytest
 from google.longrunning import operations_pb2
 
-from jobcontrol.gateway.dialects import veeam
+from jobcontrol.gateway.dialects import veeam_errors
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.dialects.veeam import VeeamDialect
 from jobcontrol.gateway.dialects.veeam_sessions import parse_users
@@ -2510,10 +2510,10 @@ def test_error_cases_cover_every_row_of_the_dialects_tables() -> None:
     """Errors: the parametrized cases below walk every row of the error table, its codes and
     the routes' own rows (a row added without a case fails here)."""
     covered = {(table, key) for table, key, *_ in ERROR_CASES}
-    rows: set[tuple[str, Any]] = {("reason", k) for k in veeam.ERRORS.by_reason}
-    rows |= {("code", k) for k in veeam.ERRORS.by_code}
-    rows |= {("delete", k) for k in veeam.DELETE_ERRORS}
-    rows |= {("cancel", k) for k in veeam.CANCEL_ERRORS}
+    rows: set[tuple[str, Any]] = {("reason", k) for k in veeam_errors.ERRORS.by_reason}
+    rows |= {("code", k) for k in veeam_errors.ERRORS.by_code}
+    rows |= {("delete", k) for k in veeam_errors.DELETE_ERRORS}
+    rows |= {("cancel", k) for k in veeam_errors.CANCEL_ERRORS}
     assert {c for c in covered if c[0] != "standard"} == rows
 
 

@@ -12,6 +12,7 @@ from google.longrunning import operations_pb2
 from google.rpc import status_pb2
 
 from jobcontrol.gateway.dialects import veeam_codec as codec
+from jobcontrol.gateway.dialects import veeam_tree as tree
 from jobcontrol.gateway.dialects.veeam_sessions import Session, TaskRecord, User
 from jobcontrol.service.core import filters
 from jobcontrol.v1 import resources_pb2 as res
@@ -32,15 +33,15 @@ def job(job_type: Any = Backup.BACKUP, **spec: Any) -> res.Job:
     )
 
 
-def xml_of(node: codec.Node) -> ET.Element:
-    body, content_type = codec.encode(node, as_json=False)
+def xml_of(node: tree.Node) -> ET.Element:
+    body, content_type = tree.encode(node, as_json=False)
     assert content_type == "application/xml; charset=utf-8"
     assert body.startswith(b"<?xml version='1.0' encoding='utf-8'?>")
     return ET.fromstring(body)
 
 
-def json_of(node: codec.Node) -> Any:
-    body, content_type = codec.encode(node, as_json=True)
+def json_of(node: tree.Node) -> Any:
+    body, content_type = tree.encode(node, as_json=True)
     assert content_type == "application/json; charset=utf-8"
     return orjson.loads(body)
 

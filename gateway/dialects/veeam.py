@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import functools
-from http.cookies import CookieError, SimpleCookie
 from typing import ClassVar
 
 import grpc
@@ -18,65 +17,24 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
 from jobcontrol.gateway.dialects import veeam_codec as codec
+from jobcontrol.gateway.dialects import veeam_errors
+from jobcontrol.gateway.dialects import veeam_rows as rows
 from jobcontrol.gateway.dialects.base import Dialect
-from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
+from jobcontrol.gateway.dialects.error_table import ErrorRow
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.dialects.routing import Route
 from jobcontrol.gateway.dialects.veeam_codec import Action, Kind
-from jobcontrol.gateway.dialects.veeam_sessions import Right, Session, Sessions, TaskRecord, User
+from jobcontrol.gateway.dialects.veeam_sessions import Right, Session, Sessions, User
 from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
 from jobcontrol.gateway.http import Request, Response
 from jobcontrol.gateway.templates import Template
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
-TOKEN = "X-RestSvcSessionId"
 VERSIONS = ("v1_4", "v1_5", "v1_6", "v1_7")
 # route names with a meaning here: Basic credentials instead of a session; a row whose
 # `?action=` picks the row that runs (resolve)
 LOGON, BY_ACTION = "logon", "by-action"
-JOB_NOT_FOUND = ErrorRow(404, message="Job {id} not found.")
-TASK_FINISHED = ErrorRow(400, message="Task {tid} has already finished.")
-
-# Enterprise Manager's Error body has no code of its own: StatusCode is the code
-ERRORS = ErrorTable(
-    by_reason={
-        "JOB_NOT_FOUND": JOB_NOT_FOUND,
-        "COLLECTION_NOT_FOUND": JOB_NOT_FOUND,
-        # a job of another family than the route's (preconditions.types)
-        "JOB_TYPE_MISMATCH": JOB_NOT_FOUND,
-        "TASK_NOT_FOUND": ErrorRow(404, message="Task {tid} not found."),
-        "SESSION_NOT_FOUND": ErrorRow(404, message="Logon session {sid} not found."),
-        "ROUTE_NOT_FOUND": ErrorRow(404),
-        "METHOD_NOT_ALLOWED": ErrorRow(405),
-        "BODY_TOO_LARGE": ErrorRow(413),
-        "BAD_CREDENTIALS": ErrorRow(401),
-        "SESSION_REQUIRED": ErrorRow(401),
-        "INSUFFICIENT_RIGHTS": ErrorRow(403),
-        # dialects.md §4 Decision: retry when the last run did not fail is 400
-        "RETRY_NOT_ALLOWED": ErrorRow(400),
-        "OPERATION_INVALID_FOR_STATE": ErrorRow(400),
-        "JOB_BEING_DELETED": ErrorRow(400),
-        "OPERATION_NOT_CANCELLABLE": ErrorRow(400),
-        # a deletion whose Operation was deleted out of band (native API, gRPC)
-        "OPERATION_NOT_FOUND": ErrorRow(404, message="Task {tid} not found."),
-    },
-    by_code={
-        grpc.StatusCode.INVALID_ARGUMENT: ErrorRow(400),
-        grpc.StatusCode.FAILED_PRECONDITION: ErrorRow(400),
-        grpc.StatusCode.NOT_FOUND: ErrorRow(404),
-        grpc.StatusCode.ALREADY_EXISTS: ErrorRow(409),
-        grpc.StatusCode.ABORTED: ErrorRow(409),
-        grpc.StatusCode.UNAUTHENTICATED: ErrorRow(401),
-        grpc.StatusCode.PERMISSION_DENIED: ErrorRow(403),
-        grpc.StatusCode.UNAVAILABLE: ErrorRow(503),
-        grpc.StatusCode.DEADLINE_EXCEEDED: ErrorRow(504),
-    },
-)
-# dialects.md §4 Decision: deleting a NAS/agent job, or one being deleted, is 404
-DELETE_ERRORS = {"JOB_TYPE_NOT_DELETABLE": JOB_NOT_FOUND, "JOB_BEING_DELETED": JOB_NOT_FOUND}
-# the deletion finished (or was cancelled) since the gateway last looked
-CANCEL_ERRORS = {"OPERATION_NOT_CANCELLABLE": TASK_FINISHED}
 ACTION_REQUESTS: dict[str, type[Message]] = {
     "StartJob": pb.StartJobRequest,
     "StopJob": pb.StopJobRequest,
@@ -89,10 +47,6 @@ def _unauthenticated(reason: str, message: str) -> GatewayError:
     return gateway_error(grpc.StatusCode.UNAUTHENTICATED, reason, message)
 
 
-def _not_found(reason: str, message: str) -> GatewayError:
-    return gateway_error(grpc.StatusCode.NOT_FOUND, reason, message)
-
-
 class VeeamDialect(Dialect):
     """Veeam Backup Enterprise Manager: sessions, jobs (generic, NAS, agent), tasks."""
 
@@ -100,7 +54,7 @@ class VeeamDialect(Dialect):
     case_insensitive = True
     trailing_slash = True
     forward_authorization: ClassVar[bool] = False
-    errors = ERRORS
+    errors = veeam_errors.ERRORS
 
     def __init__(self, users: dict[str, User], idle: float, collection: str) -> None:
         self.sessions = Sessions(users, idle)
@@ -116,13 +70,13 @@ class VeeamDialect(Dialect):
             row("GET", "/api/logonSessions/{sid}", None, None, self.get_session, data=read),
             row("DELETE", "/api/logonSessions/{sid}", None, None, self.logoff, 204, data=read),
             row("DELETE", "/api/jobs/{id}", "DeleteJob", self.build_delete, self.render_delete,
-                202, errors=DELETE_ERRORS, data=delete),
+                202, errors=veeam_errors.DELETE_ERRORS, data=delete),
             row("GET", "/api/tasks", "ListOperations", self.build_list_tasks,
                 self.render_list_tasks, data=read),
             row("GET", "/api/tasks/{tid}", "GetOperation", self.build_get_task,
                 self.render_get_task, data=read),
             row("DELETE", "/api/tasks/{tid}", "CancelOperation", self.build_cancel_task,
-                self.render_cancel_task, 204, errors=CANCEL_ERRORS, data=read),
+                self.render_cancel_task, 204, errors=veeam_errors.CANCEL_ERRORS, data=read),
         ]  # fmt: skip
         for kind in codec.KINDS:
             rows += self._job_rows(kind, read, operate)
@@ -132,14 +86,14 @@ class VeeamDialect(Dialect):
         """A family's list, get and action rows (NAS: `/{action}`; others: `?action=`)."""
         path = f"/api/{kind.path}"
         build_list = functools.partial(self.build_list_jobs, kind)
-        render_list = functools.partial(render_jobs, kind)
-        render_one = functools.partial(render_job, kind)
-        rows = [
+        render_list = functools.partial(rows.render_jobs, kind)
+        render_one = functools.partial(rows.render_job, kind)
+        table = [
             self.row("GET", path, "ListJobs", build_list, render_list, data=read),
             self.row("GET", path + "/{id}", "GetJob", self.build_get_job, render_one, data=read),
         ]
         if not kind.action_in_path:  # the row `?action=` is looked up from (resolve)
-            rows.append(self.row("POST", path + "/{id}", None, None, refuse_action,
+            table.append(self.row("POST", path + "/{id}", None, None, rows.refuse_action,
                                  name=BY_ACTION, data=operate))  # fmt: skip
         for action in codec.ACTIONS:
             build = functools.partial(self.build_action, kind, action)
@@ -148,10 +102,10 @@ class VeeamDialect(Dialect):
             one = self.row("POST", f"{path}/{{id}}{suffix}", action.rpc, build, render, 202,
                            data=operate)  # fmt: skip
             if kind.action_in_path:
-                rows.append(one)
+                table.append(one)
             else:
-                self.by_action[(rows[-1].template, action.spelling.lower())] = one
-        return rows
+                self.by_action[(table[-1].template, action.spelling.lower())] = one
+        return table
 
     # --- the seam ---------------------------------------------------------------------
 
@@ -190,7 +144,9 @@ class VeeamDialect(Dialect):
 
     def _session_of(self, incoming: Incoming, right: Right) -> Session:
         """The token's session (the cookie wins over the header), if it has `right`."""
-        token = _cookie(incoming.request) or incoming.headers.get(TOKEN.lower(), "")
+        token = rows.session_cookie(incoming.request) or incoming.headers.get(
+            rows.TOKEN.lower(), ""
+        )
         session = self.sessions.find(token) if token else None
         if session is None:
             raise _unauthenticated(
@@ -207,7 +163,7 @@ class VeeamDialect(Dialect):
     def format_error(self, error: GatewayError, row: ErrorRow, incoming: Incoming) -> Response:
         """`<Error StatusCode= Message=/>` or its JSON; bad credentials name the realm."""
         message = self.errors.message(row, error, incoming.params)
-        response = send(incoming, codec.encode_error(row.status, message), row.status)
+        response = rows.send(incoming, codec.encode_error(row.status, message), row.status)
         if error.reason == "BAD_CREDENTIALS":
             response.header("www-authenticate", 'Basic realm="RestSvc"')
         return response
@@ -216,28 +172,28 @@ class VeeamDialect(Dialect):
 
     def entry_point(self, incoming: Incoming, _: None) -> Response:
         """`GET /api/`: no session needed; the logon links."""
-        return send(incoming, codec.encode_entry_point(incoming.base_url(), VERSIONS[-1:]))
+        return rows.send(incoming, codec.encode_entry_point(incoming.base_url(), VERSIONS[-1:]))
 
     def logon(self, incoming: Incoming, _: None) -> Response:
         """A new session: 201, its token in a header, a cookie and the body."""
         session = self.sessions.logon(incoming.state["user"])
         node = codec.encode_logon_session(session, incoming.base_url())
-        response = send(incoming, node, incoming.status).header(TOKEN, session.id)
-        return response.header("set-cookie", f"{TOKEN}={session.id}; Path=/api; HttpOnly")
+        response = rows.send(incoming, node, incoming.status).header(rows.TOKEN, session.id)
+        return response.header("set-cookie", f"{rows.TOKEN}={session.id}; Path=/api; HttpOnly")
 
     def list_sessions(self, incoming: Incoming, _: None) -> Response:
         """Only the caller's own session: a LogonSession carries its token."""
-        own = _session(incoming)
-        return send(incoming, codec.encode_logon_sessions([own], incoming.base_url()))
+        own = rows.session_of(incoming)
+        return rows.send(incoming, codec.encode_logon_sessions([own], incoming.base_url()))
 
     def get_session(self, incoming: Incoming, _: None) -> Response:
         """The caller's own LogonSession (another id is not found)."""
-        own = _own_session(incoming)
-        return send(incoming, codec.encode_logon_session(own, incoming.base_url()))
+        own = rows.own_session(incoming)
+        return rows.send(incoming, codec.encode_logon_session(own, incoming.base_url()))
 
     def logoff(self, incoming: Incoming, _: None) -> Response:
         """204: the caller's own session ends (another id is not found)."""
-        self.sessions.logoff(_own_session(incoming).id)
+        self.sessions.logoff(rows.own_session(incoming).id)
         return Response(incoming.status, b"", None)
 
     # --- jobs -------------------------------------------------------------------------
@@ -247,7 +203,7 @@ class VeeamDialect(Dialect):
 
     def build_list_jobs(self, kind: Kind, incoming: Incoming) -> pb.ListJobsRequest:
         """One page of the family's jobs (a list holds at most MAX_LISTED_JOBS)."""
-        _format(incoming)
+        rows.entity_wanted(incoming)
         return pb.ListJobsRequest(
             parent=self.parent,
             page_size=codec.MAX_LISTED_JOBS,
@@ -257,7 +213,7 @@ class VeeamDialect(Dialect):
 
     def build_get_job(self, incoming: Incoming) -> pb.GetJobRequest:
         """GetJob (the core finds a backup job's GUID in any case)."""
-        _format(incoming)
+        rows.entity_wanted(incoming)
         return pb.GetJobRequest(name=self._job_name(incoming))
 
     def build_action(self, kind: Kind, action: Action, incoming: Incoming) -> Message:
@@ -269,8 +225,10 @@ class VeeamDialect(Dialect):
     def render_action(self, action: Action, incoming: Incoming, job: r.Job) -> Response:
         """A finished Task of the caller's session."""
         message = action.message or codec.toggle_message(job)
-        task = self.sessions.add_task(_session(incoming), action.operation, result=(True, message))
-        return send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
+        task = self.sessions.add_task(
+            rows.session_of(incoming), action.operation, result=(True, message)
+        )
+        return rows.send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
     def build_delete(self, incoming: Incoming) -> pb.DeleteJobRequest:
         """DeleteJob: NAS/agent jobs and jobs being deleted are refused by the core (the
@@ -279,15 +237,17 @@ class VeeamDialect(Dialect):
 
     def render_delete(self, incoming: Incoming, op: operations_pb2.Operation) -> Response:
         """A DeleteJob Task tracking the deletion's Operation (Finished if it is done)."""
-        task = self.sessions.add_task(_session(incoming), "DeleteJob", operation_name=op.name)
+        task = self.sessions.add_task(
+            rows.session_of(incoming), "DeleteJob", operation_name=op.name
+        )
         task.finish(codec.decode_operation_result(op))
-        return send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
+        return rows.send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
     # --- tasks (gateway-local records, brought up to date from their Operations) -------
 
     def build_list_tasks(self, incoming: Incoming) -> operations_pb2.ListOperationsRequest | None:
         """One ListOperations naming the newest unresolved deletions; none: no call."""
-        asked = _session(incoming).unresolved(codec.MAX_ASKED_OPERATIONS)
+        asked = rows.session_of(incoming).unresolved(codec.MAX_ASKED_OPERATIONS)
         # render resolves exactly these (tasks added meanwhile were not asked about)
         incoming.state["asked"] = asked
         if not asked:
@@ -305,26 +265,26 @@ class VeeamDialect(Dialect):
         for task in incoming.state["asked"]:
             op = found.get(task.operation_name)
             task.finish(codec.decode_operation_result(op) if op is not None else codec.UNTRACKED)
-        tasks = list(_session(incoming).tasks.values())
-        return send(incoming, codec.encode_tasks(tasks, incoming.base_url()))
+        tasks = list(rows.session_of(incoming).tasks.values())
+        return rows.send(incoming, codec.encode_tasks(tasks, incoming.base_url()))
 
     def build_get_task(self, incoming: Incoming) -> operations_pb2.GetOperationRequest | None:
         """GetOperation of an unresolved deletion; none for action and finished tasks."""
-        task = _task(incoming)
+        task = rows.task_of(incoming)
         if not task.unresolved:
             return None
         return operations_pb2.GetOperationRequest(name=task.operation_name)
 
     def render_get_task(self, incoming: Incoming, op: operations_pb2.Operation | None) -> Response:
         """The task, resolved by its Operation if one was read."""
-        task = _task(incoming)
+        task = rows.task_of(incoming)
         if op is not None:
             task.finish(codec.decode_operation_result(op))
-        return send(incoming, codec.encode_task(task, incoming.base_url()))
+        return rows.send(incoming, codec.encode_task(task, incoming.base_url()))
 
     def build_cancel_task(self, incoming: Incoming) -> operations_pb2.CancelOperationRequest | None:
         """Cancel an unresolved deletion; a finished task needs no call (render removes it)."""
-        task = _task(incoming)
+        task = rows.task_of(incoming)
         if not task.unresolved:
             return None
         return operations_pb2.CancelOperationRequest(name=task.operation_name)
@@ -332,81 +292,9 @@ class VeeamDialect(Dialect):
     def render_cancel_task(self, incoming: Incoming, reply: object) -> Response:
         """204: a finished task is removed; a cancelled deletion stays, Finished, not
         successful."""
-        task = _task(incoming)
+        task = rows.task_of(incoming)
         if reply is None:
-            _session(incoming).tasks.pop(task.task_id, None)
+            rows.session_of(incoming).tasks.pop(task.task_id, None)
         else:
             task.finish(codec.CANCELLED)
         return Response(incoming.status, b"", None)
-
-
-# --- pure helpers of the rows ---------------------------------------------------------
-
-
-def send(incoming: Incoming, node: codec.Node, status: int = 200) -> Response:
-    """`node` in the representation the request's Accept header asks for."""
-    body, content_type = codec.encode(node, codec.decode_accept(incoming.headers.get("accept", "")))
-    return Response(status, body, content_type)
-
-
-def _format(incoming: Incoming) -> bool:
-    """`?format=Entity` (True) or Ref (False); anything else is 400."""
-    entity = codec.decode_format(incoming.query_map())
-    if entity is None:
-        value = incoming.query_map().get("format", "")
-        raise bad_request("INVALID_QUERY", f"format must be Entity or Ref, not {value}.")
-    return entity
-
-
-def render_jobs(kind: Kind, incoming: Incoming, reply: pb.ListJobsResponse) -> Response:
-    """References (EntityReferences of Refs), or entities with ?format=Entity."""
-    node = codec.encode_jobs(kind, reply.jobs, incoming.base_url(), _format(incoming))
-    return send(incoming, node)
-
-
-def render_job(kind: Kind, incoming: Incoming, job: r.Job) -> Response:
-    """The job's EntityRef, or its entity; a job of another family is not there."""
-    if job.backup.job_type not in kind.types:
-        raise _not_found("JOB_NOT_FOUND", f"Job {incoming.params['id']} not found.")
-    base = incoming.base_url()
-    if _format(incoming):
-        return send(incoming, codec.encode_job(kind, job, base))
-    return send(incoming, codec.encode_reference(kind, job, base, tag="EntityRef"))
-
-
-def refuse_action(incoming: Incoming, _: None) -> Response:
-    """`?action=` missing or not one of the four: 400 (no call)."""
-    names = ", ".join(action.spelling for action in codec.ACTIONS)
-    raise bad_request("INVALID_ACTION", f"action must be one of {names}.")
-
-
-def _session(incoming: Incoming) -> Session:
-    session: Session = incoming.state["session"]
-    return session
-
-
-def _own_session(incoming: Incoming) -> Session:
-    """The caller's session if the path names it; any other id is not found."""
-    session = _session(incoming)
-    if incoming.params["sid"] != session.id:
-        raise _not_found("SESSION_NOT_FOUND", f"Logon session {incoming.params['sid']} not found.")
-    return session
-
-
-def _task(incoming: Incoming) -> TaskRecord:
-    """The caller's task of the path (another session's is not found)."""
-    task = _session(incoming).tasks.get(incoming.params["tid"])
-    if task is None:
-        raise _not_found("TASK_NOT_FOUND", f"Task {incoming.params['tid']} not found.")
-    return task
-
-
-def _cookie(request: Request) -> str:
-    raw = request.headers.get("cookie")
-    if not raw:
-        return ""
-    try:
-        morsel = SimpleCookie(raw).get(TOKEN)
-    except CookieError:
-        return ""
-    return morsel.value if morsel is not None else ""

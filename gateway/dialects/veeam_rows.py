@@ -1,0 +1,94 @@
+"""The Veeam dialect's pure row helpers: representations by Accept, `format`, job renders,
+and the session and task of a request."""
+
+from __future__ import annotations
+
+from http.cookies import CookieError, SimpleCookie
+
+import grpc
+
+from jobcontrol.gateway.dialects import veeam_codec as codec
+from jobcontrol.gateway.dialects import veeam_tree as tree
+from jobcontrol.gateway.dialects.incoming import Incoming
+from jobcontrol.gateway.dialects.veeam_codec import Kind
+from jobcontrol.gateway.dialects.veeam_sessions import Session, TaskRecord
+from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
+from jobcontrol.gateway.http import Request, Response
+from jobcontrol.v1 import job_service_pb2 as pb
+from jobcontrol.v1 import resources_pb2 as r
+
+TOKEN = "X-RestSvcSessionId"
+
+
+def not_found(reason: str, message: str) -> GatewayError:
+    """A 404-class error raised by the dialect itself."""
+    return gateway_error(grpc.StatusCode.NOT_FOUND, reason, message)
+
+
+def send(incoming: Incoming, node: tree.Node, status: int = 200) -> Response:
+    """`node` in the representation the request's Accept header asks for."""
+    body, content_type = tree.encode(node, codec.decode_accept(incoming.headers.get("accept", "")))
+    return Response(status, body, content_type)
+
+
+def entity_wanted(incoming: Incoming) -> bool:
+    """`?format=Entity` (True) or Ref (False); anything else is 400."""
+    entity = codec.decode_format(incoming.query_map())
+    if entity is None:
+        value = incoming.query_map().get("format", "")
+        raise bad_request("INVALID_QUERY", f"format must be Entity or Ref, not {value}.")
+    return entity
+
+
+def render_jobs(kind: Kind, incoming: Incoming, reply: pb.ListJobsResponse) -> Response:
+    """References (EntityReferences of Refs), or entities with ?format=Entity."""
+    node = codec.encode_jobs(kind, reply.jobs, incoming.base_url(), entity_wanted(incoming))
+    return send(incoming, node)
+
+
+def render_job(kind: Kind, incoming: Incoming, job: r.Job) -> Response:
+    """The job's EntityRef, or its entity; a job of another family is not there."""
+    if job.backup.job_type not in kind.types:
+        raise not_found("JOB_NOT_FOUND", f"Job {incoming.params['id']} not found.")
+    base = incoming.base_url()
+    if entity_wanted(incoming):
+        return send(incoming, codec.encode_job(kind, job, base))
+    return send(incoming, codec.encode_reference(kind, job, base, tag="EntityRef"))
+
+
+def refuse_action(incoming: Incoming, _: None) -> Response:
+    """`?action=` missing or not one of the four: 400 (no call)."""
+    names = ", ".join(action.spelling for action in codec.ACTIONS)
+    raise bad_request("INVALID_ACTION", f"action must be one of {names}.")
+
+
+def session_of(incoming: Incoming) -> Session:
+    session: Session = incoming.state["session"]
+    return session
+
+
+def own_session(incoming: Incoming) -> Session:
+    """The caller's session if the path names it; any other id is not found."""
+    session = session_of(incoming)
+    if incoming.params["sid"] != session.id:
+        raise not_found("SESSION_NOT_FOUND", f"Logon session {incoming.params['sid']} not found.")
+    return session
+
+
+def task_of(incoming: Incoming) -> TaskRecord:
+    """The caller's task of the path (another session's is not found)."""
+    task = session_of(incoming).tasks.get(incoming.params["tid"])
+    if task is None:
+        raise not_found("TASK_NOT_FOUND", f"Task {incoming.params['tid']} not found.")
+    return task
+
+
+def session_cookie(request: Request) -> str:
+    raw = request.headers.get("cookie")
+    if not raw:
+        return ""
+    try:
+        morsel = SimpleCookie(raw).get(TOKEN)
+    except CookieError:
+        return ""
+    return morsel.value if morsel is not None else ""

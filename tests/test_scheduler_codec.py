@@ -232,7 +232,7 @@ def test_history_entry_is_encoded_with_every_decision_field() -> None:
 )
 def test_durations_are_timespans_or_iso_8601(text: str, delta: timedelta) -> None:
     """Values: retry intervals are .NET TimeSpans or ISO 8601 durations (the names the
-    Batch codec shares: decode_duration, format_time)."""
+    Batch codec shares: decode_duration, encode_time)."""
     assert codec.decode_duration(text, "d").ToTimedelta() == delta
 
 
@@ -247,7 +247,7 @@ def test_times_and_durations_encode_as_documented() -> None:
     `hh:mm:ss` with a day prefix."""
     stamp = timestamp_pb2.Timestamp()
     stamp.FromJsonString("2013-01-30T21:08:00+01:00")
-    assert codec.format_time(stamp) == "2013-01-30T20:08:00Z"
+    assert codec.encode_time(stamp) == "2013-01-30T20:08:00Z"
     assert codec.encode_history(r.HistoryEntry(timestamp=stamp), "j")["timestamp"] == (
         "2013-01-30T20:08:00Z"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2
 
-from jobcontrol.gateway.dialects.scheduler_codec import format_time
+from jobcontrol.gateway.dialects.scheduler_codec import encode_time
 from jobcontrol.gateway.errors import GatewayError, bad_request
 
 __all__ = [
@@ -18,7 +18,7 @@ __all__ = [
     "decode_word", "encode_duration", "encode_struct", "encode_time", "etag_in", "etag_out",
 ]  # fmt: skip
 
-encode_time = format_time
+encode_time = encode_time
 _INT32 = (-(2**31), 2**31 - 1)
 _ISO_DURATION = re.compile(
     r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"

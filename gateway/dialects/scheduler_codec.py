@@ -7,12 +7,12 @@ from typing import Any
 from jobcontrol.gateway.dialects import scheduler_values as v
 
 # re-exported: the Batch codec shares the Scheduler's times and durations
-from jobcontrol.gateway.dialects.scheduler_values import decode_duration, format_time
+from jobcontrol.gateway.dialects.scheduler_values import decode_duration, encode_time
 from jobcontrol.v1 import resources_pb2 as r
 
 __all__ = [
     "decode_duration", "decode_job", "decode_update_mask", "encode_history", "encode_job",
-    "format_time",
+    "encode_time",
 ]  # fmt: skip
 
 # each table is one mapping, read both ways: the JSON word <-> the proto enum value
@@ -61,7 +61,7 @@ _NESTED = {"request": REQUEST_KEYS, "retryPolicy": RETRY_KEYS, "queueMessage": Q
 def decode_job(body: Any) -> r.Job:
     """A Job from the Scheduler JSON (`id` and `status` are not read here: see
     `decode_update_mask`)."""
-    data = v.members(body, JOB_KEYS, "job")
+    data = v.decode_members(body, JOB_KEYS, "job")
     job = r.Job()
     job.scheduled.SetInParent()
     if "startTime" in data:
@@ -71,87 +71,87 @@ def decode_job(body: Any) -> r.Job:
     if "recurrence" in data:
         _recurrence(data["recurrence"], job.scheduled.recurrence)
     if "state" in data:
-        job.state = v.pick(STATES, data["state"], "state")
+        job.state = v.decode_word(STATES, data["state"], "state")
     return job
 
 
 def _action(value: Any, target: r.JobAction, path: str, nested: bool) -> None:
     # an error action has no error action of its own
     keys = {k: v for k, v in ACTION_KEYS.items() if not (nested and k == "errorAction")}
-    data = v.members(value, keys, path)
+    data = v.decode_members(value, keys, path)
     if "type" in data:
-        target.type = v.pick(ACTION_TYPES, data["type"], f"{path}.type")
+        target.type = v.decode_word(ACTION_TYPES, data["type"], f"{path}.type")
     if "request" in data:
         _request(data["request"], target.request, f"{path}.request")
     if "retryPolicy" in data:
         _retry(data["retryPolicy"], target.retry_policy, f"{path}.retryPolicy")
     if "queueMessage" in data:
-        queue = v.members(data["queueMessage"], QUEUE_KEYS, f"{path}.queueMessage")
+        queue = v.decode_members(data["queueMessage"], QUEUE_KEYS, f"{path}.queueMessage")
         target.queue_message.SetInParent()
         for key, field in QUEUE_KEYS.items():
             if key in queue:
-                setattr(target.queue_message, field, v.string(queue[key], f"{path}.{key}"))
+                setattr(target.queue_message, field, v.decode_str(queue[key], f"{path}.{key}"))
     if "errorAction" in data:
         _action(data["errorAction"], target.error_action, f"{path}.errorAction", nested=True)
 
 
 def _request(value: Any, target: r.HttpRequest, path: str) -> None:
-    req = v.members(value, REQUEST_KEYS, path)
+    req = v.decode_members(value, REQUEST_KEYS, path)
     target.SetInParent()
     for key in ("uri", "method", "body"):
         if key in req:
-            setattr(target, key, v.string(req[key], f"{path}.{key}"))
+            setattr(target, key, v.decode_str(req[key], f"{path}.{key}"))
     if "headers" in req:
         headers = req["headers"]
-        for name, text in v.members(headers, set(headers or {}), f"{path}.headers").items():
-            target.headers[name] = v.string(text, f"{path}.headers.{name}")
+        for name, text in v.decode_members(headers, set(headers or {}), f"{path}.headers").items():
+            target.headers[name] = v.decode_str(text, f"{path}.headers.{name}")
     if "authentication" in req:
-        auth = v.members(req["authentication"], AUTH_KEYS, f"{path}.authentication")
+        auth = v.decode_members(req["authentication"], AUTH_KEYS, f"{path}.authentication")
         for key, field in AUTH_KEYS.items():
             if key in auth:
-                setattr(target.authentication, field, v.string(auth[key], f"{path}.{key}"))
+                setattr(target.authentication, field, v.decode_str(auth[key], f"{path}.{key}"))
 
 
 def _retry(value: Any, target: r.RetryPolicy, path: str) -> None:
-    retry = v.members(value, RETRY_KEYS, path)
+    retry = v.decode_members(value, RETRY_KEYS, path)
     target.SetInParent()
     if "retryType" in retry:
-        target.retry_type = v.pick(RETRY_TYPES, retry["retryType"], f"{path}.retryType")
+        target.retry_type = v.decode_word(RETRY_TYPES, retry["retryType"], f"{path}.retryType")
     if "retryInterval" in retry:
         interval = v.decode_duration(retry["retryInterval"], f"{path}.retryInterval")
         target.retry_interval.CopyFrom(interval)
     if "retryCount" in retry:
-        target.retry_count = v.integer(retry["retryCount"], f"{path}.retryCount")
+        target.retry_count = v.decode_int(retry["retryCount"], f"{path}.retryCount")
 
 
 def _recurrence(value: Any, target: r.Recurrence) -> None:
-    data = v.members(value, RECURRENCE_KEYS, "recurrence")
+    data = v.decode_members(value, RECURRENCE_KEYS, "recurrence")
     target.SetInParent()
     if "frequency" in data:
-        target.frequency = v.pick(FREQUENCIES, data["frequency"], "recurrence.frequency")
+        target.frequency = v.decode_word(FREQUENCIES, data["frequency"], "recurrence.frequency")
     for key in ("interval", "count"):
         if key in data:
-            setattr(target, key, v.integer(data[key], f"recurrence.{key}"))
+            setattr(target, key, v.decode_int(data[key], f"recurrence.{key}"))
     if "endTime" in data:
         target.end_time.CopyFrom(v.decode_time(data["endTime"], "recurrence.endTime"))
     if "schedule" not in data:
         return
     path = "recurrence.schedule"
-    schedule = v.members(data["schedule"], SCHEDULE_KEYS, path)
+    schedule = v.decode_members(data["schedule"], SCHEDULE_KEYS, path)
     target.schedule.SetInParent()
     for key in ("minutes", "hours", "monthDays"):
-        items = v.array(schedule.get(key, []), f"{path}.{key}")
+        items = v.decode_list(schedule.get(key, []), f"{path}.{key}")
         getattr(target.schedule, SCHEDULE_KEYS[key]).extend(
-            v.integer(item, f"{path}.{key}") for item in items
+            v.decode_int(item, f"{path}.{key}") for item in items
         )
-    for day in v.array(schedule.get("weekDays", []), f"{path}.weekDays"):
-        target.schedule.week_days.append(v.pick(DAYS, day, f"{path}.weekDays"))
+    for day in v.decode_list(schedule.get("weekDays", []), f"{path}.weekDays"):
+        target.schedule.week_days.append(v.decode_word(DAYS, day, f"{path}.weekDays"))
     where = f"{path}.monthlyOccurrences"
-    for item in v.array(schedule.get("monthlyOccurrences", []), where):
-        occ = v.members(item, {"day", "occurrence"}, where)
+    for item in v.decode_list(schedule.get("monthlyOccurrences", []), where):
+        occ = v.decode_members(item, {"day", "occurrence"}, where)
         target.schedule.monthly_occurrences.add(
-            day=v.pick(DAYS, occ.get("day"), f"{where}.day"),
-            occurrence=v.integer(occ.get("occurrence", 0), f"{where}.occurrence"),
+            day=v.decode_word(DAYS, occ.get("day"), f"{where}.day"),
+            occurrence=v.decode_int(occ.get("occurrence", 0), f"{where}.occurrence"),
         )
 
 
@@ -161,7 +161,7 @@ def decode_update_mask(body: dict[str, Any], url_id: str) -> list[str]:
     write the job's name, and `status` one to write an output-only field: both travel as
     paths, so that the core refuses them (FORBIDDEN_FIELD@name, @status)."""
     paths: list[str] = []
-    for key, value in v.members(body, JOB_KEYS, "job").items():
+    for key, value in v.decode_members(body, JOB_KEYS, "job").items():
         if key == "id":
             if value != url_id:
                 paths.append("name")
@@ -192,19 +192,19 @@ def encode_job(job: r.Job) -> dict[str, Any]:
     out: dict[str, Any] = {"id": job.name.rsplit("/", 1)[-1]}
     spec = job.scheduled
     if spec.HasField("start_time"):
-        out["startTime"] = v.format_time(spec.start_time)
+        out["startTime"] = v.encode_time(spec.start_time)
     if spec.HasField("action"):
         out["action"] = _action_json(spec.action)
     if spec.HasField("recurrence"):
         out["recurrence"] = _recurrence_json(spec.recurrence)
-    state = v.word(STATES, job.state)
+    state = v.encode_word(STATES, job.state)
     if state:
         out["state"] = state
     status: dict[str, Any] = {}
     if job.status.HasField("last_execution_time"):
-        status["lastExecutionTime"] = v.format_time(job.status.last_execution_time)
+        status["lastExecutionTime"] = v.encode_time(job.status.last_execution_time)
     if job.status.HasField("next_execution_time"):
-        status["nextExecutionTime"] = v.format_time(job.status.next_execution_time)
+        status["nextExecutionTime"] = v.encode_time(job.status.next_execution_time)
     status["executionCount"] = job.status.execution_count
     status["failureCount"] = job.status.failure_count
     status["faultedCount"] = job.status.faulted_count
@@ -223,12 +223,12 @@ def _action_json(action: r.JobAction) -> dict[str, Any]:
             request["body"] = req.body
         out["request"] = request
     if action.type:
-        out["type"] = v.word(ACTION_TYPES, action.type)
+        out["type"] = v.encode_word(ACTION_TYPES, action.type)
     if action.HasField("retry_policy"):
         policy = action.retry_policy
         retry: dict[str, Any] = {}
         if policy.retry_type:
-            retry["retryType"] = v.word(RETRY_TYPES, policy.retry_type)
+            retry["retryType"] = v.encode_word(RETRY_TYPES, policy.retry_type)
         if policy.HasField("retry_interval"):
             retry["retryInterval"] = v.encode_duration(policy.retry_interval)
         if policy.HasField("retry_count"):
@@ -247,12 +247,12 @@ def _action_json(action: r.JobAction) -> dict[str, Any]:
 def _recurrence_json(rec: r.Recurrence) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if rec.frequency:
-        out["frequency"] = v.word(FREQUENCIES, rec.frequency)
+        out["frequency"] = v.encode_word(FREQUENCIES, rec.frequency)
     for key in ("count", "interval"):
         if rec.HasField(key):
             out[key] = getattr(rec, key)
     if rec.HasField("end_time"):
-        out["endTime"] = v.format_time(rec.end_time)
+        out["endTime"] = v.encode_time(rec.end_time)
     if rec.HasField("schedule"):
         s = rec.schedule
         schedule: dict[str, Any] = {}
@@ -260,10 +260,10 @@ def _recurrence_json(rec: r.Recurrence) -> dict[str, Any]:
             if items := list(getattr(s, SCHEDULE_KEYS[key])):
                 schedule[key] = items
         if s.week_days:
-            schedule["weekDays"] = [v.word(DAYS, d) for d in s.week_days]
+            schedule["weekDays"] = [v.encode_word(DAYS, d) for d in s.week_days]
         if s.monthly_occurrences:
             schedule["monthlyOccurrences"] = [
-                {"day": v.word(DAYS, o.day), "occurrence": o.occurrence}
+                {"day": v.encode_word(DAYS, o.day), "occurrence": o.occurrence}
                 for o in s.monthly_occurrences
             ]
         out["schedule"] = schedule
@@ -273,13 +273,13 @@ def _recurrence_json(rec: r.Recurrence) -> dict[str, Any]:
 def encode_history(entry: r.HistoryEntry, job_id: str) -> dict[str, Any]:
     """A history entry (spec Decision: jobId, timestamp, startTime, endTime, state,
     status, message, retryCount, repeatCount, actionName)."""
-    out: dict[str, Any] = {"jobId": job_id, "timestamp": v.format_time(entry.timestamp)}
+    out: dict[str, Any] = {"jobId": job_id, "timestamp": v.encode_time(entry.timestamp)}
     if entry.HasField("start_time"):
-        out["startTime"] = v.format_time(entry.start_time)
+        out["startTime"] = v.encode_time(entry.start_time)
     if entry.HasField("end_time"):
-        out["endTime"] = v.format_time(entry.end_time)
-    out["state"] = v.word(STATES, entry.state) or r.State.Name(entry.state).lower()
-    out["status"] = v.word(HISTORY_STATUS, entry.status) or "completed"
+        out["endTime"] = v.encode_time(entry.end_time)
+    out["state"] = v.encode_word(STATES, entry.state) or r.State.Name(entry.state).lower()
+    out["status"] = v.encode_word(HISTORY_STATUS, entry.status) or "completed"
     out["message"] = entry.message
     out["retryCount"] = entry.retry_count
     out["repeatCount"] = entry.repeat_count

@@ -11,71 +11,72 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from jobcontrol.gateway.errors import GatewayError, bad_request
 
 __all__ = [
-    "array", "bad", "decode_duration", "decode_time", "encode_duration", "format_time",
-    "integer", "members", "pick", "string", "word",
+    "bad_member", "decode_duration", "decode_int", "decode_list", "decode_members",
+    "decode_str", "decode_time", "decode_word", "encode_duration", "encode_time",
+    "encode_word",
 ]  # fmt: skip
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?$")
 _ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 
 
-def bad(path: str, why: str) -> GatewayError:
+def bad_member(path: str, why: str) -> GatewayError:
     """400 INVALID_BODY about the member at `path`."""
     return bad_request("INVALID_BODY", f"{path}: {why}", field=path)
 
 
-def pick(table: dict[str, Any], value: Any, path: str) -> Any:
+def decode_word(table: dict[str, Any], value: Any, path: str) -> Any:
     """The enum value of a JSON word, in any case."""
     if not isinstance(value, str):
-        raise bad(path, "must be a string")
+        raise bad_member(path, "must be a string")
     for key, mapped in table.items():
         if key.lower() == value.lower():
             return mapped
-    raise bad(path, f"unknown value {value!r} (allowed: {', '.join(table)})")
+    raise bad_member(path, f"unknown value {value!r} (allowed: {', '.join(table)})")
 
 
-def word(table: dict[str, Any], value: int) -> str | None:
+def encode_word(table: dict[str, Any], value: int) -> str | None:
     """The JSON word of an enum value (None for one the table does not have)."""
     return next((key for key, mapped in table.items() if mapped == value), None)
 
 
-def members(value: Any, keys: set[str] | dict[str, str], path: str) -> dict[str, Any]:
+def decode_members(value: Any, keys: set[str] | dict[str, str], path: str) -> dict[str, Any]:
     """An object whose members are all among `keys`."""
     if not isinstance(value, dict):
-        raise bad(path, "must be an object")
+        raise bad_member(path, "must be an object")
     unknown = set(value) - set(keys)
     if unknown:
-        raise bad(path, f"unknown fields {', '.join(sorted(unknown))}")
+        raise bad_member(path, f"unknown fields {', '.join(sorted(unknown))}")
     return value
 
 
-def integer(value: Any, path: str) -> int:
+def decode_int(value: Any, path: str) -> int:
     """A JSON integer within int32."""
     # JSON true/false are ints to Python, never to the Scheduler API
     if isinstance(value, bool) or not isinstance(value, int):
-        raise bad(path, "must be an integer")
+        raise bad_member(path, "must be an integer")
     if not -(2**31) <= value < 2**31:
-        raise bad(path, "out of range")
+        raise bad_member(path, "out of range")
     return value
 
 
-def string(value: Any, path: str) -> str:
+def decode_str(value: Any, path: str) -> str:
     """A JSON string."""
     if not isinstance(value, str):
-        raise bad(path, "must be a string")
+        raise bad_member(path, "must be a string")
     return value
 
 
-def array(value: Any, path: str) -> list[Any]:
+def decode_list(value: Any, path: str) -> list[Any]:
     """A JSON array."""
     if not isinstance(value, list):
-        raise bad(path, "must be an array")
+        raise bad_member(path, "must be an array")
     return value
 
 
 def decode_time(value: Any, path: str) -> timestamp_pb2.Timestamp:
     """An ISO 8601 time (no zone: UTC)."""
-    text = string(value, path)
+    text = decode_str(value, path)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         if moment.tzinfo is None:
@@ -83,21 +84,21 @@ def decode_time(value: Any, path: str) -> timestamp_pb2.Timestamp:
         stamp = timestamp_pb2.Timestamp()
         stamp.FromDatetime(moment.astimezone(UTC))
     except (ValueError, OverflowError):
-        raise bad(path, f"not an ISO 8601 time: {text!r}") from None
+        raise bad_member(path, f"not an ISO 8601 time: {text!r}") from None
     return stamp
 
 
 def decode_duration(value: Any, path: str) -> duration_pb2.Duration:
     """`00:00:30` (a .NET TimeSpan, `d.hh:mm:ss.fffffff`) or `PT30S` (ISO 8601)."""
-    text = string(value, path)
+    text = decode_str(value, path)
     parts = _duration_parts(text)
     if parts is None:
-        raise bad(path, f"not a duration: {text!r} (e.g. 00:00:30)")
+        raise bad_member(path, f"not a duration: {text!r} (e.g. 00:00:30)")
     out = duration_pb2.Duration()
     try:
         out.FromTimedelta(timedelta(**parts))
     except (ValueError, OverflowError):
-        raise bad(path, f"duration out of range: {text!r}") from None
+        raise bad_member(path, f"duration out of range: {text!r}") from None
     return out
 
 
@@ -115,7 +116,7 @@ def _duration_parts(text: str) -> dict[str, float] | None:
             "minutes": float(minutes or 0), "seconds": float(seconds or 0)}  # fmt: skip
 
 
-def format_time(stamp: timestamp_pb2.Timestamp) -> str:
+def encode_time(stamp: timestamp_pb2.Timestamp) -> str:
     """RFC 3339 in UTC with `Z`, fractions only when present."""
     moment = stamp.ToDatetime(tzinfo=UTC)
     text = moment.strftime("%Y-%m-%dT%H:%M:%S")

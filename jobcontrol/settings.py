@@ -1,9 +1,10 @@
 """Settings from defaults, JOBCONTROL_* environment variables and flags: the one loader of
-every process's frozen settings object (server, gateway)."""
+every process's frozen settings object (server, gateway), and what both check of them."""
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any, TypeVar
@@ -24,6 +25,17 @@ def load_settings(cls: type[S], env: Mapping[str, str] | None = None, **override
             values[f.name] = _parse(f.type, raw, f.name)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return cls(**values)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether HOST:PORT (or HOST) names a loopback interface."""
+    host = address.rpartition(":")[0].strip("[]") if ":" in address else address
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse(kind: object, raw: str, name: str) -> object:

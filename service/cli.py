@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from pathlib import Path
+from typing import Any
 
 from jobcontrol.gateway import config as gateway_config
 from jobcontrol.gateway import server as gateway_server
-from jobcontrol.service import logs
+from jobcontrol.service import logs, tokens
 from jobcontrol.service.config import Settings
 from jobcontrol.service.loadgen import config as bench_config
 from jobcontrol.service.server import serve
@@ -28,6 +30,19 @@ _HELP = {
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "auth": "`none` to serve without authentication on any address (without it and with no "
+    "authentication configured, only loopback addresses may be bound)",
+    "auth_jwks": "JWKS file or http(s) URL whose keys verify bearer JWTs",
+    "auth_issuer": "the `iss` bearer JWTs must carry",
+    "auth_audience": "the `aud` bearer JWTs must carry",
+    "auth_algorithms": "JWT algorithms accepted, e.g. RS256,ES256 or HS256",
+    "auth_policy": "policy file (TOML or YAML) binding principals to roles on collections",
+    "tls_cert": "PEM certificate of the gRPC listener (TLS)",
+    "tls_key": "PEM private key of the gRPC listener",
+    "tls_client_ca": "PEM CA bundle: client certificates are required and verified "
+    "(their subjects become principals cert:<subject>)",
+    "grpc_idle_timeout": "seconds an idle gRPC connection is kept",
+    "grpc_keepalive": "seconds between gRPC keepalive pings",
 }
 
 
@@ -73,12 +88,45 @@ def build_parser() -> argparse.ArgumentParser:
         "Targets 127.0.0.1 unless an address is given.",
     )
     bench_config.add_arguments(bench_cmd)
+    _add_key_commands(commands)
     return parser
+
+
+def _add_key_commands(commands: Any) -> None:
+    keygen = commands.add_parser(
+        "keygen",
+        help="write a JWT signing key and its JWKS (for --auth-jwks)",
+        description="Write DIR/signing-key.pem (or, for HS*, a secret JWK) and DIR/jwks.json.",
+    )
+    keygen.add_argument("out", type=Path, help="directory to write into")
+    keygen.add_argument("--alg", default="ES256", help="ES256 (default), RS256 or HS256")
+    keygen.add_argument("--kid", default="key-1", help="key id (default key-1)")
+    token = commands.add_parser(
+        "token",
+        help="mint a bearer JWT with a key from `jobctl keygen`",
+        description="Print a signed JWT for --sub (use as `authorization: Bearer <it>`).",
+    )
+    token.add_argument("--key", type=Path, required=True, help="the signing key file")
+    token.add_argument("--sub", required=True, help="the subject: principal user:<sub>")
+    token.add_argument("--iss", default="", help="issuer (as the server's --auth-issuer)")
+    token.add_argument("--aud", default="", help="audience (as the server's --auth-audience)")
+    token.add_argument("--ttl", type=float, default=3600.0, help="seconds valid (default 3600)")
+
+
+def _key_command(args: argparse.Namespace) -> int:
+    if args.command == "keygen":
+        key, jwks = tokens.keygen(args.out, args.alg, args.kid)
+        print(f"signing key: {key}\njwks:        {jwks}")
+    else:
+        print(tokens.mint(args.key, args.sub, issuer=args.iss, audience=args.aud, ttl=args.ttl))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `jobctl` console script."""
     args = build_parser().parse_args(argv)
+    if args.command in ("keygen", "token"):
+        return _key_command(args)
     if args.command == "bench":
         from jobcontrol.service.loadgen import bench
 

@@ -30,3 +30,22 @@ class Settings:
     # seconds SIGTERM waits for in-flight calls
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    # "none": serve without authentication on any address (else, with no authentication
+    # configured, only loopback addresses may be bound)
+    auth: str = ""
+    # verification of bearer JWTs: a JWKS file or URL, the issuer and audience required,
+    # the algorithms accepted (never the token's own choice)
+    auth_jwks: str = ""
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    auth_algorithms: str = "RS256,ES256"
+    # the policy binding principals to roles on collections (TOML or YAML)
+    auth_policy: str = ""
+    # TLS on the gRPC listener; with a client CA, client certificates are required and
+    # their subjects are principals (`cert:<subject>`)
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # seconds an idle gRPC connection is kept, and between keepalive pings
+    grpc_idle_timeout: float = 300.0
+    grpc_keepalive: float = 60.0

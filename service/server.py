@@ -8,20 +8,25 @@ import os
 import signal
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from google.longrunning import operations_grpc_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
+from jobcontrol.service.rpc.auth import AuthInterceptor
+from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
 from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
 from jobcontrol.service.storage.database import SqliteStore, SqlStore, open_store
+from jobcontrol.settings import ENV_PREFIX
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     diagnostics_service_pb2_grpc,
@@ -62,8 +67,37 @@ class RunningServer:
         await self.store.close()
 
 
+def _options(settings: Settings) -> list[tuple[str, int]]:
+    """Connection limits: idle connections are closed, keepalive pings kept in bounds."""
+    return [
+        ("grpc.max_connection_idle_ms", int(settings.grpc_idle_timeout * 1000)),
+        ("grpc.keepalive_time_ms", int(settings.grpc_keepalive * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.max_metadata_size", 64 * 1024),
+        ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ]
+
+
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+    """Listen, with TLS when a certificate is configured (client certificates required and
+    verified when a client CA is)."""
+    if not settings.tls_cert:
+        if settings.tls_client_ca:
+            raise SystemExit("--tls-client-ca needs --tls-cert and --tls-key")
+        return server.add_insecure_port(settings.grpc_address)
+    ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    key, cert = Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes()
+    credentials = grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+    return server.add_secure_port(settings.grpc_address, credentials)
+
+
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
+    auth_config.check_exposure(settings)
+    policy, rules = auth_config.load_policy(settings), auth_config.token_rules(settings)
     store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)
     await store.open()
     core = build_core(
@@ -71,9 +105,13 @@ async def start_server(settings: Settings) -> RunningServer:
         idempotency_window=settings.idempotency_window,
         purge_chunk=settings.purge_chunk,
         reaper_interval=settings.reaper_interval,
+        policy=policy,
     )
     core.reaper.start()
-    server = grpc.aio.server(interceptors=[RequestIdInterceptor()])
+    auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
+    server = grpc.aio.server(
+        interceptors=[RequestIdInterceptor(), auth], options=_options(settings)
+    )
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(core), server)
     operator_service_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(core), server)
     diagnostics_service_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
@@ -85,7 +123,7 @@ async def start_server(settings: Settings) -> RunningServer:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(settings.grpc_address)
+    port = _bind(server, settings)
     if port == 0:
         await core.reaper.stop()
         await store.close()
@@ -101,8 +139,13 @@ async def start_server(settings: Settings) -> RunningServer:
 
 async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:
     """The REST gateway in its own process (so it has a core of its own); secrets travel
-    in its environment, not on its command line."""
+    in its environment, not on its command line. It inherits every JOBCONTROL_* variable
+    (its own settings: the public URL, its token, the dialects' users) and listens with
+    the server's TLS settings; `auth` none carries over to it."""
     env = {**os.environ, "JOBCONTROL_BATCH_ACCOUNTS": settings.batch_accounts}
+    for name in ("auth", "tls_cert", "tls_key", "tls_client_ca"):
+        if getattr(settings, name):
+            env[ENV_PREFIX + name.upper()] = getattr(settings, name)
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -142,6 +142,7 @@ class Collection(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    OWNER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Resource name, `collections/{collection}`."""
     uid: _builtins.str
@@ -150,6 +151,10 @@ class Collection(_message.Message):
     plan: _builtins.str
     """Billing plan label, e.g. "Standard" (Azure Scheduler job collections)."""
     etag: _builtins.str
+    owner: _builtins.str
+    """The principal that created the collection (e.g. `user:alice`, `batch:acct1`); it has
+    the `owner` role on it. Empty when created in the open mode.
+    """
     @_builtins.property
     def quota(self) -> Global___Quota: ...
     @_builtins.property
@@ -171,10 +176,11 @@ class Collection(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        owner: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "quota", b"quota", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "name", b"name", "plan", b"plan", "profile", b"profile", "quota", b"quota", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "labels", b"labels", "name", b"name", "owner", b"owner", "plan", b"plan", "profile", b"profile", "quota", b"quota", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

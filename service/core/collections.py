@@ -7,7 +7,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from jobcontrol.service.core import engine, filters, names, pages
+from jobcontrol.service.core import access, engine, filters, names, pages
+from jobcontrol.service.core.authorizer import Authorizer
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
@@ -41,9 +42,12 @@ def check_collection(collection: Collection, field: str = "collection") -> None:
             raise bad_field(f"{field}.quota.{limit}", "must not be negative")
 
 
-async def insert_collection(tx: Tx, collection_id: str, collection: Collection) -> Collection:
-    """Store a new collection (its fields already checked); COLLECTION_ALREADY_EXISTS if the
-    id is taken. Also how CreateJob creates its parent from a template."""
+async def insert_collection(
+    tx: Tx, collection_id: str, collection: Collection, owner: str
+) -> Collection:
+    """Store a new collection (its fields already checked), owned by `owner`;
+    COLLECTION_ALREADY_EXISTS if the id is taken. Also how CreateJob creates its parent
+    from a template."""
     if await tx.get_collection(collection_id) is not None:
         name = f"collections/{collection_id}"
         raise DomainError(
@@ -54,7 +58,7 @@ async def insert_collection(tx: Tx, collection_id: str, collection: Collection) 
         )
     now = now_us()
     collection.collection_id, collection.uid = collection_id, uuid.uuid4().hex
-    collection.create_time, collection.version = now, 0
+    collection.create_time, collection.version, collection.owner = now, 0, owner
     _stamp(collection, now)
     await tx.insert_collection(collection)
     return collection
@@ -85,8 +89,10 @@ class Collections:
         names.check_id(collection_id, "collection_id")
         check_collection(collection)
 
+        owner = self.ctx.owner()
+
         async def run(tx: Tx) -> Collection:
-            return await insert_collection(tx, collection_id, collection)
+            return await insert_collection(tx, collection_id, collection, owner)
 
         return await self.ctx.write("CreateCollection", request_id, run)
 
@@ -102,7 +108,8 @@ class Collections:
         filter_text: str = "",
         structured: filters.Node | None = None,
     ) -> CollectionPage:
-        """ListCollections in id order."""
+        """ListCollections in id order: only the collections the caller may see (a page may
+        hold fewer than `page_size` and still be followed by another, AIP-158)."""
         size = pages.page_size(page_size)
         tree = filters.both(filters.parse(filter_text, filters.COLLECTION_FIELDS), structured)
         fingerprint = ("collections", repr(tree))
@@ -110,7 +117,8 @@ class Collections:
         start = after[0] if after else None
         rows = await self.ctx.store.read(lambda tx: tx.list_collections(start, size + 1, tree))
         found, token = pages.cut(rows, size, fingerprint, lambda c: [c.collection_id])
-        return CollectionPage(found, token)
+        principal, authorizer = access.call().principal, Authorizer(self.ctx)
+        return CollectionPage([c for c in found if authorizer.sees(principal, c)], token)
 
     async def update(
         self,
@@ -127,12 +135,13 @@ class Collections:
         chosen = _update_paths(paths)
         if create_as is not None:
             check_collection(create_as)
+        owner = self.ctx.owner()
 
         async def run(tx: Tx) -> Collection:
             collection = await tx.get_collection(collection_id)
             if collection is None and create_as is not None:
                 engine.check_conditions(None, pre, name)
-                return await insert_collection(tx, collection_id, create_as)
+                return await insert_collection(tx, collection_id, create_as, owner)
             if collection is None:
                 collection = await load_collection(tx, collection_id)
             engine.check_conditions(collection, pre)

@@ -7,8 +7,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from jobcontrol.service.core import replay
-from jobcontrol.service.core.errors import bad_field
+from jobcontrol.service.core import access, replay
+from jobcontrol.service.core.access import Policy
+from jobcontrol.service.core.errors import Reason, bad_field
 from jobcontrol.service.core.model import now_us
 from jobcontrol.service.core.ports import Store, Tx
 
@@ -23,34 +24,61 @@ class Context:
     store: Store
     idempotency_window: float = 24 * 3600.0
     purge_chunk: int = 500
+    policy: Policy = field(default_factory=lambda: Policy(open=True))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def write(self, method: str, request_id: str, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run a mutation on the writer; a repeated `request_id` (same method, within the
-        window) returns the first reply and runs nothing."""
+        """Run a mutation on the writer. A `request_id` is scoped to (principal, method,
+        resource): seen again within the window it returns the first reply and runs
+        nothing; with a different request it is REQUEST_ID_REUSED and runs nothing."""
         if len(request_id) > MAX_REQUEST_ID:
             raise bad_field("request_id", f"longer than {MAX_REQUEST_ID} characters")
         if not request_id:
             return await self.store.write(fn)
+        scope, fingerprint = _scope(method)
 
         async def once(tx: Tx) -> T:
             now = now_us()
             since = now - int(self.idempotency_window * 1_000_000)
-            prior = await tx.get_reply(method, request_id, since)
+            prior = await tx.get_reply(scope, request_id, since)
             if prior is not None:
-                return replay.decode(prior)  # type: ignore[no-any-return]
+                return _replay(prior, fingerprint)  # type: ignore[no-any-return]
             result = await fn(tx)
-            await tx.put_reply(method, request_id, replay.encode(result), now)
+            await tx.put_reply(scope, request_id, fingerprint, replay.encode(result), now)
             return result
 
         return await self.store.write(once)
 
     async def replayed(self, method: str, request_id: str) -> Any:
-        """The stored first reply of a request, if it was seen within the window."""
+        """The stored first reply of a request, if it was seen within the window (checked
+        like `write`)."""
+        scope, fingerprint = _scope(method)
         since = now_us() - int(self.idempotency_window * 1_000_000)
-        prior = await self.store.read(lambda tx: tx.get_reply(method, request_id, since))
-        return None if prior is None else replay.decode(prior)
+        prior = await self.store.read(lambda tx: tx.get_reply(scope, request_id, since))
+        return None if prior is None else _replay(prior, fingerprint)
+
+    def owner(self) -> str:
+        """Who the call's writes are recorded as (a collection's owner); "" if anonymous."""
+        principal = access.call().principal
+        return "" if principal.anonymous else principal.id
 
     def poke(self) -> None:
         """Wake the reaper: a deletion may be able to progress."""
         self.wake.set()
+
+
+def _scope(method: str) -> tuple[str, str]:
+    """The scope of a request id (principal, method, resource) and the call's fingerprint."""
+    call = access.call()
+    return f"{call.principal.id}\n{method}\n{call.resource}", call.fingerprint
+
+
+def _replay(prior: tuple[str, str], fingerprint: str) -> Any:
+    reply, first = prior
+    if first != fingerprint:
+        raise bad_field(
+            "request_id",
+            "was already used for a different request; use a new request_id",
+            Reason.REQUEST_ID_REUSED,
+        )
+    return replay.decode(reply)

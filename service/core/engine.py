@@ -6,13 +6,15 @@ import copy
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from jobcontrol.service.core import documents, recurrence
 from jobcontrol.service.core.errors import DomainError, FieldViolation, Reason, bad_field
 from jobcontrol.service.core.model import Action, Collection, Job, Quota, State
 from jobcontrol.service.core.profiles import INPUT_ONLY_PATHS, SPEC_KEYS, ActionRule, ProfileRules
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -387,5 +389,6 @@ def strip_input_only(rules: ProfileRules, job: Job) -> Job:
 
 
 def utc_string(micros: int) -> str:
-    """RFC 3339 form of a stored time."""
-    return datetime.fromtimestamp(micros / 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 form of a stored time (integer arithmetic: a float rounds
+    9999-12-31T23:59:59.999999 up into year 10000)."""
+    return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

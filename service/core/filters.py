@@ -87,6 +87,9 @@ OPERATION_FIELDS: dict[str, object] = {
 }
 # string fields that also order (<, <=, >, >=), e.g. Batch's `id ge 'a'`
 ORDERED_STRINGS = frozenset({"id"})
+# parentheses and NOTs nest at most this deep (text and structured filters alike): the
+# parser and the storage's query compiler recurse once per level
+MAX_DEPTH = 32
 
 _LABEL_KEY = re.compile(r"[A-Za-z0-9_./-]{1,63}")
 _TOKEN = re.compile(
@@ -120,6 +123,7 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.fields = fields
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -153,16 +157,19 @@ class _Parser:
         return items[0] if len(items) == 1 else Or(tuple(items))
 
     def unary(self) -> Node:
-        if self.peek() == ("word", "NOT"):
-            self.take()
-            return Not(self.unary())
-        if self.peek() == ("lp", "("):
-            self.take()
+        if self.peek() not in (("word", "NOT"), ("lp", "(")):
+            return self.comparison()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _fail(f"parentheses and NOT nest deeper than {MAX_DEPTH}")
+        if self.take() == ("word", "NOT"):
+            node: Node = Not(self.unary())
+        else:
             node = self.and_expr()
             if self.take() != ("rp", ")"):
                 raise _fail("missing )")
-            return node
-        return self.comparison()
+        self.depth -= 1
+        return node
 
     def comparison(self) -> Node:
         kind, field = self.take()

@@ -83,10 +83,11 @@ class Jobs:
         collection_id = names.collection_name(parent, "parent")
         if template is not None:
             check_collection(template, "collection_template")
+        owner = self.ctx.owner()
 
         async def run(tx: Tx) -> Job:
             if template is not None and await tx.get_collection(collection_id) is None:
-                await insert_collection(tx, collection_id, template)
+                await insert_collection(tx, collection_id, template, owner)
             return await self.insert(tx, collection_id, job_id, doc, pre)
 
         return await self.ctx.write("CreateJob", request_id, run)

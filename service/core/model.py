@@ -106,6 +106,8 @@ class Collection:
     update_time: int = 0
     etag: str = ""
     version: int = 0
+    # the principal that created it ("": anonymous), which owns it
+    owner: str = ""
 
     @property
     def name(self) -> str:

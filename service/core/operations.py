@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from jobcontrol.service.core import engine, filters, pages
+from jobcontrol.service.core import access, engine, filters, pages
+from jobcontrol.service.core.authorizer import Authorizer
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
 from jobcontrol.service.core.model import Operation, OperationError, now_us
@@ -41,11 +42,19 @@ class Operations:
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.authorizer = Authorizer(ctx)
+
+    async def _permitted(self, name: str, permission: str) -> Operation:
+        """The operation, once the caller may use `permission` on its collection (an
+        operation's name does not say its collection, so this is decided after reading)."""
+        _check_name(name)
+        op = await self.ctx.store.read(lambda tx: load_operation(tx, name))
+        await self.authorizer.check_operation(access.call().principal, permission, op)
+        return op
 
     async def get(self, name: str) -> Operation:
         """GetOperation."""
-        _check_name(name)
-        return await self.ctx.store.read(lambda tx: load_operation(tx, name))
+        return await self._permitted(name, access.OPERATIONS_GET)
 
     async def list_page(self, page_size: int, page_token: str, filter_text: str) -> OperationPage:
         """ListOperations, by name; AIP-160 filters over `name`, `done`, `verb` and
@@ -59,12 +68,22 @@ class Operations:
             lambda tx: tx.list_operations(start, size + 1, filter=tree)
         )
         found, token = pages.cut(rows, size, fingerprint, lambda op: [op.name])
-        return OperationPage(found, token)
+        principal = access.call().principal
+        seen: dict[str, bool] = {}
+        shown = []
+        for op in found:  # only the operations of collections the caller may see
+            if op.collection_id not in seen:
+                seen[op.collection_id] = await self.authorizer.allows(
+                    principal, access.OPERATIONS_GET, op.collection_id
+                )
+            if seen[op.collection_id]:
+                shown.append(op)
+        return OperationPage(shown, token)
 
     async def cancel(self, name: str) -> None:
         """CancelOperation: a cancellable, unfinished deletion restores the job's previous
         state and ends CANCELLED; anything else is OPERATION_NOT_CANCELLABLE."""
-        _check_name(name)
+        await self._permitted(name, access.OPERATIONS_CANCEL)
 
         async def run(tx: Tx) -> None:
             op = await load_operation(tx, name)
@@ -91,7 +110,7 @@ class Operations:
 
     async def delete(self, name: str) -> None:
         """DeleteOperation: forget the record (a pending deletion still completes)."""
-        _check_name(name)
+        await self._permitted(name, access.OPERATIONS_DELETE)
 
         async def run(tx: Tx) -> None:
             op = await load_operation(tx, name)

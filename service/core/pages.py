@@ -13,6 +13,8 @@ from jobcontrol.service.core.errors import Reason, bad_field
 T = TypeVar("T")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# our tokens are a few dozen characters; a longer one is not ours (and is not decoded)
+MAX_TOKEN_LENGTH = 1024
 
 
 def page_size(value: int) -> int:
@@ -46,12 +48,15 @@ def decode(
     page. Anything else is INVALID_PAGE_TOKEN, never a storage error."""
     if not token:
         return None
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise bad_field("page_token", "not a page token", Reason.INVALID_PAGE_TOKEN)
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         after = data["a"]
         fingerprint = data["q"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
+        # RecursionError: deeply nested JSON, which json.loads refuses that way
         raise bad_field("page_token", "not a page token", Reason.INVALID_PAGE_TOKEN) from exc
     if fingerprint != _fingerprint(query):
         raise bad_field("page_token", "was issued for another query", Reason.INVALID_PAGE_TOKEN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,13 @@ _DAYS = {
     "SATURDAY": rrule.SA,
     "SUNDAY": rrule.SU,
 }
+_FIELD = "scheduled.recurrence"
+# the values a schedule may list (0 is no day of a month; rrule refuses or ignores others)
+_SCHEDULE_RANGES = {"minutes": (0, 59), "hours": (0, 23), "month_days": (-31, 31)}
+# a schedule with a count is counted occurrence by occurrence from its start (its periods
+# cannot be skipped), so the count bounds the work of every next-occurrence computation
+MAX_COUNTED_OCCURRENCES = 10_000
+_WEEK = 7 * 1440
 
 
 def parse_time(value: str, field: str) -> datetime:
@@ -45,49 +53,58 @@ def period_minutes(recurrence: dict[str, Any]) -> int | None:
     return PERIOD_MINUTES[freq] * int(recurrence.get("interval") or 1)
 
 
-def _periods_to_skip(
-    freq: str, interval: int, start: datetime, now: datetime, counted_schedule: bool
-) -> int:
-    """Whole fixed-length periods between start and now, so rrule does not iterate over
-    years of past occurrences (months vary in length and counted schedules count
-    occurrences, not periods: those are iterated)."""
-    if freq == "MONTH" or counted_schedule or start >= now:
-        return 0
-    period = timedelta(minutes=interval * PERIOD_MINUTES[freq])
-    return max(int((now - start) / period) - 1, 0)
-
-
-def next_occurrence(spec: dict[str, Any], now: datetime | None = None) -> datetime | None:
-    """The first occurrence strictly after `now` (or the start time if still ahead)."""
-    now = now or datetime.now(UTC)
-    start_raw = spec.get("start_time")
-    start = parse_time(start_raw, "scheduled.start_time") if start_raw else None
-    recurrence = spec.get("recurrence") or {}
-    freq = recurrence.get("frequency")
-    if freq not in _FREQ:
-        return start if start and start > now else None
+def check(recurrence: dict[str, Any]) -> None:
+    """Refuse a recurrence whose numbers no schedule has (a field violation naming the
+    field): a negative interval or count, minutes, hours and month days out of their
+    ranges, occurrences other than 1..5 and -1..-5, a counted schedule over the bound."""
+    for key in ("interval", "count"):
+        if int(recurrence.get(key) or 0) < 0:
+            raise bad_field(f"{_FIELD}.{key}", "must not be negative")
     schedule = recurrence.get("schedule") or {}
-    interval = int(recurrence.get("interval") or 1)
-    dtstart = (start or now).replace(microsecond=0)
-    count = int(recurrence.get("count") or 0)
-    skipped = _periods_to_skip(freq, interval, dtstart, now, bool(schedule) and count > 0)
-    if skipped:
-        dtstart += timedelta(minutes=skipped * interval * PERIOD_MINUTES[freq])
-        if count:
-            count -= skipped
-            if count <= 0:
-                return None
-    kwargs: dict[str, Any] = {"dtstart": dtstart, "interval": interval}
-    if count:
-        kwargs["count"] = count
-    if recurrence.get("end_time"):
-        kwargs["until"] = parse_time(recurrence["end_time"], "scheduled.recurrence.end_time")
-    if schedule.get("minutes"):
-        kwargs["byminute"] = schedule["minutes"]
-    if schedule.get("hours"):
-        kwargs["byhour"] = schedule["hours"]
-    if schedule.get("month_days"):
-        kwargs["bymonthday"] = schedule["month_days"]
+    for key, (low, high) in _SCHEDULE_RANGES.items():
+        for value in schedule.get(key) or ():
+            if not low <= int(value) <= high or (key == "month_days" and value == 0):
+                raise bad_field(f"{_FIELD}.schedule.{key}", f"{value} is not in {low}..{high}")
+    for i, item in enumerate(schedule.get("monthly_occurrences") or ()):
+        if not 1 <= abs(int(item.get("occurrence") or 1)) <= 5:
+            path = f"{_FIELD}.schedule.monthly_occurrences[{i}].occurrence"
+            raise bad_field(path, "must be 1..5 or -1..-5")
+    if schedule and int(recurrence.get("count") or 0) > MAX_COUNTED_OCCURRENCES:
+        raise bad_field(
+            f"{_FIELD}.count", f"a schedule counts at most {MAX_COUNTED_OCCURRENCES} occurrences"
+        )
+
+
+def _skip(
+    freq: str, interval: int, dtstart: datetime, now: datetime, schedule: dict[str, Any], count: int
+) -> tuple[datetime, int, dict[str, Any]]:
+    """The start moved by whole periods to just before now, so that rrule does not iterate
+    over centuries of past occurrences; the periods skipped; and the rule that keeps a
+    monthly start's day. Counted schedules count occurrences, not periods, and months from
+    day 29-31 skip the months without that day: counting those, the start stays."""
+    if (schedule and count) or dtstart >= now:
+        return dtstart, 0, {}
+    if freq != "MONTH":
+        period = timedelta(minutes=interval * PERIOD_MINUTES[freq])
+        skipped = max(int((now - dtstart) / period) - 1, 0)
+        return dtstart + skipped * period, skipped, {}
+    if count and dtstart.day > 28:
+        return dtstart, 0, {}
+    months = (now.year - dtstart.year) * 12 + now.month - dtstart.month
+    skipped = max(months // interval - 1, 0)
+    index = dtstart.year * 12 + dtstart.month - 1 + skipped * interval
+    moved = dtstart.replace(year=index // 12, month=index % 12 + 1, day=1)
+    rules = _by_rules(schedule)
+    keep = {} if {"bymonthday", "byweekday"} & rules.keys() else {"bymonthday": dtstart.day}
+    return moved, skipped, keep
+
+
+def _by_rules(schedule: dict[str, Any]) -> dict[str, Any]:
+    """rrule's by* arguments of a schedule."""
+    kwargs: dict[str, Any] = {}
+    for key, name in (("minutes", "byminute"), ("hours", "byhour"), ("month_days", "bymonthday")):
+        if schedule.get(key):
+            kwargs[name] = schedule[key]
     days = [_DAYS[d] for d in schedule.get("week_days", []) if d in _DAYS]
     days += [
         _DAYS[o["day"]](int(o.get("occurrence") or 1))
@@ -96,8 +113,73 @@ def next_occurrence(spec: dict[str, Any], now: datetime | None = None) -> dateti
     ]
     if days:
         kwargs["byweekday"] = days
+    return kwargs
+
+
+def _misses_every_day(freq: str, interval: int, start: datetime, schedule: dict[str, Any]) -> bool:
+    """Whether a minute, hour or day recurrence only lands on weekdays its schedule excludes
+    (a Tuesday every 7 days from a Monday): rrule would look for one until year 9999."""
+    names = [
+        *schedule.get("week_days", ()),
+        *(o.get("day") for o in schedule.get("monthly_occurrences", ())),
+    ]
+    wanted = {list(_DAYS).index(d) for d in names if d in _DAYS}
+    if freq not in ("MINUTE", "HOUR", "DAY") or not wanted:
+        return False
+    stride = interval * PERIOD_MINUTES[freq] % _WEEK
+    position = start.weekday() * 1440 + start.hour * 60 + start.minute
+    for _ in range(_WEEK // math.gcd(stride, _WEEK)):  # the minutes of the week it visits
+        if position // 1440 in wanted:
+            return False
+        position = (position + stride) % _WEEK
+    return True
+
+
+def next_occurrence(spec: dict[str, Any], now: datetime | None = None) -> datetime | None:
+    """The first occurrence strictly after `now` (or the start time if still ahead); None
+    when there is none (or none before year 10000)."""
+    now = now or datetime.now(UTC)
+    start_raw = spec.get("start_time")
+    start = parse_time(start_raw, "scheduled.start_time") if start_raw else None
+    recurrence = spec.get("recurrence") or {}
+    freq = recurrence.get("frequency")
+    if freq not in _FREQ:
+        return start if start and start > now else None
+    check(recurrence)
+    schedule = recurrence.get("schedule") or {}
+    interval = int(recurrence.get("interval") or 1)
+    dtstart = (start or now).replace(microsecond=0)
+    count = int(recurrence.get("count") or 0)
     try:
+        dtstart, skipped, keep = _skip(freq, interval, dtstart, now, schedule, count)
+    except OverflowError:  # one period is longer than the calendar: only the start
+        return start if start and start > now else None
+    if skipped and count:
+        count -= skipped
+        if count <= 0:
+            return None
+    if _misses_every_day(freq, interval, dtstart, schedule):
+        return None
+    kwargs: dict[str, Any] = {"dtstart": dtstart, "interval": interval, **keep}
+    kwargs.update(_by_rules(schedule))
+    try:
+        if recurrence.get("end_time"):
+            kwargs["until"] = parse_time(recurrence["end_time"], f"{_FIELD}.end_time")
         rule = rrule.rrule(_FREQ[freq], **kwargs)  # type: ignore[arg-type]
     except ValueError as exc:
-        raise bad_field("scheduled.recurrence", str(exc)) from exc
-    return rule.after(now)
+        raise bad_field(_FIELD, str(exc)) from exc
+    return _first_after(rule, now, count)
+
+
+def _first_after(rule: rrule.rrule, now: datetime, count: int) -> datetime | None:
+    """The first of the rule's occurrences after `now`, if it is among the first `count`
+    (0: any); rrule takes no count beside an end (RFC 5545), so it is counted here."""
+    try:
+        for index, when in enumerate(rule):
+            if count and index >= count:
+                return None
+            if when > now:
+                return when
+    except (OverflowError, ValueError):  # the next one would be past year 9999
+        return None
+    return None

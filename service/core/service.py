@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobcontrol.service.core.access import Policy
 from jobcontrol.service.core.actions import Actions
+from jobcontrol.service.core.authorizer import Authorizer
 from jobcontrol.service.core.collections import Collections
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.deletions import Deletions
@@ -21,6 +23,7 @@ class Core:
     """Use-case objects sharing one context."""
 
     ctx: Context
+    authorizer: Authorizer
     collections: Collections
     jobs: Jobs
     deletions: Deletions
@@ -37,11 +40,18 @@ def build_core(
     idempotency_window: float,
     purge_chunk: int,
     reaper_interval: float,
+    policy: Policy | None = None,
 ) -> Core:
-    """Wire the use-cases to a store."""
-    ctx = Context(store, idempotency_window=idempotency_window, purge_chunk=purge_chunk)
+    """Wire the use-cases to a store, under `policy` (None: the open development mode)."""
+    ctx = Context(
+        store,
+        idempotency_window=idempotency_window,
+        purge_chunk=purge_chunk,
+        policy=policy or Policy(open=True),
+    )
     return Core(
         ctx=ctx,
+        authorizer=Authorizer(ctx),
         collections=Collections(ctx),
         jobs=Jobs(ctx),
         deletions=Deletions(ctx),

@@ -6,6 +6,7 @@ import argparse
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,8 @@ class BenchConfig:
     mix: tuple[tuple[str, int], ...] = (("get", 100),)
     routes: tuple[Route, ...] = ()
     headers: tuple[tuple[str, str], ...] = ()
+    # a bearer JWT (from --token FILE) for a secured server: gRPC metadata and HTTP header
+    token: str = field(default="", repr=False)
     body: str | None = None
     concurrency: int = 64
     rate: float | None = None
@@ -74,6 +77,11 @@ class BenchConfig:
         route_names = {r.name for r in self.routes}
         return self.protocol == "rest" or any(op in route_names for op in self.ops)
 
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...] | None:
+        """The gRPC metadata of every call (None: none)."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else None
+
     def route(self, name: str) -> Route | None:
         """The --route called `name`, if any."""
         return next((r for r in self.routes if r.name == name), None)
@@ -86,6 +94,7 @@ class BenchConfig:
         out["headers"] = dict(self.headers)
         out["routes"] = {r.name: f"{r.method} {r.path}" for r in self.routes}
         out.pop("run_token")
+        out["token"] = bool(self.token)  # whether one was sent, never the secret
         return out
 
 
@@ -139,6 +148,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="'K: V'",
         help="header sent with every HTTP request (repeatable)",
+    )
+    ops.add_argument(
+        "--token",
+        metavar="FILE",
+        help="file holding a bearer JWT for a secured server (e.g. from `jobctl token`): "
+        "sent with every gRPC call and HTTP request, seeding included",
     )
     ops.add_argument(
         "--body", help="JSON body of --route requests; may contain {job} and {collection}"
@@ -282,6 +297,18 @@ def _parse_header(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _read_token(path: str | None) -> str:
+    if path is None:
+        return ""
+    try:
+        token = Path(path).read_text().strip()
+    except OSError as exc:
+        raise UsageError(f"--token: cannot read {path}: {exc.strerror}") from None
+    if not token or any(c.isspace() for c in token):
+        raise UsageError(f"--token: {path} does not hold one token")
+    return token
+
+
 def _parse_env(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -370,6 +397,7 @@ def from_args(args: argparse.Namespace) -> BenchConfig:
         mix=mix,
         routes=routes,
         headers=tuple(_parse_header(h) for h in args.header),
+        token=_read_token(args.token),
         body=args.body,
         concurrency=args.concurrency,
         rate=args.rate,

@@ -40,13 +40,13 @@ async def seed(config: BenchConfig, database_url: str | None) -> int:
             return 0
         parent = f"collections/{config.collection}"
         template = job_template(config.profile)
-        created = await _create(jobs, parent, template, [0], config.timeout)
+        created = await _create(jobs, parent, template, [0], config)
         if database_url is not None:
             return created + await _bulk(database_url, config)
         pending = iter(range(1, config.jobs))
         counts = await asyncio.gather(
             *(
-                _create(jobs, parent, template, pending, config.timeout)
+                _create(jobs, parent, template, pending, config)
                 for _ in range(min(SEED_IN_FLIGHT, config.jobs))
             )
         )
@@ -61,7 +61,7 @@ async def _ensure_collection(
         collection=resources_pb2.Collection(profile=_PROFILES[config.profile]),
     )
     try:
-        await jobs.CreateCollection(request, timeout=config.timeout)
+        await jobs.CreateCollection(request, timeout=config.timeout, metadata=config.metadata)
     except grpc.aio.AioRpcError as exc:
         if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
             raise SeedError(f"CreateCollection {config.collection}: {exc.code().name}") from None
@@ -72,7 +72,7 @@ async def _create(
     parent: str,
     template: resources_pb2.Job,
     indexes: Iterable[int],
-    call_timeout: float,
+    config: BenchConfig,
 ) -> int:
     """CreateJob for each index (shared iterator between concurrent callers)."""
     created = 0
@@ -81,7 +81,7 @@ async def _create(
             parent=parent, job_id=job_id(index), job=template
         )
         try:
-            await jobs.CreateJob(request, timeout=call_timeout)
+            await jobs.CreateJob(request, timeout=config.timeout, metadata=config.metadata)
             created += 1
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.ALREADY_EXISTS:

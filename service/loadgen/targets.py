@@ -212,7 +212,9 @@ class GrpcTarget:
 
     async def _call(self, name: str, request: bytes) -> str | None:
         try:
-            await self.calls[name](request, timeout=self.config.timeout)
+            await self.calls[name](
+                request, timeout=self.config.timeout, metadata=self.config.metadata
+            )
         except grpc.aio.AioRpcError as exc:
             return str(exc.code().name)
         return None
@@ -249,14 +251,19 @@ class GrpcTarget:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + timeout
             try:
-                raw = await self.calls["delete-all"](self.delete_all_bytes, timeout=timeout)
+                metadata = self.config.metadata
+                raw = await self.calls["delete-all"](
+                    self.delete_all_bytes, timeout=timeout, metadata=metadata
+                )
                 op = operations_pb2.Operation.FromString(raw)
                 while not op.done:
                     if loop.time() >= deadline:
                         return "DEADLINE_EXCEEDED"
                     await asyncio.sleep(POLL_INTERVAL)
                     raw = await self.calls["get-operation"](
-                        name_request(op.name), timeout=max(0.001, deadline - loop.time())
+                        name_request(op.name),
+                        timeout=max(0.001, deadline - loop.time()),
+                        metadata=metadata,
                     )
                     op = operations_pb2.Operation.FromString(raw)
             except grpc.aio.AioRpcError as exc:
@@ -292,7 +299,8 @@ class HttpTarget:
         job_json = json_format.MessageToDict(job_template(config.profile))
         self.job_body = orjson.dumps(job_json)
         self.session: aiohttp.ClientSession | None = None
-        self.headers = dict(config.headers)
+        bearer = {"Authorization": f"Bearer {config.token}"} if config.token else {}
+        self.headers = {**bearer, **dict(config.headers)}
         self.json_headers = {"Content-Type": "application/json", **self.headers}
 
     async def open(self) -> None:

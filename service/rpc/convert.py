@@ -8,7 +8,14 @@ from typing import Any
 import grpc
 import orjson
 from google.longrunning import operations_pb2
-from google.protobuf import any_pb2, descriptor, empty_pb2, json_format, timestamp_pb2
+from google.protobuf import (
+    any_pb2,
+    descriptor,
+    empty_pb2,
+    json_format,
+    struct_pb2,
+    timestamp_pb2,
+)
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -25,6 +32,22 @@ _WELL_KNOWN = frozenset(
 )
 # Top-level Job fields that address the job or carry a precondition, never written.
 _NOT_WRITTEN = frozenset({"name", "etag"})
+# proto3 JSON's ranges of Timestamp (0001-01-01 to 9999-12-31) and Duration (+-10000
+# years): beyond them a value cannot be written as JSON, a date or a database time
+_SECONDS = {
+    "google.protobuf.Timestamp": (-62_135_596_800, 253_402_300_799),
+    "google.protobuf.Duration": (-315_576_000_000, 315_576_000_000),
+}
+_RANGES = {
+    "Timestamp": "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z",
+    "Duration": "within +-315576000000s, seconds and nanos of one sign",
+}
+_STRUCTS = frozenset(
+    {"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"}
+)
+# how deep Struct fields (Batch's autoPoolSpecification, task properties) may nest
+# objects and arrays: stored documents are rendered by recursive encoders (JSON, XML)
+MAX_STRUCT_DEPTH = 20
 
 
 def _repeated(field: descriptor.FieldDescriptor) -> bool:
@@ -47,23 +70,70 @@ def timestamp(value: int | None) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(seconds=value // 1_000_000, nanos=value % 1_000_000 * 1000)
 
 
-def check_enums(message: Message, prefix: str) -> None:
-    """Refuse enum numbers the contract does not define (they would be stored as ints)."""
+def check_values(message: Message, prefix: str) -> None:
+    """Refuse values the contract does not define: enum numbers it does not name (they
+    would be stored as ints), Timestamps and Durations out of their ranges, Structs nested
+    deeper than MAX_STRUCT_DEPTH."""
     for field, value in message.ListFields():
         path = f"{prefix}.{field.name}" if prefix else field.name
+        items = value if _repeated(field) else [value]
         if field.enum_type is not None:
-            values = value if _repeated(field) else [value]
-            for number in values:
+            for number in items:
                 if field.enum_type.values_by_number.get(number) is None:
                     raise bad_field(path, f"unknown {field.enum_type.name} value {number}")
-        elif field.message_type is not None:
-            if field.message_type.GetOptions().map_entry:
-                continue
-            if field.message_type.full_name in _WELL_KNOWN:
-                continue
-            items = value if _repeated(field) else [value]
+        elif field.message_type is not None and not field.message_type.GetOptions().map_entry:
             for item in items:
-                check_enums(item, path)
+                _check_message(item, path)
+
+
+# the old name, still used by the servicers
+check_enums = check_values
+
+
+def _check_message(item: Message, path: str) -> None:
+    kind = item.DESCRIPTOR.full_name
+    if kind in _SECONDS:
+        problem = time_problem(item)
+        if problem:
+            raise bad_field(path, problem)
+    elif kind in _STRUCTS:
+        if _struct_depth(item) > MAX_STRUCT_DEPTH:
+            raise bad_field(path, f"objects and arrays nest deeper than {MAX_STRUCT_DEPTH}")
+    else:
+        check_values(item, path)
+
+
+def time_problem(item: Message) -> str:
+    """Why a Timestamp or Duration is out of its range (proto3 JSON's: years 0001-9999,
+    +-10000 years), or "" when it is not."""
+    kind = item.DESCRIPTOR.name
+    seconds, nanos = item.seconds, item.nanos  # type: ignore[attr-defined]
+    low, high = _SECONDS[item.DESCRIPTOR.full_name]
+    if kind == "Timestamp":
+        fits = low <= seconds <= high and 0 <= nanos < 1_000_000_000
+    else:
+        same_sign = seconds == 0 or nanos == 0 or (seconds > 0) == (nanos > 0)
+        fits = low <= seconds <= high and abs(nanos) < 1_000_000_000 and same_sign
+    if fits:
+        return ""
+    return f"{kind} out of range (seconds {seconds}, nanos {nanos}); {_RANGES[kind]}"
+
+
+def _struct_depth(item: Message) -> int:
+    """How deep a Struct, ListValue or Value nests objects and arrays (iteratively, so that
+    a deep one costs no recursion; it stops once past the limit)."""
+    deepest, stack = 0, [(item, 0)]
+    while stack and deepest <= MAX_STRUCT_DEPTH:
+        node, depth = stack.pop()
+        if isinstance(node, struct_pb2.Value):
+            kind = node.WhichOneof("kind")
+            if kind in ("struct_value", "list_value"):
+                stack.append((getattr(node, kind), depth))
+            continue
+        deepest = max(deepest, depth + 1)
+        children = node.fields.values() if isinstance(node, struct_pb2.Struct) else node.values  # type: ignore[attr-defined]
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def present_paths(message: Message, prefix: str = "") -> list[str]:
@@ -84,7 +154,7 @@ def present_paths(message: Message, prefix: str = "") -> list[str]:
 
 def job_document(job: resources_pb2.Job, field: str = "job") -> dict[str, Any]:
     """The client-supplied part of a Job as a document (snake_case, proto3 JSON values)."""
-    check_enums(job, field)
+    check_values(job, field)
     doc = json_format.MessageToDict(job, preserving_proto_field_name=True)
     for key in _NOT_WRITTEN:
         doc.pop(key, None)
@@ -105,6 +175,7 @@ def preconditions(etag: str, request: Message) -> Preconditions:
     if not has:
         return Preconditions(etag=etag)
     pre: job_service_pb2.Preconditions = request.preconditions  # type: ignore[attr-defined]
+    check_values(pre, "preconditions")
     return Preconditions(
         etag=etag,
         if_none_match=pre.if_none_match,
@@ -138,25 +209,33 @@ def structured_filter(
     if not request.HasField(field):
         return None
     budget = [MAX_FILTER_NODES]
-    return _filter_node(getattr(request, field), fields, field, budget)
+    return _filter_node(getattr(request, field), fields, field, budget, 0)
 
 
 def _filter_node(
-    node: resources_pb2.Filter, fields: dict[str, object], path: str, budget: list[int]
+    node: resources_pb2.Filter,
+    fields: dict[str, object],
+    path: str,
+    budget: list[int],
+    depth: int,
 ) -> filters.Node:
     budget[0] -= 1
     if budget[0] < 0:
         raise bad_field(path, f"more than {MAX_FILTER_NODES} nodes", Reason.INVALID_FILTER)
     kind = node.WhichOneof("node")
+    if kind in ("all", "any", "negation") and depth >= filters.MAX_DEPTH:
+        raise bad_field(path, f"nests deeper than {filters.MAX_DEPTH}", Reason.INVALID_FILTER)
     if kind in ("all", "any"):
         items = tuple(
-            _filter_node(f, fields, f"{path}.{kind}", budget) for f in getattr(node, kind).filters
+            _filter_node(f, fields, f"{path}.{kind}", budget, depth + 1)
+            for f in getattr(node, kind).filters
         )
         if not items:
             raise bad_field(f"{path}.{kind}", "needs at least one filter", Reason.INVALID_FILTER)
         return filters.And(items) if kind == "all" else filters.Or(items)
     if kind == "negation":
-        return filters.Not(_filter_node(node.negation, fields, f"{path}.negation", budget))
+        inner = _filter_node(node.negation, fields, f"{path}.negation", budget, depth + 1)
+        return filters.Not(inner)
     if kind != "comparison":
         raise bad_field(path, "an empty filter node", Reason.INVALID_FILTER)
     cmp = node.comparison
@@ -166,6 +245,9 @@ def _filter_node(
     which = cmp.WhichOneof("value")
     if which is None:
         raise bad_field(f"{path}.comparison", "needs a value", Reason.INVALID_FILTER)
+    problem = time_problem(cmp.time) if which == "time" else ""
+    if problem:
+        raise bad_field(f"{path}.comparison.time", problem, Reason.INVALID_FILTER)
     raw: str | int = cmp.text if which == "text" else micros(cmp.time)
     return filters.comparison(cmp.field, op, raw, fields)
 
@@ -232,7 +314,7 @@ def collection_from_proto(
     c: resources_pb2.Collection, field: str = "collection"
 ) -> model.Collection:
     """The client-supplied part of a Collection."""
-    check_enums(c, field)
+    check_values(c, field)
     q = c.quota
     frequency = (
         resources_pb2.Recurrence.Frequency.Name(q.max_recurrence_frequency)
@@ -278,12 +360,13 @@ def collection_to_proto(c: model.Collection) -> resources_pb2.Collection:
         create_time=timestamp(c.create_time),
         update_time=timestamp(c.update_time),
         etag=c.etag,
+        owner=c.owner,
     )
 
 
 def task_from_proto(t: resources_pb2.Task) -> model.Task:
     """The client-supplied part of a Task."""
-    check_enums(t, "task")
+    check_values(t, "task")
     return model.Task(
         job_pk=0,
         job_name="",
@@ -317,7 +400,7 @@ def task_to_proto(t: model.Task) -> resources_pb2.Task:
 
 def history_from_proto(e: resources_pb2.HistoryEntry) -> model.HistoryEntry:
     """The operator-supplied part of a history entry."""
-    check_enums(e, "entry")
+    check_values(e, "entry")
     return model.HistoryEntry(
         job_pk=0,
         job_name="",

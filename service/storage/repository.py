@@ -344,23 +344,29 @@ class SqlTx:
 
     # request-id replay -------------------------------------------------------------
 
-    async def get_reply(self, method: str, request_id: str, since: int) -> str | None:
+    async def get_reply(self, scope: str, request_id: str, since: int) -> tuple[str, str] | None:
         row = await self._one(
-            select(replies.c.reply).where(
-                replies.c.method == method,
+            select(replies.c.reply, replies.c.fingerprint).where(
+                replies.c.scope == scope,
                 replies.c.request_id == request_id,
                 replies.c.create_time >= since,
             )
         )
-        return row[0] if row else None
+        return (row[0], row[1]) if row else None
 
-    async def put_reply(self, method: str, request_id: str, reply: str, now: int) -> None:
+    async def put_reply(
+        self, scope: str, request_id: str, fingerprint: str, reply: str, now: int
+    ) -> None:
         await self.conn.execute(
-            delete(replies).where(replies.c.method == method, replies.c.request_id == request_id)
+            delete(replies).where(replies.c.scope == scope, replies.c.request_id == request_id)
         )
         await self.conn.execute(
             insert(replies).values(
-                method=method, request_id=request_id, reply=reply, create_time=now
+                scope=scope,
+                request_id=request_id,
+                fingerprint=fingerprint,
+                reply=reply,
+                create_time=now,
             )
         )
 

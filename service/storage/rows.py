@@ -32,6 +32,7 @@ def collection(row: Any) -> Collection:
         update_time=row.update_time,
         etag=row.etag,
         version=row.version,
+        owner=row.owner or "",
     )
 
 
@@ -54,6 +55,7 @@ def collection_values(c: Collection) -> dict[str, Any]:
         "update_time": c.update_time,
         "etag": c.etag,
         "version": c.version,
+        "owner": c.owner,
     }
 
 

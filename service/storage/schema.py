@@ -33,6 +33,8 @@ collections = Table(
     Column("update_time", BigInteger, nullable=False),
     Column("etag", String(32), nullable=False),
     Column("version", Integer, nullable=False),
+    # the principal that created it ("" when created anonymously)
+    Column("owner", Text, nullable=False, server_default=text("''")),
 )
 
 jobs = Table(
@@ -131,8 +133,11 @@ operations = Table(
 replies = Table(
     "replies",
     metadata,
-    Column("method", String(64), primary_key=True),
+    # principal, method and resource of the request (a request id is theirs alone)
+    Column("scope", Text, primary_key=True),
     Column("request_id", String(128), primary_key=True),
+    # digest of the request without its request id
+    Column("fingerprint", String(64), nullable=False),
     Column("reply", Text, nullable=False),
     Column("create_time", BigInteger, nullable=False),
     Index("ix_replies_time", "create_time"),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import orjson
+from cryptography import x509
 from google.longrunning import operations_pb2
 from grpc_health.v1 import health_pb2
 
@@ -17,10 +19,9 @@ from jobcontrol.gateway.dialects.importexport import ImportExportDialect
 from jobcontrol.gateway.dialects.native import NativeDialect
 from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
 from jobcontrol.gateway.dialects.veeam import VeeamDialect
-from jobcontrol.gateway.dialects.veeam_sessions import parse_users
 from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Receive, Request, Response, Scope, Send
-from jobcontrol.gateway.upstream import Upstream
+from jobcontrol.gateway.upstream import Channel, Upstream
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     job_service_pb2,
@@ -43,13 +44,27 @@ class GatewayApp:
 
     def __init__(self, settings: GatewaySettings, extra: list[Dialect] | None = None) -> None:
         self.settings = settings
-        self.upstream = Upstream(settings.grpc_target)
-        self.native = NativeDialect(SERVICES)
+        self.upstream = Upstream(
+            Channel(
+                settings.grpc_target,
+                settings.grpc_tls_ca,
+                settings.grpc_tls_cert,
+                settings.grpc_tls_key,
+                settings.grpc_token_file,
+            )
+        )
+        client_ca = (
+            x509.load_pem_x509_certificate(Path(settings.tls_client_ca).read_bytes())
+            if settings.tls_client_ca
+            else None
+        )
+        self.native = NativeDialect(SERVICES, client_ca)
         self.dialects: list[Dialect] = [self.native, *(extra or [])]
         for dialect in self.dialects:
             # the gateway's limit applies to every dialect; one may document a smaller one
             documented = dialect.documented_max_body or settings.max_body
             dialect.max_body = min(documented, settings.max_body)
+            dialect.base_url = settings.base_url
         spec = openapi.document(self.native.bindings, "jobcontrol native REST mapping", "v1")
         self.openapi_json = orjson.dumps(spec)
 
@@ -121,11 +136,11 @@ def create_app(settings: GatewaySettings) -> GatewayApp:
     # Batch first: its root collections (`/jobs/operations`) would otherwise look like
     # Scheduler's `/{subscription}/operations/…` (subscription ids are GUIDs, job ids are not)
     if settings.batch_accounts:
-        dialects.append(BatchDialect(parse_accounts(settings.batch_accounts)))
-    dialects += [SchedulerDialect(), ImportExportDialect()]
+        accounts = parse_accounts(settings.batch_accounts)
+        dialects.append(BatchDialect(accounts, clock_skew=settings.batch_clock_skew))
+    dialects += [SchedulerDialect(settings), ImportExportDialect(settings)]
     if settings.veeam_users:
-        users = parse_users(settings.veeam_users, settings.veeam_roles)
-        dialects.append(VeeamDialect(users, settings.veeam_session_idle, settings.veeam_collection))
+        dialects.append(VeeamDialect.from_settings(settings))
     return GatewayApp(settings, extra=dialects)
 
 

@@ -75,12 +75,13 @@ def _etags(value: str) -> tuple[str, ...]:
 
 
 def _date(value: str) -> datetime | None:
-    """An HTTP-date; an invalid one is ignored, as RFC 9110 asks."""
+    """An HTTP-date in UTC; an invalid one is ignored, as RFC 9110 asks. That includes a
+    date whose zone offset carries it past the calendar (`31 Dec 9999 23:59:59 -2359`)."""
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse(headers: dict[str, str], rules: ConditionRules) -> Conditions:

@@ -1,99 +1,142 @@
-"""Run the gateway under uvicorn (uvloop + httptools), alone or beside `jobctl serve`."""
+"""Run the gateway under uvicorn (uvloop + httptools), alone or beside `jobctl serve`: with
+request limits, optional TLS (client certificates requested, never required, so that
+clients without one can still use the native mapping and the dialects that authenticate
+otherwise), and protected mode."""
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import dataclasses
+import logging
+import os
+import ssl
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from jobcontrol.gateway.app import create_app
 from jobcontrol.gateway.config import GatewaySettings, split_address
-from jobcontrol.settings import ENV_PREFIX, load_settings
+from jobcontrol.gateway.protocol import Limits, guarded_protocol
+from jobcontrol.settings import ENV_PREFIX, is_loopback, load_settings
+
+log = logging.getLogger("jobcontrol.gateway")
+_HELP = {
+    "http_address": "HOST:PORT to serve HTTP on",
+    "grpc_target": "HOST:PORT of the jobcontrol gRPC server",
+    "max_body": "largest request body in bytes, larger is 413 (every dialect)",
+    "log_level": "uvicorn log level",
+    "auth": "`none`: serve on a non-loopback address without a gateway identity",
+    "public_url": "URL clients reach the gateway at, for links (default: http(s)://ADDRESS)",
+    "tls_cert": "PEM certificate of the HTTP listener (TLS)",
+    "tls_key": "PEM private key of the HTTP listener",
+    "tls_client_ca": "PEM CA whose client certificates are principals on the native mapping",
+    "management_certs": "Azure management certificates: subscription=SHA1THUMBPRINT[,...]",
+    "management_certs_file": "PEM bundle of those certificates (self-signed ones too)",
+    "grpc_tls_ca": "PEM CA of the gRPC server (TLS to it)",
+    "grpc_tls_cert": "PEM client certificate of the gateway (mTLS to the server)",
+    "grpc_tls_key": "PEM private key of that certificate",
+    "grpc_token_file": "file holding the gateway's bearer JWT for the calls it makes",
+    "max_header_bytes": "most bytes of request line and headers",
+    "max_headers": "most request headers",
+    "header_timeout": "seconds a client may take to send its request headers",
+    "idle_timeout": "seconds an idle keep-alive connection stays open",
+    "batch_accounts": "Azure Batch shared-key accounts, name=base64key[,name=key]",
+    "batch_clock_skew": "seconds a Batch request's ocp-date/Date may be off",
+    "veeam_users": "Veeam Enterprise Manager users, user:password[,...] (secret!)",
+    "veeam_roles": "their roles, user=viewer|operator|administrator[,...]",
+    "veeam_session_idle": "seconds a Veeam logon session lives idle",
+    "veeam_collection": "collection (profile backup) behind /api",
+    "veeam_logon_failures": "failed Veeam logons (per user, per address) before back-off",
+    "veeam_logon_backoff": "first back-off in seconds after those failures (doubling)",
+}
 
 
-def run(settings: GatewaySettings) -> None:
-    """Serve until SIGTERM/SIGINT (uvicorn drains open connections first)."""
-    host, port = split_address(settings.http_address)
-    config = uvicorn.Config(
+def uvicorn_config(settings: GatewaySettings, **bind: Any) -> uvicorn.Config:
+    """The uvicorn configuration of the gateway (`bind`: host/port, or none for sockets)."""
+    limits = Limits(settings.max_header_bytes, settings.max_headers, settings.header_timeout)
+    tls: dict[str, Any] = {}
+    if settings.tls_cert:
+        bundle = _client_ca_bundle(settings)
+        tls = {
+            "ssl_certfile": settings.tls_cert,
+            "ssl_keyfile": settings.tls_key,
+            "ssl_ca_certs": bundle,
+            "ssl_cert_reqs": ssl.CERT_OPTIONAL if bundle else ssl.CERT_NONE,
+        }
+    return uvicorn.Config(
         create_app(settings),
-        host=host,
-        port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits),
         lifespan="on",
         access_log=False,
         log_level=settings.log_level.lower(),
         server_header=False,
-        # no X-Forwarded-* rewriting on the hot path: the gateway listens on loopback
+        # links come from --public-url, so no X-Forwarded-* rewriting on the hot path
         proxy_headers=False,
+        timeout_keep_alive=int(max(settings.idle_timeout, 1)),
+        **tls,
+        **bind,
     )
-    server = uvicorn.Server(config)
-    server.run()
+
+
+def _client_ca_bundle(settings: GatewaySettings) -> str | None:
+    """One PEM file of the client CA and the management certificates (Python's TLS trusts
+    a client certificate only through its trust store; the thumbprints decide later)."""
+    parts = [p for p in (settings.tls_client_ca, settings.management_certs_file) if p]
+    if not parts:
+        return None
+    fd, path = tempfile.mkstemp(prefix="jobcontrol-client-ca-", suffix=".pem")
+    with os.fdopen(fd, "wb") as out:
+        for part in parts:
+            out.write(Path(part).read_bytes().rstrip() + b"\n")
+    atexit.register(lambda: Path(path).unlink(missing_ok=True))
+    return path
+
+
+def check_exposure(settings: GatewaySettings) -> None:
+    """Protected mode: a gateway without an identity of its own serves loopback only
+    (unless --auth none), and says so."""
+    if settings.auth not in ("", "none"):
+        raise SystemExit(f"--auth: only `none` is a value, not {settings.auth!r}")
+    if settings.secured:
+        return
+    if not is_loopback(settings.http_address) and settings.auth != "none":
+        raise SystemExit(
+            f"refusing to listen on {settings.http_address}: the gateway has no identity "
+            "towards the server (--grpc-token-file or --grpc-tls-cert); bind a loopback "
+            "address or pass --auth none"
+        )
+    log.warning("the gateway calls the server without an identity of its own")
+
+
+def run(settings: GatewaySettings) -> None:
+    """Serve until SIGTERM/SIGINT (uvicorn drains open connections first)."""
+    check_exposure(settings)
+    host, port = split_address(settings.http_address)
+    uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The gateway's flags (each also a JOBCONTROL_* variable)."""
     defaults = GatewaySettings()
-    parser.add_argument(
-        "--grpc-target",
-        dest="grpc_target",
-        help=f"HOST:PORT of the jobcontrol gRPC server [env {ENV_PREFIX}GRPC_TARGET;"
-        f" default {defaults.grpc_target}]",
-    )
-    parser.add_argument(
-        "--http-address",
-        dest="http_address",
-        help=f"HOST:PORT to serve HTTP on [env {ENV_PREFIX}HTTP_ADDRESS; "
-        f"default {defaults.http_address}]",
-    )
-    parser.add_argument(
-        "--max-body",
-        dest="max_body",
-        type=int,
-        help=f"largest request body in bytes, larger is 413 [env "
-        f"{ENV_PREFIX}MAX_BODY; default {defaults.max_body}]",
-    )
-    parser.add_argument(
-        "--batch-accounts",
-        dest="batch_accounts",
-        help=f"Azure Batch shared-key accounts, name=base64key[,name=key] [env "
-        f"{ENV_PREFIX}BATCH_ACCOUNTS; default none: the Batch dialect is off]",
-    )
-    parser.add_argument(
-        "--veeam-users",
-        dest="veeam_users",
-        help=f"Veeam Enterprise Manager users, user:password[,user:password] [env "
-        f"{ENV_PREFIX}VEEAM_USERS; default none: the Veeam dialect is off]",
-    )
-    parser.add_argument(
-        "--veeam-roles",
-        dest="veeam_roles",
-        help=f"their roles, user=viewer|operator|administrator[,...] [env "
-        f"{ENV_PREFIX}VEEAM_ROLES; default administrator]",
-    )
-    parser.add_argument(
-        "--veeam-session-idle",
-        dest="veeam_session_idle",
-        type=float,
-        help=f"seconds a Veeam logon session lives idle [env {ENV_PREFIX}VEEAM_SESSION_IDLE; "
-        f"default {defaults.veeam_session_idle}]",
-    )
-    parser.add_argument(
-        "--veeam-collection",
-        dest="veeam_collection",
-        help=f"collection (profile backup) behind /api [env {ENV_PREFIX}VEEAM_COLLECTION; "
-        f"default {defaults.veeam_collection}]",
-    )
-    parser.add_argument(
-        "--log-level",
-        dest="log_level",
-        help=f"uvicorn log level [env {ENV_PREFIX}LOG_LEVEL; default {defaults.log_level}]",
-    )
+    for f in dataclasses.fields(GatewaySettings):
+        kind = float if f.type in (float, "float") else int if f.type in (int, "int") else str
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            type=kind,
+            help=f"{_HELP[f.name]} [env {ENV_PREFIX}{f.name.upper()}; "
+            f"default {getattr(defaults, f.name)!r}]",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m jobcontrol.gateway`: the gateway alone, in front of any jobcontrol gRPC server."""
+    """`python -m jobcontrol.gateway`: the gateway alone, in front of any jobcontrol gRPC
+    server."""
     parser = argparse.ArgumentParser(prog="jobctl gateway", description=run.__doc__)
     add_arguments(parser)
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
 
 from jobcontrol.gateway import templates
-from jobcontrol.gateway.errors import bad_request
+from jobcontrol.gateway.errors import GatewayError, bad_request
 
 _WKT_SCALARS = frozenset(
     {
@@ -25,6 +25,13 @@ _WKT_SCALARS = frozenset(
     }
 )
 _TRUE, _FALSE = frozenset({"true", "1"}), frozenset({"false", "0"})
+# how deep a JSON body may nest objects and arrays: protobuf's JSON parser recurses per
+# level (the server allows Struct fields 20 levels, its docs say)
+MAX_JSON_DEPTH = 32
+# the longest deadline a request may ask for, in seconds; a longer grpc-timeout (8 digits
+# of hours are valid gRPC) is this one, as gRPC's own clock would overflow on it
+MAX_TIMEOUT = 3600.0
+_BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,7 @@ def _scalar(field: descriptor.FieldDescriptor, raw: str, dotted: str) -> Any:
             return raw if field.type == field.TYPE_STRING else raw.encode()
     except ValueError:
         pass
-    raise bad_request("INVALID_PARAMETER", f"{dotted}: invalid value {raw!r}", field=dotted)
+    raise invalid("INVALID_PARAMETER", dotted, f"invalid value {raw[:64]!r}")
 
 
 def set_value(message: Message, dotted: str, values: list[str]) -> None:
@@ -141,7 +148,7 @@ def set_value(message: Message, dotted: str, values: list[str]) -> None:
         try:
             json_format.ParseDict(values[-1], getattr(holder, field.name))  # type: ignore[arg-type]
         except json_format.ParseError as exc:
-            raise bad_request("INVALID_PARAMETER", f"{dotted}: {exc}", field=dotted) from None
+            raise invalid("INVALID_PARAMETER", dotted, str(exc)) from None
         return
     try:
         if _repeated(field):
@@ -149,15 +156,77 @@ def set_value(message: Message, dotted: str, values: list[str]) -> None:
         else:
             setattr(holder, field.name, _scalar(field, values[-1], dotted))
     except (TypeError, ValueError) as exc:
-        raise bad_request("INVALID_PARAMETER", f"{dotted}: {exc}", field=dotted) from None
+        raise invalid("INVALID_PARAMETER", dotted, str(exc)) from None
 
 
 def parse_json(body: bytes) -> Any:
-    """A JSON document, or 400 MALFORMED_JSON."""
+    """A JSON document, or 400 MALFORMED_JSON; one nesting deeper than MAX_JSON_DEPTH is
+    400 INVALID_BODY with a field violation naming where (a path within the body)."""
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise bad_request("MALFORMED_JSON", f"the body is not valid JSON: {exc}") from None
+    where = too_deep(value, MAX_JSON_DEPTH)
+    if where is not None:
+        raise invalid("INVALID_BODY", where, f"nests deeper than {MAX_JSON_DEPTH} levels")
+    return value
+
+
+def invalid(reason: str, field: str, description: str, message: str = "") -> GatewayError:
+    """400 `reason` about one field: ErrorInfo naming it and a BadRequest field violation,
+    as the server's own INVALID_ARGUMENT errors carry (AIP-193)."""
+    error = bad_request(reason, message or f"{field}: {description}", field=field)
+    violation = {"field": field, "description": description}
+    error.details.append({"@type": _BAD_REQUEST, "fieldViolations": [violation]})
+    return error
+
+
+def _failing_field(value: Any, target: Message, prefix: str = "") -> str:
+    """The JSON path of the member that fails to parse into `target`: each member is tried
+    alone, and a failing singular message is searched further ("" for no object)."""
+    if not isinstance(value, dict):
+        return prefix
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        field = field_of(target.DESCRIPTOR, key)
+        try:
+            json_format.ParseDict({key: item}, type(target)())
+        except (json_format.ParseError, TypeError, ValueError):
+            walk = (
+                field is not None
+                and field.message_type is not None
+                and not _repeated(field)
+                and field.message_type.full_name not in _WKT_SCALARS
+            )
+            return _failing_field(item, getattr(target, field.name), path + ".") if walk else path
+    return prefix
+
+
+def too_deep(value: Any, limit: int) -> str | None:
+    """The path (`a.b[0].c`) of the first object or array nested deeper than `limit`, or
+    None. Iterative, so that a deep document costs no recursion."""
+    stack: list[tuple[Any, int, Any]] = [(value, 0, None)]
+    while stack:
+        item, depth, trail = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        if depth >= limit:
+            return _path(trail)
+        stack.extend((child, depth + 1, (trail, key)) for key, child in children)
+    return None
+
+
+def _path(trail: Any) -> str:
+    """`(((None, "a"), 0), "b")` -> `a[0].b` (keys cut to 64 characters, 256 in all)."""
+    parts: list[str] = []
+    while trail is not None:
+        trail, key = trail
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{str(key)[:64]}")
+    return "".join(reversed(parts)).lstrip(".")[:256]
 
 
 def merge_json(value: Any, target: Message, where: str) -> None:
@@ -165,7 +234,10 @@ def merge_json(value: Any, target: Message, where: str) -> None:
     try:
         json_format.ParseDict(value, target, ignore_unknown_fields=False)
     except (json_format.ParseError, TypeError, ValueError) as exc:
-        raise bad_request("INVALID_BODY", f"{where}: {exc}") from None
+        field = _failing_field(value, target).rstrip(".")
+        if not field:
+            raise bad_request("INVALID_BODY", f"{where}: {exc}") from None
+        raise invalid("INVALID_BODY", field, str(exc), f"{where}: {exc}") from None
 
 
 def present_paths(value: Any, desc: Any, prefix: str = "") -> list[str]:
@@ -198,18 +270,20 @@ def render(message: Message) -> bytes:
 
 
 def parse_timeout(headers: dict[str, str]) -> float | None:
-    """A deadline from `grpc-timeout` (e.g. 500m, 2S) or `X-Request-Timeout` (seconds)."""
+    """A deadline from `grpc-timeout` (e.g. 500m, 2S; capped at MAX_TIMEOUT) or
+    `X-Request-Timeout` (seconds, at most MAX_TIMEOUT)."""
     raw = headers.get("grpc-timeout")
     units = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
     try:
         if raw:
-            if raw[-1] not in units or not raw[:-1].isdigit() or len(raw) > 9:
+            digits = raw[:-1]
+            if raw[-1] not in units or not (digits.isascii() and digits.isdigit()) or len(raw) > 9:
                 raise ValueError(raw)
-            return int(raw[:-1]) * units[raw[-1]]
+            return min(int(digits) * units[raw[-1]], MAX_TIMEOUT)
         raw = headers.get("x-request-timeout")
         if raw:
             seconds = float(raw)
-            if not 0 < seconds <= 3600:
+            if not 0 < seconds <= MAX_TIMEOUT:
                 raise ValueError(raw)
             return seconds
     except ValueError:

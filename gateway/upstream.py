@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -11,19 +13,49 @@ from google.protobuf.message import Message
 from jobcontrol.gateway.errors import from_rpc_error
 
 
+@dataclass(frozen=True)
+class Channel:
+    """How the gateway reaches the server: TLS (the server's CA; the gateway's client
+    certificate for mTLS) and the gateway's own bearer token."""
+
+    target: str
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    token_file: str = ""
+
+
+def _connect(config: Channel) -> tuple[grpc.aio.Channel, str]:
+    """The channel of `config` and the gateway's `Bearer` authorization ("" without)."""
+    options = [("grpc.keepalive_time_ms", 30_000)]
+    token = Path(config.token_file).read_text().strip() if config.token_file else ""
+    authorization = f"Bearer {token}" if token else ""
+    if not config.tls_ca and not config.tls_cert:
+        return grpc.aio.insecure_channel(config.target, options=options), authorization
+
+    def read(path: str) -> bytes | None:
+        return Path(path).read_bytes() if path else None
+
+    credentials = grpc.ssl_channel_credentials(
+        read(config.tls_ca), read(config.tls_key), read(config.tls_cert)
+    )
+    return grpc.aio.secure_channel(config.target, credentials, options=options), authorization
+
+
 class Upstream:
     """Unary calls by full method path, with metadata and deadline."""
 
-    def __init__(self, target: str) -> None:
-        self.target = target
+    def __init__(self, channel: Channel | str) -> None:
+        self.config = channel if isinstance(channel, Channel) else Channel(channel)
+        self.target = self.config.target
         self._channel: grpc.aio.Channel | None = None
         self._callables: dict[str, Any] = {}
+        # "Bearer <the gateway's token>", sent on the calls it makes for dialect users
+        self.authorization = ""
 
     async def open(self) -> None:
-        """Open the channel (lazy connect)."""
-        self._channel = grpc.aio.insecure_channel(
-            self.target, options=[("grpc.keepalive_time_ms", 30_000)]
-        )
+        """Open the channel (lazy connect) and read the gateway's token."""
+        self._channel, self.authorization = _connect(self.config)
 
     async def close(self) -> None:
         """Close the channel."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from jobcontrol.gateway import conditional, templates
@@ -27,6 +28,21 @@ from jobcontrol.gateway.transcode import parse_timeout
 from jobcontrol.gateway.upstream import Upstream
 
 log = logging.getLogger("jobcontrol.gateway")
+PRINCIPAL_HEADER = "x-jobcontrol-principal"
+GRANTS_HEADER = "x-jobcontrol-grants"
+
+
+@dataclass(frozen=True)
+class Assertion:
+    """A principal the gateway vouches for (`kind:name`) and the roles it holds for this
+    call (`(role, collections glob)`), as the server's docs/security.md describes."""
+
+    principal: str
+    grants: tuple[tuple[str, str], ...] = ()
+
+    def metadata(self) -> list[tuple[str, str]]:
+        grants = ";".join(f"{role}={pattern}" for role, pattern in self.grants)
+        return [(PRINCIPAL_HEADER, self.principal), (GRANTS_HEADER, grants)]
 
 
 class Dialect:
@@ -50,6 +66,8 @@ class Dialect:
     # password the gateway itself checks)
     forward_authorization: ClassVar[bool] = True
     errors: ClassVar[ErrorTable] = ErrorTable()
+    # what links start with (the gateway's public URL; gateway/app.py sets it)
+    base_url: str = "http://localhost"
 
     def __init__(self, routes: Sequence[Route]) -> None:
         self.routes = list(routes)
@@ -84,10 +102,23 @@ class Dialect:
         given = request.headers.get("x-request-id", "")
         return given[:128] if given else os.urandom(16).hex()
 
-    def metadata(self, incoming: Incoming) -> list[tuple[str, str]]:
-        """gRPC metadata forwarded upstream: the request id and, where the dialect's
-        credentials are meant for the server, the caller's Authorization."""
+    def assertion(self, incoming: Incoming) -> Assertion | None:
+        """The principal this gateway authenticated for the request itself (a dialect's
+        account, session or certificate), which the server is told; None: the caller's own
+        credentials (if any) travel instead."""
+        return None
+
+    def metadata(self, incoming: Incoming, upstream: Upstream) -> list[tuple[str, str]]:
+        """gRPC metadata of the call: the request id, and either the principal the gateway
+        asserts (with the gateway's own token) or the caller's Authorization. A client's
+        own headers never name a principal: only these are sent."""
         out = [("x-request-id", incoming.request_id)]
+        asserted = self.assertion(incoming)
+        if asserted is not None:
+            out += asserted.metadata()
+            if upstream.authorization:
+                out.append(("authorization", upstream.authorization))
+            return out
         auth = incoming.headers.get("authorization")
         if auth and self.forward_authorization:
             out.append(("authorization", auth))
@@ -145,7 +176,7 @@ class Dialect:
             route.rpc.path,
             message,
             route.rpc.reply,
-            metadata=self.metadata(incoming),
+            metadata=self.metadata(incoming, upstream),
             deadline=incoming.remaining(self.timeout(incoming)),
         )
         return route.render(incoming, reply)

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -17,20 +13,23 @@ import orjson
 
 from jobcontrol.gateway.dialects import batch_query as query
 from jobcontrol.gateway.dialects import batch_rows as rows
-from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.base import Assertion, Dialect
+from jobcontrol.gateway.dialects.batch_auth import (
+    CLOCK_SKEW,
+    authenticate,
+    parse_accounts,
+    string_to_sign,
+)
 from jobcontrol.gateway.dialects.batch_errors import encode_error, error_values
+from jobcontrol.gateway.dialects.batch_values import check_http_dates
 from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
 from jobcontrol.gateway.dialects.incoming import Incoming
-from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
+from jobcontrol.gateway.errors import GatewayError, bad_request
 from jobcontrol.gateway.http import Request, Response
 
 __all__ = ["ERRORS", "BatchDialect", "parse_accounts", "string_to_sign"]
 
 API_VERSION = "2025-06-01"
-SIGNED_HEADERS = (
-    "content-encoding", "content-language", "content-length", "content-md5", "content-type",
-    "date", "if-modified-since", "if-match", "if-none-match", "if-unmodified-since", "range",
-)  # fmt: skip
 # Batch's top-level collections: all of them are this dialect's (unserved ones answer 404)
 COLLECTIONS = frozenset({
     "jobs", "jobschedules", "pools", "certificates", "applications", "poolusagemetrics",
@@ -90,6 +89,8 @@ CODES: dict[str, tuple[int, str]] = {
         "Server failed to authenticate the request. Make sure the value of "
         "Authorization header is formed correctly including the signature.",
     ),
+    # what Batch answers a request its credentials do not allow (Azure/BatchExplorer#2203)
+    "AuthorizationFailure": (403, "This request is not authorized to perform this operation."),
     "UnsupportedHttpVerb": (405, "The resource doesn't support the specified HTTP verb."),
     "RequestBodyTooLarge": (
         413,
@@ -137,6 +138,7 @@ ERRORS = ErrorTable(
         "CONDITION_NOT_MET": "ConditionNotMet",
         "MULTIPLE_CONDITION_HEADERS": "MultipleConditionHeadersNotSupported",
         "INVALID_CONDITION": "InvalidHeaderValue",
+        "INVALID_HEADER": "InvalidHeaderValue",
         "REQUIRED_FIELD_MISSING": "MissingRequiredProperty",
         "FIELD_VALUE_NOT_ALLOWED": "InvalidPropertyValue",
         "INVALID_FIELD": "InvalidPropertyValue",
@@ -148,6 +150,9 @@ ERRORS = ErrorTable(
         "MISSING_API_VERSION": "MissingRequiredQueryParameter",
         "UNSUPPORTED_API_VERSION": "UnsupportedRequestVersion",
         "AUTHENTICATION_FAILED": "AuthenticationFailed",
+        # the core's refusals: the gateway's own identity (or a policy) does not allow it
+        "UNAUTHENTICATED": "AuthenticationFailed",
+        "PERMISSION_DENIED": "AuthorizationFailure",
         "ROUTE_NOT_FOUND": "ResourceNotFound",
         "METHOD_NOT_ALLOWED": "UnsupportedHttpVerb",
         "BODY_TOO_LARGE": "RequestBodyTooLarge",
@@ -160,7 +165,7 @@ ERRORS = ErrorTable(
         grpc.StatusCode.FAILED_PRECONDITION: "OperationInvalidForCurrentState",
         grpc.StatusCode.ABORTED: "ConditionNotMet",
         grpc.StatusCode.RESOURCE_EXHAUSTED: "ActiveJobAndScheduleQuotaReached",
-        grpc.StatusCode.PERMISSION_DENIED: "AuthenticationFailed",
+        grpc.StatusCode.PERMISSION_DENIED: "AuthorizationFailure",
         grpc.StatusCode.UNAUTHENTICATED: "AuthenticationFailed",
         grpc.StatusCode.UNAVAILABLE: "ServerBusy",
         grpc.StatusCode.DEADLINE_EXCEEDED: "OperationTimedOut",
@@ -171,74 +176,26 @@ ERRORS = ErrorTable(
 TASK_ROUTE_ERRORS = {"INVALID_FIELD@name": _row("TaskNotFound")}
 
 
-# --- shared-key authentication ---------------------------------------------------------------
-
-
-def parse_accounts(text: str) -> dict[str, bytes]:
-    """`name=base64key[,name=base64key]` -> {name: key bytes}."""
-    accounts: dict[str, bytes] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, key = item.partition("=")
-        try:
-            accounts[name.strip()] = base64.b64decode(key.strip(), validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise SystemExit(f"batch account {name!r}: the key is not base64") from exc
-        if not sep or not name.strip():
-            raise SystemExit(f"batch accounts: expected name=base64key, got {item!r}")
-    return accounts
-
-
-def string_to_sign(request: Request, account: str) -> str:
-    """The canonical string the Batch SDKs sign (shared key, HMAC-SHA256)."""
-    headers = request.headers
-    values = {name: headers.get(name, "") for name in SIGNED_HEADERS}
-    if request.method not in ("GET", "HEAD") and not values["content-length"]:
-        values["content-length"] = "0"
-    text = request.method + "\n" + "\n".join(values[h] for h in SIGNED_HEADERS) + "\n"
-    ocp = sorted((k, v) for k, v in headers.items() if "ocp-" in k and v)
-    text += "".join(f"{k}:{v}\n" for k, v in ocp)
-    text += f"/{account}{request.path}"
-    query_values = parse_qs(request.query_string)
-    for name in sorted(query_values):
-        if query_values[name][0]:
-            text += f"\n{name}:{query_values[name][0]}"
-    return text
-
-
-def _auth_failed(message: str) -> GatewayError:
-    return gateway_error(grpc.StatusCode.PERMISSION_DENIED, "AUTHENTICATION_FAILED", message)
-
-
-def authenticate(request: Request, accounts: dict[str, bytes]) -> str:
-    """The account whose key signed the request, else 403 AuthenticationFailed."""
-    header = request.headers.get("authorization", "")
-    scheme, _, credential = header.partition(" ")
-    account, _, signature = credential.partition(":")
-    key = accounts.get(account)
-    if scheme != "SharedKey" or key is None or not signature:
-        raise _auth_failed("The Authorization header is missing or names no known account.")
-    expected = base64.b64encode(
-        hmac.new(key, string_to_sign(request, account).encode(), hashlib.sha256).digest()
-    ).decode()
-    if not hmac.compare_digest(expected, signature):
-        raise _auth_failed("The request signature does not match.")
-    return account
-
-
 # --- the dialect ---------------------------------------------------------------------------
 
 
 class BatchDialect(Dialect):
     """Azure Batch jobs and tasks at the account root, for shared-key accounts; each
-    account is one jobcontrol collection, created with its first job."""
+    account is the principal `batch:<account>` and owns one jobcontrol collection,
+    created with its first job."""
 
     name = "batch"
     case_insensitive = True
     request_id_header: ClassVar[str] = "request-id"
     errors = ERRORS
+    # the SharedKey header is the gateway's to check; the server hears the asserted account
+    forward_authorization = False
 
-    def __init__(self, accounts: dict[str, bytes]) -> None:
+    def __init__(self, accounts: dict[str, bytes], clock_skew: float = CLOCK_SKEW) -> None:
+        """`accounts`: lower-case name -> key (parse_accounts); `clock_skew`: seconds a
+        request's ocp-date / Date may be off the gateway's clock."""
         self.accounts = accounts
+        self.clock_skew = clock_skew
         row, b = self.row, rows
         super().__init__(
             [
@@ -279,8 +236,12 @@ class BatchDialect(Dialect):
         return str(uuid.uuid4())
 
     def check_headers(self, incoming: Incoming) -> None:
-        """api-version, then the shared-key signature (which names the account), then
-        `timeOut`."""
+        """The shared-key signature and the request's date (which name the account) before
+        anything else, then single query parameters, api-version, `timeOut` and the If-*
+        dates."""
+        incoming.state["account"] = authenticate(incoming.request, self.accounts,
+                                                 self.clock_skew)  # fmt: skip
+        query.check_single(incoming.query())
         versions = parse_qs(incoming.request.query_string).get("api-version")
         if not versions:
             raise bad_request("MISSING_API_VERSION", "The api-version query parameter is missing.",
@@ -290,8 +251,14 @@ class BatchDialect(Dialect):
             raise bad_request("UNSUPPORTED_API_VERSION", f"api-version {version} is not supported.",
                               QueryParameterName="api-version",
                               QueryParameterValue=version)  # fmt: skip
-        incoming.state["account"] = authenticate(incoming.request, self.accounts)
         incoming.state["timeout"] = query.decode_timeout(incoming.query_map(lower=True))
+        check_http_dates(incoming.headers)
+
+    def assertion(self, incoming: Incoming) -> Assertion | None:
+        """The account the signature proved, as `batch:<account>` owning its collection."""
+        # check_headers set it: without it the call must fail, never go out unasserted
+        account: str = incoming.state["account"]
+        return Assertion(f"batch:{account}", (("owner", rows.collection_id(account)),))
 
     def timeout(self, incoming: Incoming) -> float | None:
         """`timeOut` (seconds, at most 30; 30 when absent) is the call's deadline."""

@@ -9,8 +9,8 @@ from google.protobuf import struct_pb2
 
 from jobcontrol.gateway.dialects.batch_values import (
     bad_member,
+    check_kept,
     check_members,
-    check_nesting,
     decode_bool,
     decode_duration,
     decode_int,
@@ -291,7 +291,7 @@ def decode_task(body: dict[str, Any]) -> tuple[str, r.Task]:
             setattr(task, field, decode_str(body[key], key))
     rest = {k: v for k, v in body.items() if k in TASK_MEMBERS and v is not None}
     for key, value in rest.items():
-        check_nesting(value, key)
+        check_kept(value, key)
     if rest:
         task.properties.update(rest)
     return task_id, task

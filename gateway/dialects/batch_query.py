@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
@@ -9,7 +10,7 @@ from urllib.parse import urlencode
 from jobcontrol.gateway.errors import GatewayError, bad_request
 
 __all__ = [
-    "JOB_MEMBERS", "MAX_TIMEOUT", "TASK_MEMBERS", "decode_expand", "decode_force",
+    "JOB_MEMBERS", "MAX_TIMEOUT", "TASK_MEMBERS", "check_single", "decode_expand", "decode_force",
     "decode_page_size", "decode_select", "decode_timeout", "encode_next_link", "project",
 ]  # fmt: skip
 
@@ -48,6 +49,16 @@ def _count(raw: str) -> int | None:
     """A decimal Int32-sized count (ASCII digits only), or None."""
     text = raw.strip()
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 10 else None
+
+
+def check_single(pairs: Iterable[tuple[str, str]]) -> None:
+    """No parameter given twice (names in any case): Batch defines none that repeats, and a
+    repeat could split one signed value (`a,b`) into two that read differently."""
+    given = list(pairs)
+    counts = Counter(name.lower() for name, _ in given)
+    for name, value in given:
+        if counts[name.lower()] > 1:
+            raise bad_query(name, value, "the parameter is given more than once")
 
 
 def decode_page_size(params: dict[str, str]) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import timedelta
+from datetime import UTC, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from google.protobuf import duration_pb2, json_format, struct_pb2
@@ -13,13 +14,15 @@ from jobcontrol.gateway.dialects.scheduler_codec import encode_time
 from jobcontrol.gateway.errors import GatewayError, bad_request
 
 __all__ = [
-    "MAX_NESTING", "bad_member", "check_members", "check_nesting", "decode_bool",
-    "decode_duration", "decode_int", "decode_object", "decode_str", "decode_struct",
-    "decode_word", "encode_duration", "encode_struct", "encode_time", "etag_in", "etag_out",
+    "MAX_NESTING", "bad_member", "check_http_dates", "check_kept", "check_members",
+    "decode_bool", "decode_duration", "decode_int", "decode_object", "decode_str",
+    "decode_struct", "decode_word", "encode_duration", "encode_struct", "encode_time",
+    "etag_in", "etag_out",
 ]  # fmt: skip
 
 encode_time = encode_time
 _INT32 = (-(2**31), 2**31 - 1)
+_INT64 = (-(2**63), 2**63 - 1)
 _ISO_DURATION = re.compile(
     r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?"
 )
@@ -27,8 +30,14 @@ _ISO_DURATION = re.compile(
 # protobuf refuses messages nested more than 100 deep
 MAX_NESTING = 32
 # Batch spells "no limit" as TimeSpan.MaxValue (P10675199DT2H48M5.4775807S), past what a
-# Duration holds: such a duration means no limit
+# Duration holds: such a duration means no limit; past TimeSpan.MaxValue none is valid
 _DURATION_MAX = timedelta(seconds=315_576_000_000)
+_TIMESPAN_MAX = timedelta(days=10675199, hours=2, minutes=48, seconds=5, microseconds=477581)
+# the conditional headers whose value is a date
+_DATE_HEADERS = {
+    "if-modified-since": "If-Modified-Since",
+    "if-unmodified-since": "If-Unmodified-Since",
+}
 
 
 def bad_member(path: str, why: str) -> GatewayError:
@@ -82,24 +91,37 @@ def decode_word(table: Mapping[Any, str], value: Any, path: str) -> Any:
     raise bad_member(path, f"unknown value {value!r} (one of {', '.join(table.values())})")
 
 
-def check_nesting(value: Any, path: str) -> None:
-    """A kept JSON value holds objects and arrays at most MAX_NESTING deep."""
+def _too_wide(item: Any) -> bool:
+    """An integer past Int64 (orjson reads those past UInt64 as whole doubles)."""
+    if isinstance(item, bool):
+        return False
+    if isinstance(item, int):
+        return not _INT64[0] <= item <= _INT64[1]
+    return isinstance(item, float) and item.is_integer() and abs(item) >= 2**63
+
+
+def check_kept(value: Any, path: str) -> None:
+    """A kept JSON value holds objects and arrays at most MAX_NESTING deep, and integers
+    that fit an Int64 (no Batch member is wider)."""
     level = [value]
-    for _ in range(MAX_NESTING):
+    for depth in range(MAX_NESTING + 1):
+        wide = next((item for item in level if _too_wide(item)), None)
+        if wide is not None:
+            raise bad_member(path, f"{wide!r} is beyond the 64-bit integer range")
+        containers = [item for item in level if isinstance(item, dict | list)]
+        if containers and depth == MAX_NESTING:
+            raise bad_member(path, f"nested more than {MAX_NESTING} levels deep")
         level = [
             child
-            for item in level
-            if isinstance(item, dict | list)
+            for item in containers
             for child in (item.values() if isinstance(item, dict) else item)
         ]
-    if any(isinstance(item, dict | list) for item in level):
-        raise bad_member(path, f"nested more than {MAX_NESTING} levels deep")
 
 
 def decode_struct(value: Any, path: str) -> struct_pb2.Struct:
     """A JSON object kept whole."""
     given = decode_object(value, path)
-    check_nesting(given, path)
+    check_kept(given, path)
     out = struct_pb2.Struct()
     out.update(given)
     return out
@@ -122,8 +144,8 @@ def encode_struct(value: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def decode_duration(value: Any, path: str) -> duration_pb2.Duration | None:
-    """An ISO 8601 duration (`PT1H30M`, `P2DT5S`); None past a Duration's range (Batch's
-    "unlimited")."""
+    """An ISO 8601 duration (`PT1H30M`, `P2DT5S`); None past a Duration's range up to
+    TimeSpan.MaxValue (Batch's "unlimited"); longer ones are refused."""
     text = decode_str(value, path)
     m = _ISO_DURATION.fullmatch(text)
     if m is None or text in ("P", "PT") or text.endswith("T"):
@@ -131,13 +153,36 @@ def decode_duration(value: Any, path: str) -> duration_pb2.Duration | None:
     weeks, days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
     try:
         delta = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
-    except OverflowError:  # past what timedelta holds: past a Duration too
-        return None
+    except OverflowError:  # past what timedelta holds: past a TimeSpan too
+        delta = timedelta.max
+    if delta > _TIMESPAN_MAX:
+        raise bad_member(path, f"{text!r} is longer than P10675199DT2H48M5.4775807S")
     if delta >= _DURATION_MAX:
         return None
     out = duration_pb2.Duration()
     out.FromTimedelta(delta)
     return out
+
+
+def check_http_dates(headers: Mapping[str, str]) -> None:
+    """If-Modified-Since / If-Unmodified-Since, when they are dates, name a moment in UTC's
+    years 1-9999 (`Fri, 31 Dec 9999 23:59:59 -2359` does not): else 400 InvalidHeaderValue.
+    A value that is no date at all is ignored, as RFC 9110 asks."""
+    for name, spelled in _DATE_HEADERS.items():
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is None:  # "-0000": UTC, and always in range
+            continue
+        try:
+            when.astimezone(UTC)
+        except OverflowError:
+            raise bad_request("INVALID_HEADER", f"{spelled}: {value!r} is out of range",
+                              HeaderName=spelled, HeaderValue=value) from None  # fmt: skip
 
 
 def encode_duration(duration: duration_pb2.Duration) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from datetime import UTC
 from typing import ClassVar
+from urllib.parse import quote
 
 import grpc
 import orjson
@@ -17,8 +18,10 @@ from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 
 from jobcontrol.gateway import conditional
+from jobcontrol.gateway.config import GatewaySettings
 from jobcontrol.gateway.dialects import importexport_codec as codec
-from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects import scheduler_certs as management
+from jobcontrol.gateway.dialects.base import Assertion, Dialect
 from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
@@ -35,6 +38,8 @@ LANGUAGES = ("en", "en-us")
 CONDITION_NOT_MET = "The condition specified using HTTP conditional header(s) is not met."
 
 _ROWS: dict[str, ErrorRow] = {
+    # the Service Management API's answer to a certificate it does not know
+    management.AUTHENTICATION_FAILED: ErrorRow(403, "AuthenticationFailed", management.MESSAGE),
     "JOB_NOT_FOUND": ErrorRow(404, "JobNotFound", "The job {name} does not exist."),
     "COLLECTION_NOT_FOUND": ErrorRow(404, "JobNotFound", "The job {name} does not exist."),
     "JOB_ALREADY_EXISTS": ErrorRow(
@@ -167,9 +172,11 @@ def entity(incoming: Incoming, job: r.Job, with_body: bool) -> Response:
     """A job response: the job JSON (or nothing) with ETag, Last-Modified, DataServiceId."""
     content = orjson.dumps(codec.encode_job(job)) if with_body else b""
     response = Response(incoming.status, content, "application/json" if with_body else None)
-    p = incoming.params
-    url = f"{incoming.base_url()}/{p['sub']}/services/importexport/storageaccounts/{p['account']}"
-    for header in codec.encode_job_headers(job, f"{url}/jobs/{job.name.rsplit('/', 1)[-1]}"):
+    # the ids percent-encoded: a header value never carries what the client's path decoded to
+    sub, account = (quote(incoming.params[k], safe="") for k in ("sub", "account"))
+    url = f"{incoming.base_url()}/{sub}/services/importexport/storageaccounts/{account}"
+    name = quote(job.name.rsplit("/", 1)[-1], safe="")
+    for header in codec.encode_job_headers(job, f"{url}/jobs/{name}"):
         response.header(*header)
     return response
 
@@ -247,7 +254,9 @@ class ImportExportDialect(Dialect):
     condition_rules = conditional.ConditionRules(read_not_modified=False)
     errors = ErrorTable(by_reason=_ROWS, by_code=_BY_CODE, fallback=ErrorRow(500, "InternalError"))
 
-    def __init__(self) -> None:
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        # who may call: the management certificates of each subscription (None: open mode)
+        self.certs = management.ManagementCerts.from_settings(settings)
         row, job = self.row, PREFIX + "/jobs/{name}"
         super().__init__(
             [
@@ -269,7 +278,9 @@ class ImportExportDialect(Dialect):
         return os.urandom(16).hex()
 
     def prepare(self, request: Request) -> None:
-        """X-HTTP-Method: PATCH or PUT tunnelled through GET or POST."""
+        """The management certificate first (403 AuthenticationFailed unless registered for
+        the path's subscription), then X-HTTP-Method: PATCH or PUT through GET or POST."""
+        self.certs.principal(request, management.path_subscription(request))
         override = request.headers.get("x-http-method")
         if override is None:
             return
@@ -277,6 +288,14 @@ class ImportExportDialect(Dialect):
             message = f"X-HTTP-Method {override} is not allowed on {request.method}."
             raise bad_request("INVALID_METHOD_OVERRIDE", message)
         request.method = override.upper()
+
+    def assertion(self, incoming: Incoming) -> Assertion | None:
+        """`azure:<subscription>`, owner of the storage account's collection."""
+        principal = self.certs.principal(incoming.request, incoming.params.get("sub", ""))
+        if principal is None:
+            return None
+        p = incoming.params
+        return Assertion(principal, (("owner", codec.collection_id(p["sub"], p["account"])),))
 
     def check_headers(self, incoming: Incoming) -> None:
         if incoming.headers.get("x-ms-version") not in VERSIONS:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import reprlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from jobcontrol.gateway.dialects.scheduler_values import decode_depth
 from jobcontrol.gateway.errors import GatewayError, bad_request
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
@@ -46,6 +48,10 @@ DRIVE_FIELDS = {"DriveId": "drive_id", "BitLockerKey": "bit_locker_key",
 DRIVE_SHOWN = ("DriveId", "ManifestFile", "State")
 PATCH_MEMBERS = frozenset({"Properties", "DriveList", "Name"})
 MAX_TOP = 100
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+# how a refused value is shown in a message: bounded, however long or deep the client's
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxdict = 2, 40, 40, 4
 
 
 def collection_id(sub: str, account: str) -> str:
@@ -63,6 +69,7 @@ def decode_collection(sub: str, account: str) -> r.Collection:
 def decode_job(body: Mapping[str, Any], name: str) -> r.Job:
     """A Put Job body as a Job; `Name`, if given, must be the URL's `name`. Required fields
     are the core's to check."""
+    decode_depth(body)
     if "Name" in body and body["Name"] != name:
         raise bad_request("INVALID_BODY", "Name differs from the job name in the URL.")
     job = r.Job()
@@ -73,6 +80,7 @@ def decode_job(body: Mapping[str, Any], name: str) -> r.Job:
 def decode_patch(body: Mapping[str, Any]) -> tuple[r.Job, list[str]]:
     """An Update Job Properties body as the Job and the mask paths it means; `{}` and
     `{"Properties": {}}` mean no paths (the core still checks the conditions)."""
+    decode_depth(body)
     extra = set(body) - PATCH_MEMBERS
     if extra:
         raise bad_request("INVALID_BODY", "The body holds Properties (and DriveList) only.")
@@ -146,20 +154,26 @@ def _decode_drives(job: r.Job, drives: Any) -> None:
 
 def _member(table: Mapping[str, int], value: Any, what: str) -> Any:
     if not isinstance(value, str) or value not in table:
-        raise ValueError(f"must be {what}, not {value!r}")
+        raise ValueError(f"must be {what}, not {_SHOWN.repr(value)}")
     return table[value]
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"must be a string, not {value!r}")
+        raise TypeError(f"must be a string, not {_SHOWN.repr(value)}")
     return value
 
 
 def _integer(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise TypeError(f"must be an integer, not {value!r}")
-    return int(value)
+    """An int32 (the classic API's Int32 properties), also written as a decimal string."""
+    digits = value.strip().removeprefix("-") if isinstance(value, str) else ""
+    number = isinstance(value, int) and not isinstance(value, bool)
+    if not number and not (digits.isascii() and digits.isdigit() and len(digits) <= 10):
+        raise TypeError(f"must be an integer, not {_SHOWN.repr(value)}")
+    found = int(value)
+    if not _INT32_MIN <= found <= _INT32_MAX:
+        raise ValueError(f"out of range ({_INT32_MIN} to {_INT32_MAX}): {_SHOWN.repr(found)}")
+    return found
 
 
 def encode_job(job: r.Job) -> dict[str, Any]:

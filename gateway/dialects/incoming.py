@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import orjson
+from cryptography import x509
 from google.protobuf.message import Message
 
 from jobcontrol.gateway import conditional
@@ -59,9 +60,22 @@ class Incoming:
         return {(k.lower() if lower else k): v for k, v in self.request.query()}
 
     def base_url(self) -> str:
-        """The scheme and authority the client addressed."""
-        host = self.request.headers.get("host") or "localhost"
-        return f"{self.request.scope.get('scheme', 'http')}://{host}"
+        """What links in responses start with: the gateway's configured public URL (never
+        the request's Host header, which the client chooses)."""
+        return self.dialect.base_url
+
+    def client_certificate(self) -> x509.Certificate | None:
+        """The TLS client certificate the connection presented (verified by the listener
+        against its trust store), if any."""
+        tls = (self.request.scope.get("extensions") or {}).get("tls") or {}
+        chain = tls.get("client_cert_chain") or ()
+        return x509.load_pem_x509_certificate(chain[0].encode()) if chain else None
+
+    @property
+    def client_address(self) -> str:
+        """The peer's IP address ("" when unknown)."""
+        client = self.request.scope.get("client")
+        return str(client[0]) if client else ""
 
     def json(self, required: bool = False) -> dict[str, Any]:
         """The body as a JSON object: 400 MALFORMED_JSON / INVALID_BODY otherwise (an empty

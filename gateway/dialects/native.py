@@ -7,11 +7,13 @@ import functools
 from typing import Any
 
 import orjson
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from google.protobuf import descriptor
 from google.protobuf.message import Message
 
 from jobcontrol.gateway import transcode
-from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.base import Assertion, Dialect
 from jobcontrol.gateway.dialects.error_table import ErrorRow
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.dialects.routing import Route, Rpc
@@ -26,7 +28,12 @@ class NativeDialect(Dialect):
 
     name = "native"
 
-    def __init__(self, services: list[descriptor.ServiceDescriptor]) -> None:
+    def __init__(
+        self,
+        services: list[descriptor.ServiceDescriptor],
+        client_ca: x509.Certificate | None = None,
+    ) -> None:
+        self.client_ca = client_ca
         self.bindings = transcode.bindings(services)
         super().__init__(
             [
@@ -46,6 +53,21 @@ class NativeDialect(Dialect):
     def claims(self, request: Request) -> bool:
         return request.path.startswith(("/v1/", "/v1:"))
 
+    def assertion(self, incoming: Incoming) -> Assertion | None:
+        """A caller without a bearer token that presented a client certificate issued by
+        the gateway's client CA is `cert:<subject>` (RFC 4514, as the server names mTLS
+        principals); with a token, the token travels instead."""
+        if self.client_ca is None or "authorization" in incoming.headers:
+            return None
+        cert = incoming.client_certificate()
+        if cert is None:
+            return None
+        try:
+            cert.verify_directly_issued_by(self.client_ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return None  # e.g. a management certificate: trusted for its dialect only
+        return Assertion(f"cert:{cert.subject.rfc4514_string()}")
+
     def format_error(self, error: GatewayError, row: ErrorRow, incoming: Incoming) -> Response:
         """AIP-193: {"error": {"code", "status", "message", "details"}}."""
         body = {
@@ -56,7 +78,10 @@ class NativeDialect(Dialect):
                 "details": error.details,
             }
         }
-        return Response(row.status, orjson.dumps(body))
+        response = Response(row.status, orjson.dumps(body))
+        if row.status == 401:  # RFC 6750: how to authenticate
+            response.header("www-authenticate", 'Bearer realm="jobcontrol"')
+        return response
 
 
 def build(binding: transcode.Binding, incoming: Incoming) -> Message:

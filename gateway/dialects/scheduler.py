@@ -6,13 +6,14 @@ import os
 import re
 from collections import OrderedDict
 from typing import ClassVar
-from urllib.parse import unquote
 
 import grpc
 
+from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.gateway.dialects import scheduler_certs as management
 from jobcontrol.gateway.dialects import scheduler_rows as rows
 from jobcontrol.gateway.dialects import scheduler_xml as xml
-from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.base import Assertion, Dialect
 from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
@@ -31,6 +32,7 @@ _CONFLICT = "ConflictError"
 _NOT_FOUND = "ResourceNotFound"
 ERRORS = ErrorTable(
     by_reason={
+        management.AUTHENTICATION_FAILED: ErrorRow(403, "AuthenticationFailed", management.MESSAGE),
         "MISSING_VERSION": ErrorRow(400, "MissingOrIncorrectVersionHeader"),
         "INVALID_QUERY": ErrorRow(400, "MissingOrInvalidRequiredQueryParameter"),
         "INVALID_XML": ErrorRow(400, "InvalidXmlRequest"),
@@ -108,7 +110,9 @@ class SchedulerDialect(Dialect):
     operations_kept = 10_000
     collection_id = staticmethod(rows.collection_id)
 
-    def __init__(self) -> None:
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        # who may call: the management certificates of each subscription (None: open mode)
+        self.certs = management.ManagementCerts.from_settings(settings)
         # (subscription, request id) -> (HTTP status, error code, message), oldest first;
         # kept in the process until a later issue moves them into the core
         self.outcomes: OrderedDict[tuple[str, str], tuple[int, str, str]] = OrderedDict()
@@ -158,6 +162,20 @@ class SchedulerDialect(Dialect):
         """Service Management request ids are always issued by the service."""
         return os.urandom(16).hex()
 
+    def prepare(self, request: Request) -> None:
+        """The management certificate, before anything else (routing, versions, body):
+        403 AuthenticationFailed unless it is registered for the path's subscription."""
+        self.certs.principal(request, management.path_subscription(request))
+
+    def assertion(self, incoming: Incoming) -> Assertion | None:
+        """`azure:<subscription>`, owner of the job collection the route derives (none on
+        the cloud-service listing: the core shows the collections the principal owns)."""
+        principal = self.certs.principal(incoming.request, incoming.params.get("sub", ""))
+        if principal is None:
+            return None
+        collection = rows.addressed_collection(incoming)
+        return Assertion(principal, (("owner", collection),) if collection else ())
+
     def check_headers(self, incoming: Incoming) -> None:
         """`x-ms-version` (a date, 2013-06-01 or later) on every request."""
         version = incoming.headers.get("x-ms-version", "")
@@ -174,17 +192,20 @@ class SchedulerDialect(Dialect):
         message = self.errors.message(row, error, incoming.params)
         response = Response(row.status, xml.encode_error(code, message), rows.XML)
         response.extra["error"] = (code, message)
+        # a caller that did not authenticate leaves no trace (it could evict others')
+        response.extra["unauthenticated"] = error.reason == management.AUTHENTICATION_FAILED
         return response
 
     def finish(self, response: Response, incoming: Incoming) -> Response:
         """Every response carries its request id, and its outcome is kept for Get
         Operation Status under the request's subscription."""
-        code, message = response.extra.get("error", ("", ""))
-        self.outcomes[(_subscription(incoming), incoming.request_id)] = (
-            response.status, code, message
-        )  # fmt: skip
-        while len(self.outcomes) > self.operations_kept:
-            self.outcomes.popitem(last=False)
+        if not response.extra.get("unauthenticated"):
+            code, message = response.extra.get("error", ("", ""))
+            self.outcomes[(_subscription(incoming), incoming.request_id)] = (
+                response.status, code, message
+            )  # fmt: skip
+            while len(self.outcomes) > self.operations_kept:
+                self.outcomes.popitem(last=False)
         return response.header(self.request_id_header, incoming.request_id)
 
     def render_operation(self, incoming: Incoming, reply: None) -> Response:
@@ -202,4 +223,4 @@ def _subscription(incoming: Incoming) -> str:
     """The subscription a request addressed (also for requests no route matched)."""
     if "sub" in incoming.params:
         return incoming.params["sub"]
-    return unquote(incoming.request.path.split("/")[1])
+    return management.path_subscription(incoming.request)

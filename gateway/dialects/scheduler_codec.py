@@ -61,7 +61,7 @@ _NESTED = {"request": REQUEST_KEYS, "retryPolicy": RETRY_KEYS, "queueMessage": Q
 def decode_job(body: Any) -> r.Job:
     """A Job from the Scheduler JSON (`id` and `status` are not read here: see
     `decode_update_mask`)."""
-    data = v.decode_members(body, JOB_KEYS, "job")
+    data = v.decode_members(v.decode_depth(body), JOB_KEYS, "job")
     job = r.Job()
     job.scheduled.SetInParent()
     if "startTime" in data:

@@ -31,6 +31,19 @@ def collection_id(sub: str, cs: str, jc: str) -> str:
     return "sched-" + hashlib.sha1(key, usedforsecurity=False).hexdigest()
 
 
+def addressed_collection(incoming: Incoming) -> str | None:
+    """The collection id a request derives (a job collection's, or the one Check Name
+    Availability asks about); None for the cloud-service listing."""
+    p = incoming.params
+    if "jc" in p:
+        return collection_id(p["sub"], p["cs"], p["jc"])
+    route = incoming.route
+    if route is not None and route.build is build_check_name:
+        name = incoming.query_map(lower=True).get("resourcename", "")
+        return collection_id(p["sub"], p["cs"], name) if name else None
+    return None
+
+
 def _collection(incoming: Incoming) -> str:
     p = incoming.params
     return f"collections/{collection_id(p['sub'], p['cs'], p['jc'])}"

@@ -11,18 +11,41 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from jobcontrol.gateway.errors import GatewayError, bad_request
 
 __all__ = [
-    "bad_member", "decode_duration", "decode_int", "decode_list", "decode_members",
-    "decode_str", "decode_time", "decode_word", "encode_duration", "encode_time",
-    "encode_word",
+    "MAX_DEPTH", "bad_member", "decode_depth", "decode_duration", "decode_int", "decode_list",
+    "decode_members", "decode_str", "decode_time", "decode_word", "encode_duration",
+    "encode_time", "encode_word",
 ]  # fmt: skip
 
 _TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?$")
 _ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+# how deep a JSON body's objects and arrays may nest (a job needs 5; the parser's own
+# limit, 1024, is deeper than Python's recursion limit for messages about the value)
+MAX_DEPTH = 32
+# google.protobuf.Duration's range (10,000 years): beyond it the message cannot be sent
+MAX_DURATION_SECONDS = 315_576_000_000
 
 
 def bad_member(path: str, why: str) -> GatewayError:
     """400 INVALID_BODY about the member at `path`."""
     return bad_request("INVALID_BODY", f"{path}: {why}", field=path)
+
+
+def decode_depth(value: Any, limit: int = MAX_DEPTH) -> Any:
+    """`value` if its objects and arrays nest at most `limit` deep, else 400 INVALID_BODY
+    (walked without recursion, so any depth the parser took is safe here)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise bad_request("INVALID_BODY", f"The body nests more than {limit} levels deep.")
+        stack.extend((child, depth + 1) for child in children)
+    return value
 
 
 def decode_word(table: dict[str, Any], value: Any, path: str) -> Any:
@@ -79,12 +102,16 @@ def decode_time(value: Any, path: str) -> timestamp_pb2.Timestamp:
     text = decode_str(value, path)
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        stamp = timestamp_pb2.Timestamp()
+    except ValueError:
+        raise bad_member(path, f"not an ISO 8601 time: {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    stamp = timestamp_pb2.Timestamp()
+    try:
+        # 9999-12-31T23:59:59-23:59 parses, but is after the last moment a time can hold
         stamp.FromDatetime(moment.astimezone(UTC))
     except (ValueError, OverflowError):
-        raise bad_member(path, f"not an ISO 8601 time: {text!r}") from None
+        raise bad_member(path, f"out of range (years 0001 to 9999 in UTC): {text!r}") from None
     return stamp
 
 
@@ -96,7 +123,10 @@ def decode_duration(value: Any, path: str) -> duration_pb2.Duration:
         raise bad_member(path, f"not a duration: {text!r} (e.g. 00:00:30)")
     out = duration_pb2.Duration()
     try:
-        out.FromTimedelta(timedelta(**parts))
+        delta = timedelta(**parts)
+        if delta.total_seconds() > MAX_DURATION_SECONDS:
+            raise OverflowError(text)
+        out.FromTimedelta(delta)
     except (ValueError, OverflowError):
         raise bad_member(path, f"duration out of range: {text!r}") from None
     return out

@@ -25,6 +25,10 @@ FREQUENCIES = {
 }  # fmt: skip
 
 
+# how deep a body's elements may nest (a Resource needs 5)
+MAX_DEPTH = 32
+
+
 def _invalid(message: str) -> GatewayError:
     return bad_request("INVALID_XML", message)
 
@@ -51,6 +55,12 @@ def _parse(raw: bytes) -> ET.Element:
         raise _invalid(f"The request body is not valid XML: {exc}") from None
     if root.tag.lower() != f"{{{NS}}}resource":
         raise _invalid(f"The root element must be Resource in the namespace {NS}.")
+    stack = [(root, 1)]
+    while stack:  # without recursion: the parser took any depth
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _invalid(f"The request body nests elements more than {MAX_DEPTH} deep.")
+        stack.extend((child, depth + 1) for child in node)
     return root
 
 

@@ -3,8 +3,10 @@
 # Everything under `/api`, backed by one jobcontrol collection. Each job route makes at most
 # one call: the family of a route (generic, NAS, agent) travels as `preconditions.types`,
 # and every lifecycle rule (start/stop/retry, the toggle, asynchronous and cancellable
-# deletion, NAS and agent jobs not deletable here) is the core's. Logon sessions and tasks
-# still live in the gateway process (veeam_sessions.py): only the rows of logon, log off,
+# deletion, NAS and agent jobs not deletable here) is the core's, and so is every right:
+# each call asserts the session's user (`veeam:<user>`) with the core role of its Veeam
+# role on the collection. Logon sessions, their throttling and tasks live in the gateway
+# process (veeam_sessions.py, veeam_throttle.py): only the rows of logon, log off,
 # sessions, tasks and the rows that create tasks touch them.
 
 from __future__ import annotations
@@ -12,39 +14,38 @@ from __future__ import annotations
 import functools
 from typing import ClassVar
 
-import grpc
 from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
+from jobcontrol.gateway.config import GatewaySettings
 from jobcontrol.gateway.dialects import veeam_codec as codec
 from jobcontrol.gateway.dialects import veeam_errors
+from jobcontrol.gateway.dialects import veeam_logon as logon
 from jobcontrol.gateway.dialects import veeam_rows as rows
-from jobcontrol.gateway.dialects.base import Dialect
+from jobcontrol.gateway.dialects.base import Assertion, Dialect
 from jobcontrol.gateway.dialects.error_table import ErrorRow
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.dialects.routing import Route
 from jobcontrol.gateway.dialects.veeam_codec import Action, Kind
-from jobcontrol.gateway.dialects.veeam_sessions import Right, Session, Sessions, User
-from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
+from jobcontrol.gateway.dialects.veeam_sessions import Session, Sessions, User, parse_users
+from jobcontrol.gateway.dialects.veeam_throttle import LogonThrottle
+from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Request, Response
 from jobcontrol.gateway.templates import Template
 from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
-VERSIONS = ("v1_4", "v1_5", "v1_6", "v1_7")
 # route names with a meaning here: Basic credentials instead of a session; a row whose
 # `?action=` picks the row that runs (resolve)
 LOGON, BY_ACTION = "logon", "by-action"
+# the `data` of rows that need a live session (what the user may do is the core's call)
+SESSION = "session"
 ACTION_REQUESTS: dict[str, type[Message]] = {
     "StartJob": pb.StartJobRequest,
     "StopJob": pb.StopJobRequest,
     "RetryJob": pb.RetryJobRequest,
     "ToggleJob": pb.ToggleJobRequest,
 }
-
-
-def _unauthenticated(reason: str, message: str) -> GatewayError:
-    return gateway_error(grpc.StatusCode.UNAUTHENTICATED, reason, message)
 
 
 class VeeamDialect(Dialect):
@@ -56,13 +57,21 @@ class VeeamDialect(Dialect):
     forward_authorization: ClassVar[bool] = False
     errors = veeam_errors.ERRORS
 
-    def __init__(self, users: dict[str, User], idle: float, collection: str) -> None:
+    def __init__(
+        self,
+        users: dict[str, User],
+        idle: float,
+        collection: str,
+        throttle: LogonThrottle | None = None,
+    ) -> None:
         self.sessions = Sessions(users, idle)
+        self.throttle = throttle or LogonThrottle()
+        self.collection = collection
         self.parent = f"collections/{collection}"
         # (template of a BY_ACTION row, action in lower case) -> the row that runs
         self.by_action: dict[tuple[Template, str], Route] = {}
-        read, operate, delete = Right.READ, Right.OPERATE, Right.DELETE
-        row = self.row
+        # every row but the entry point and logon needs a live session
+        read, row = SESSION, self.row
         rows = [
             row("GET", "/api", None, None, self.entry_point),
             row("POST", "/api/sessionMngr", None, None, self.logon, 201, name=LOGON),
@@ -70,7 +79,7 @@ class VeeamDialect(Dialect):
             row("GET", "/api/logonSessions/{sid}", None, None, self.get_session, data=read),
             row("DELETE", "/api/logonSessions/{sid}", None, None, self.logoff, 204, data=read),
             row("DELETE", "/api/jobs/{id}", "DeleteJob", self.build_delete, self.render_delete,
-                202, errors=veeam_errors.DELETE_ERRORS, data=delete),
+                202, errors=veeam_errors.DELETE_ERRORS, data=read),
             row("GET", "/api/tasks", "ListOperations", self.build_list_tasks,
                 self.render_list_tasks, data=read),
             row("GET", "/api/tasks/{tid}", "GetOperation", self.build_get_task,
@@ -79,12 +88,19 @@ class VeeamDialect(Dialect):
                 self.render_cancel_task, 204, errors=veeam_errors.CANCEL_ERRORS, data=read),
         ]  # fmt: skip
         for kind in codec.KINDS:
-            rows += self._job_rows(kind, read, operate)
+            rows += self._job_rows(kind)
         super().__init__(rows)
 
-    def _job_rows(self, kind: Kind, read: Right, operate: Right) -> list[Route]:
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> VeeamDialect:
+        """The dialect as the gateway's settings configure it, logon throttling included."""
+        users = parse_users(settings.veeam_users, settings.veeam_roles)
+        throttle = LogonThrottle(settings.veeam_logon_failures, settings.veeam_logon_backoff)
+        return cls(users, settings.veeam_session_idle, settings.veeam_collection, throttle)
+
+    def _job_rows(self, kind: Kind) -> list[Route]:
         """A family's list, get and action rows (NAS: `/{action}`; others: `?action=`)."""
-        path = f"/api/{kind.path}"
+        path, read = f"/api/{kind.path}", SESSION
         build_list = functools.partial(self.build_list_jobs, kind)
         render_list = functools.partial(rows.render_jobs, kind)
         render_one = functools.partial(rows.render_job, kind)
@@ -94,13 +110,13 @@ class VeeamDialect(Dialect):
         ]
         if not kind.action_in_path:  # the row `?action=` is looked up from (resolve)
             table.append(self.row("POST", path + "/{id}", None, None, rows.refuse_action,
-                                 name=BY_ACTION, data=operate))  # fmt: skip
+                                 name=BY_ACTION, data=read))  # fmt: skip
         for action in codec.ACTIONS:
             build = functools.partial(self.build_action, kind, action)
             render = functools.partial(self.render_action, action)
             suffix = f"/{action.spelling}" if kind.action_in_path else ""
             one = self.row("POST", f"{path}/{{id}}{suffix}", action.rpc, build, render, 202,
-                           data=operate)  # fmt: skip
+                           data=read)  # fmt: skip
             if kind.action_in_path:
                 table.append(one)
             else:
@@ -125,58 +141,42 @@ class VeeamDialect(Dialect):
 
     def check_headers(self, incoming: Incoming) -> None:
         """Logon: the version and the Basic credentials (`state["user"]`). Elsewhere but
-        the entry point: a live session (`state["session"]`) with the route's right."""
+        the entry point: a live session (`state["session"]`); what its user may do is
+        the core's decision (assertion)."""
         route = incoming.route
         assert route is not None
         if route.name == LOGON:
-            incoming.state["user"] = self._credentials(incoming)
-        elif route.data is not None:
-            incoming.state["session"] = self._session_of(incoming, route.data)
+            incoming.state["user"] = logon.logon_user(incoming, self.sessions, self.throttle)
+        elif route.data == SESSION:
+            incoming.state["session"] = logon.session_of(incoming, self.sessions)
 
-    def _credentials(self, incoming: Incoming) -> User:
-        version = incoming.query_map().get("v", "latest")
-        if version not in ("latest", *VERSIONS):
-            raise bad_request("INVALID_VERSION", f"API version {version} is not supported.")
-        user = self.sessions.authenticate(incoming.headers.get("authorization", ""))
-        if user is None:
-            raise _unauthenticated("BAD_CREDENTIALS", "The user name or password is incorrect.")
-        return user
-
-    def _session_of(self, incoming: Incoming, right: Right) -> Session:
-        """The token's session (the cookie wins over the header), if it has `right`."""
-        token = rows.session_cookie(incoming.request) or incoming.headers.get(
-            rows.TOKEN.lower(), ""
-        )
-        session = self.sessions.find(token) if token else None
-        if session is None:
-            raise _unauthenticated(
-                "SESSION_REQUIRED", "A valid X-RestSvcSessionId is required; log on first."
-            )
-        if not session.user.may(right):
-            raise gateway_error(
-                grpc.StatusCode.PERMISSION_DENIED,
-                "INSUFFICIENT_RIGHTS",
-                f"The user {session.user.name} ({session.user.role}) may not do this.",
-            )
-        return session
+    def assertion(self, incoming: Incoming) -> Assertion | None:
+        """The session's user (`veeam:<user>`) with the core role of its Veeam role on the
+        collection; rows without a session make no call."""
+        session: Session | None = incoming.state.get("session")
+        return logon.assertion_of(session, self.collection) if session is not None else None
 
     def format_error(self, error: GatewayError, row: ErrorRow, incoming: Incoming) -> Response:
-        """`<Error StatusCode= Message=/>` or its JSON; bad credentials name the realm."""
+        """`<Error StatusCode= Message=/>` or its JSON; bad credentials name the realm, a
+        throttled logon says when to retry."""
         message = self.errors.message(row, error, incoming.params)
         response = rows.send(incoming, codec.encode_error(row.status, message), row.status)
         if error.reason == "BAD_CREDENTIALS":
             response.header("www-authenticate", 'Basic realm="RestSvc"')
+        if error.reason == "LOGON_THROTTLED" and "retry_after" in error.metadata:
+            response.header("retry-after", error.metadata["retry_after"])
         return response
 
     # --- entry point and sessions (gateway-local) ---------------------------------------
 
     def entry_point(self, incoming: Incoming, _: None) -> Response:
         """`GET /api/`: no session needed; the logon links."""
-        return rows.send(incoming, codec.encode_entry_point(incoming.base_url(), VERSIONS[-1:]))
+        node = codec.encode_entry_point(incoming.base_url(), logon.VERSIONS[-1:])
+        return rows.send(incoming, node)
 
     def logon(self, incoming: Incoming, _: None) -> Response:
         """A new session: 201, its token in a header, a cookie and the body."""
-        session = self.sessions.logon(incoming.state["user"])
+        session = self.sessions.logon(incoming.state["user"])  # the throttle cleared it
         node = codec.encode_logon_session(session, incoming.base_url())
         response = rows.send(incoming, node, incoming.status).header(rows.TOKEN, session.id)
         return response.header("set-cookie", f"{rows.TOKEN}={session.id}; Path=/api; HttpOnly")

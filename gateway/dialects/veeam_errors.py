@@ -23,7 +23,8 @@ ERRORS = ErrorTable(
         "BODY_TOO_LARGE": ErrorRow(413),
         "BAD_CREDENTIALS": ErrorRow(401),
         "SESSION_REQUIRED": ErrorRow(401),
-        "INSUFFICIENT_RIGHTS": ErrorRow(403),
+        # too many failed logons of the user or from the address (Retry-After says when)
+        "LOGON_THROTTLED": ErrorRow(429),
         # dialects.md §4 Decision: retry when the last run did not fail is 400
         "RETRY_NOT_ALLOWED": ErrorRow(400),
         "OPERATION_INVALID_FOR_STATE": ErrorRow(400),
@@ -39,6 +40,7 @@ ERRORS = ErrorTable(
         grpc.StatusCode.ALREADY_EXISTS: ErrorRow(409),
         grpc.StatusCode.ABORTED: ErrorRow(409),
         grpc.StatusCode.UNAUTHENTICATED: ErrorRow(401),
+        # the core's refusal of the session user's role (or of an untrusted gateway)
         grpc.StatusCode.PERMISSION_DENIED: ErrorRow(403),
         grpc.StatusCode.UNAVAILABLE: ErrorRow(503),
         grpc.StatusCode.DEADLINE_EXCEEDED: ErrorRow(504),

@@ -3,7 +3,7 @@ and the session and task of a request."""
 
 from __future__ import annotations
 
-from http.cookies import CookieError, SimpleCookie
+import re
 
 import grpc
 
@@ -18,6 +18,8 @@ from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
 TOKEN = "X-RestSvcSessionId"
+# the longest piece of user input an error message echoes
+ECHOED = 64
 
 
 def not_found(reason: str, message: str) -> GatewayError:
@@ -35,7 +37,7 @@ def entity_wanted(incoming: Incoming) -> bool:
     """`?format=Entity` (True) or Ref (False); anything else is 400."""
     entity = codec.decode_format(incoming.query_map())
     if entity is None:
-        value = incoming.query_map().get("format", "")
+        value = incoming.query_map().get("format", "")[:ECHOED]
         raise bad_request("INVALID_QUERY", f"format must be Entity or Ref, not {value}.")
     return entity
 
@@ -84,11 +86,15 @@ def task_of(incoming: Incoming) -> TaskRecord:
 
 
 def session_cookie(request: Request) -> str:
-    raw = request.headers.get("cookie")
-    if not raw:
-        return ""
-    try:
-        morsel = SimpleCookie(raw).get(TOKEN)
-    except CookieError:
-        return ""
-    return morsel.value if morsel is not None else ""
+    """The session token of the Cookie header ("" without one). Parsed leniently, as
+    RFC 6265 servers do: a malformed or foreign cookie beside it (a quote, a JSON value)
+    does not hide it; the first one wins. Commas separate too: cookie values have none
+    (RFC 6265 cookie-octet), and repeated Cookie headers arrive joined by them."""
+    for item in re.split("[;,]", request.headers.get("cookie", "")):
+        name, sep, value = item.partition("=")
+        if sep and name.strip() == TOKEN:
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            return value
+    return ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import enum
 import hmac
 import itertools
 import time
@@ -23,18 +22,13 @@ from dataclasses import dataclass, field
 MAX_TASKS = 1000
 
 
-class Right(enum.IntEnum):
-    """What a route needs; each role has every right up to its own."""
-
-    READ = 0
-    OPERATE = 1
-    DELETE = 2
-
-
-ROLES: dict[str, Right] = {
-    "viewer": Right.READ,
-    "operator": Right.OPERATE,
-    "administrator": Right.DELETE,
+# Enterprise Manager's roles and the core role each one holds on the dialect's collection
+# (service/core/access.py ROLES): viewers read; operators also start, stop, retry and
+# toggle; administrators also delete jobs and cancel deletions. The core decides.
+ROLES: dict[str, str] = {
+    "viewer": "viewer",
+    "operator": "operator",
+    "administrator": "editor",
 }
 
 
@@ -44,8 +38,10 @@ class User:
     password: str = field(repr=False)
     role: str = "administrator"
 
-    def may(self, right: Right) -> bool:
-        return ROLES[self.role] >= right
+    @property
+    def core_role(self) -> str:
+        """The role the core grants this user on the dialect's collection."""
+        return ROLES[self.role]
 
 
 def parse_users(users: str, roles: str = "") -> dict[str, User]:
@@ -67,6 +63,20 @@ def parse_users(users: str, roles: str = "") -> dict[str, User]:
     if unknown:
         raise SystemExit(f"JOBCONTROL_VEEAM_ROLES: unknown users {sorted(unknown)}")
     return table
+
+
+def decode_basic(authorization: str) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic …` value (the password is everything
+    after the first `:`), or None if it is not one."""
+    scheme, _, credential = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credential.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    name, sep, password = decoded.partition(":")
+    return (name, password) if sep else None
 
 
 @dataclass
@@ -116,21 +126,13 @@ class Sessions:
         self._sessions: dict[str, Session] = {}
         self._task_ids = itertools.count(1)
 
-    def authenticate(self, authorization: str) -> User | None:
-        """The user of an `Authorization: Basic …` header, or None."""
-        scheme, _, credential = authorization.strip().partition(" ")
-        if scheme.lower() != "basic":
-            return None
-        try:
-            decoded = base64.b64decode(credential.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        name, sep, password = decoded.partition(":")
+    def verify(self, name: str, password: str) -> User | None:
+        """The user whose name and password these are, or None."""
         user = self.users.get(name)
         # compare even for an unknown user, so timing does not tell names apart
         expected = user.password if user is not None else "\0" * len(password)
         same = hmac.compare_digest(expected.encode(), password.encode())
-        return user if sep and user is not None and same else None
+        return user if user is not None and same else None
 
     def logon(self, user: User) -> Session:
         """A new session for `user` (expired ones are dropped first)."""

@@ -16,8 +16,10 @@ import pytest
 import uvicorn
 from google.longrunning import operations_pb2_grpc
 
-from jobcontrol.gateway.app import GatewayApp, create_app
+from jobcontrol.gateway.app import GatewayApp
 from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.gateway.server import uvicorn_config
+from jobcontrol.service import tokens
 from jobcontrol.service.config import Settings
 from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import (
@@ -49,6 +51,31 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     base.update(overrides)
     return Settings(**base)
+
+
+# The secured shape most tests need: the gateway's principal may assert the principals it
+# authenticated, user:admin may do anything.
+SECURED_POLICY = """
+[[bindings]]
+principals = ["user:gateway"]
+role = "impersonator"
+
+[[bindings]]
+principals = ["user:admin"]
+role = "admin"
+"""
+
+
+def secured_settings(tmp_path: Path, policy: str = SECURED_POLICY) -> tuple[Settings, Path]:
+    """Settings for a server verifying ES256 bearer JWTs (keys under tmp_path/keys) with
+    `policy`; and the signing key (for tokens.mint)."""
+    key, jwks = tokens.keygen(tmp_path / "keys", "ES256")
+    path = tmp_path / "policy.toml"
+    path.write_text(policy)
+    settings = make_settings(
+        tmp_path, auth_jwks=str(jwks), auth_algorithms="ES256", auth_policy=str(path)
+    )
+    return settings, key
 
 
 @pytest.fixture
@@ -105,33 +132,36 @@ class RunningGateway:
 
 
 async def start_gateway(grpc_target: str, **overrides: Any) -> tuple[RunningGateway, Any]:
-    """Start uvicorn on a socket bound to 127.0.0.1:0; returns the gateway and a stopper."""
-    settings = GatewaySettings(grpc_target=grpc_target, http_address="127.0.0.1:0", **overrides)
-    app = create_app(settings)
+    """Start the gateway (its own uvicorn configuration: limits, TLS) on a socket bound to
+    127.0.0.1:0; returns the gateway and a stopper."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app,
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        proxy_headers=False,
+    port = sock.getsockname()[1]
+    scheme = "https" if overrides.get("tls_cert") else "http"
+    base_url = f"{scheme}://127.0.0.1:{port}"
+    overrides.setdefault("public_url", base_url)
+    overrides.setdefault("log_level", "warning")
+    settings = GatewaySettings(
+        grpc_target=grpc_target, http_address=f"127.0.0.1:{port}", **overrides
     )
+    config = uvicorn_config(settings)
+    config.loop = "asyncio"  # the test's own loop
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if task.done():
             task.result()
         await asyncio.sleep(0.01)
-    port = sock.getsockname()[1]
+    app = config.loaded_app
+    while not isinstance(app, GatewayApp):  # uvicorn may wrap the app (proxy headers off)
+        app = app.app
 
     async def stop() -> None:
         server.should_exit = True
         await task
         sock.close()
 
-    return RunningGateway(f"http://127.0.0.1:{port}", app), stop
+    return RunningGateway(base_url, app), stop
 
 
 @pytest.fixture

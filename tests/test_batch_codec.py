@@ -10,6 +10,7 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, json_format, timestamp_pb2
 
+from jobcontrol.gateway.dialects import batch
 from jobcontrol.gateway.dialects import batch_codec as codec
 from jobcontrol.gateway.dialects import batch_errors as errors
 from jobcontrol.gateway.dialects import batch_query as query
@@ -426,12 +427,19 @@ def test_durations_are_iso_8601(text: str, seconds: float, back: str) -> None:
 
 
 def test_unlimited_duration_is_no_limit_and_bad_ones_are_refused() -> None:
-    """Values: Batch's TimeSpan.MaxValue (or anything past a Duration) means no limit;
-    malformed durations are refused."""
+    """Values: Batch's TimeSpan.MaxValue (or anything past a Duration up to it) means no
+    limit; malformed durations, and durations past TimeSpan.MaxValue (issue 13: they meant
+    "no limit" before), are refused."""
     assert values.decode_duration("P10675199DT2H48M5.4775807S", "d") is None
-    assert values.decode_duration("P99999999999999999999D", "d") is None
+    assert values.decode_duration("P3652500D", "d") is None
     for bad in ("P", "PT", "P1DT", "1h", "-PT1S", "P1Y", 5):
         assert raises(values.decode_duration, bad, "d").reason == "INVALID_BODY"
+    for too_long in ("P10675199DT2H48M6S", "P99999999999999999999D", "PT" + "9" * 400 + "S"):
+        error = raises(values.decode_duration, too_long, "d")
+        assert error.metadata == {
+            "PropertyName": "d",
+            "Reason": f"{too_long!r} is longer than P10675199DT2H48M5.4775807S",
+        }
     assert values.encode_duration(duration_pb2.Duration(seconds=86400)) == "P1DT0S"
 
 
@@ -449,6 +457,38 @@ def test_kept_objects_nest_at_most_32_deep() -> None:
         }  # fmt: skip
     error = raises(codec.decode_task, {"id": "t", "resourceFiles": [deep]})
     assert error.metadata["PropertyName"] == "resourceFiles"
+
+
+@pytest.mark.parametrize(
+    ("given", "wide"),
+    [({"a": 2**63}, "9223372036854775808"), ({"a": [-(2**63) - 1]}, "-9223372036854775809"),
+     ({"a": {"b": 1.2e21}}, "1.2e+21")],
+)  # fmt: skip
+def test_kept_integers_fit_an_int64(given: dict[str, Any], wide: str) -> None:
+    """Values (issue 13): an integer in a kept object beyond Int64 (orjson reads those past
+    UInt64 as whole doubles) is INVALID_BODY naming the member; Int64's own ends pass."""
+    error = raises(values.decode_struct, given, "autoPoolSpecification")
+    assert error.metadata == {
+        "PropertyName": "autoPoolSpecification",
+        "Reason": f"{wide} is beyond the 64-bit integer range",
+    }
+    edges = {"max": 2**63 - 1, "min": -(2**63), "half": 0.5, "flag": True, "big": 1e18}
+    assert set(values.encode_struct(values.decode_struct(edges, "x"))) == set(edges)
+
+
+@pytest.mark.parametrize("name", ["If-Modified-Since", "If-Unmodified-Since"])
+def test_conditional_dates_out_of_range_are_invalid_header(name: str) -> None:
+    """Values (issue 13): an If-*-Since date that names no moment of UTC's years 1-9999 is
+    INVALID_HEADER (InvalidHeaderValue) naming the header; dates in range, and values that
+    are no date at all (ignored, RFC 9110), pass."""
+    value = "Fri, 31 Dec 9999 23:59:59 -2359"
+    error = raises(values.check_http_dates, {name.lower(): value})
+    assert (error.reason, error.metadata) == (
+        "INVALID_HEADER", {"HeaderName": name, "HeaderValue": value},
+    )  # fmt: skip
+    for fine in ("Fri, 31 Dec 9999 23:59:59 GMT", "Fri, 31 Dec 9999 23:59:59 +2359",
+                 "Fri, 31 Dec 9999 23:59:59 -0000", "not a date", ""):  # fmt: skip
+        values.check_http_dates({name.lower(): fine})
 
 
 def test_etags_are_batch_hex_both_ways() -> None:
@@ -495,6 +535,19 @@ def test_query_parameters_decode_and_refuse_bad_values() -> None:
         assert (error.reason, error.metadata["QueryParameterName"]) == ("INVALID_QUERY", name)
     error = raises(query.decode_select, {"$select": "id,bogus"}, query.TASK_MEMBERS)
     assert error.metadata["Reason"] == "not a property: bogus"
+
+
+def test_query_parameters_may_not_repeat_in_any_case() -> None:
+    """Query (issue 13): a parameter given twice, names compared in any case, is
+    INVALID_QUERY naming it (Batch defines none that repeats)."""
+    query.check_single([("api-version", "1"), ("force", "false"), ("timeOut", "5")])
+    for pairs in ([("force", "false"), ("force", "true")], [("timeOut", "5"), ("timeout", "9")]):
+        error = raises(query.check_single, pairs)
+        assert error.reason == "INVALID_QUERY"
+        assert error.metadata == {
+            "QueryParameterName": pairs[0][0], "QueryParameterValue": pairs[0][1],
+            "Reason": "the parameter is given more than once",
+        }  # fmt: skip
 
 
 def test_project_keeps_selected_members_and_odata_metadata() -> None:
@@ -573,3 +626,36 @@ def test_encode_error_is_the_batch_error_body() -> None:
     }
     with_values = errors.encode_error("http://h", "C", "M", "r", "t", [{"key": "k", "value": "v"}])
     assert with_values["values"] == [{"key": "k", "value": "v"}]
+
+
+# --- the error table -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "row", [*batch.ERRORS.by_reason.values(), *batch.ERRORS.by_code.values()], ids=repr
+)
+def test_every_error_row_is_a_batch_code_with_its_status_and_message(row: Any) -> None:
+    """Errors: every row of the table (by reason and by gRPC code) is one of Batch's codes
+    with its documented status and message."""
+    assert (row.status, row.message) == batch.CODES[row.code]
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "answer"),
+    [
+        (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", "AuthorizationFailure"),
+        (grpc.StatusCode.PERMISSION_DENIED, "", "AuthorizationFailure"),
+        (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED", "AuthenticationFailed"),
+        (grpc.StatusCode.UNAUTHENTICATED, "", "AuthenticationFailed"),
+        (grpc.StatusCode.UNAUTHENTICATED, "AUTHENTICATION_FAILED", "AuthenticationFailed"),
+    ],
+)
+def test_core_refusals_are_batch_authorization_and_authentication_failures(
+    code: grpc.StatusCode, reason: str, answer: str
+) -> None:
+    """Errors (issue 13): the core's PERMISSION_DENIED is 403 AuthorizationFailure ("This
+    request is not authorized to perform this operation.", Batch's answer to a forbidden
+    request), UNAUTHENTICATED and the gateway's own signature check 403
+    AuthenticationFailed."""
+    row = batch.ERRORS.row(gateway_error(code, reason, "m"))
+    assert (row.status, row.code) == (403, answer)

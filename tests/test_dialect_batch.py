@@ -415,7 +415,9 @@ async def test_signature_covers_path_query_ocp_and_signed_headers(api: Api, tamp
     """Auth: a signature computed for one request does not authorize another differing in
     path, query, ocp-date, content-type or a conditional header (403)."""
     await api.create("j1")
-    headers = {"ocp-date": "Mon, 01 Jan 2024 00:00:00 GMT", "if-match": "*"}
+    # a current date: the signature, not the clock, is what refuses the tampered request
+    now = datetime.now(UTC)
+    headers = {"ocp-date": http_date(now), "if-match": "*"}
     content = orjson.dumps({"priority": 3})
     query = urlencode([("api-version", API)])
     signed = {
@@ -431,7 +433,7 @@ async def test_signature_covers_path_query_ocp_and_signed_headers(api: Api, tamp
     elif tamper == "query":
         params = {"timeOut": 10}
     elif tamper == "ocp-date":
-        sent["ocp-date"] = "Tue, 02 Jan 2024 00:00:00 GMT"
+        sent["ocp-date"] = http_date(now + timedelta(seconds=1))
     elif tamper == "content-type":
         sent["content-type"] = "application/json"
     else:
@@ -1418,6 +1420,8 @@ MESSAGES = {
     "InvalidRequestBody": "The specified Request Body is not syntactically valid.",
     "MultipleConditionHeadersNotSupported": "Multiple condition headers are not supported.",
     "UnsupportedRequestVersion": "The specified Api Version is not supported.",
+    "AuthorizationFailure": "This request is not authorized to perform this operation.",
+    "InvalidHeaderValue": "The value for one of the HTTP headers is not in the correct format.",
 }
 NEW_MEMBERS: dict[str, Any] = {
     "usesTaskDependencies": True,
@@ -2186,7 +2190,9 @@ MESSAGE_CASES: dict[str, tuple[str, str, dict[str, Any], int, str, list[dict[str
                     "UnsupportedRequestVersion",
                     [{"key": "QueryParameterName", "value": "api-version"},
                      {"key": "QueryParameterValue", "value": "2024-07-01.20.0"}]),
-    "unsigned": ("GET", "/jobs", {"signer": None}, 403, "AuthenticationFailed", None),
+    "unsigned": ("GET", "/jobs", {"signer": None}, 403, "AuthenticationFailed",
+                 [{"key": "AuthenticationErrorDetail",
+                   "value": "The Authorization header is not SharedKey {account}:{signature}."}]),
     "verb": ("DELETE", "/jobs", {}, 405, "UnsupportedHttpVerb", None),
     "route": ("GET", "/jobs/j1/bogus", {}, 404, "ResourceNotFound", None),
     "too-large": ("POST", "/jobs", {"content": BIG}, 413, "RequestBodyTooLarge", None),

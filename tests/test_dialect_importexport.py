@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from jobcontrol.gateway.dialects.importexport import ImportExportDialect
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
-from tests.conftest import Clients, RunningGateway, record_rpcs
+from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
 
 SUB, ACCT = "mysub", "myacct"
 VERSION = "2014-05-01"
@@ -1468,3 +1469,125 @@ async def test_every_route_makes_at_most_one_rpc(
     assert (r.status_code, calls) == (case.status, list(case.calls)), r.text
     if case.refused is not None and case.method != "HEAD":
         refusal(r, case.status, *case.refused, version=case.version)
+
+
+# --- bad input (issue 13 point 5) and links ----------------------------------------------
+
+
+def nested(depth: int) -> str:
+    """A Put Job body whose Location holds an object `depth` levels deep in all (the body
+    and Properties are the first two)."""
+    inner = '"x"'
+    for _ in range(depth - 2):
+        inner = '{"a":' + inner + "}"
+    return f'{{"Properties": {{"Type": "Import", "Location": {inner}}}}}'
+
+
+def parser_depth_message(raw: str) -> str:
+    """What the gateway says of a body nested deeper than the JSON parser takes."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"The body is not valid JSON: {exc}"
+    raise AssertionError("parsed")
+
+
+DEEP = nested(1100)
+INT32_RANGE = "out of range (-2147483648 to 2147483647)"
+BAD_INPUT: list[tuple[Any, ...]] = [
+    ("nested-33", nested(33), "The body nests more than 32 levels deep."),
+    # 990 deep was a 500: the message showed the value's repr, deeper than Python recurses
+    ("nested-990", nested(990), "The body nests more than 32 levels deep."),
+    ("nested-beyond-the-parser", DEEP, parser_depth_message(DEEP), "MALFORMED_JSON"),
+    ("DriveCount-int32", body(DeliveryPackage={"DriveCount": 2**31}),
+     f"DeliveryPackage: {INT32_RANGE}: 2147483648"),
+    ("DriveCount-int64", body(DeliveryPackage={"DriveCount": -(2**63)}),
+     f"DeliveryPackage: {INT32_RANGE}: -9223372036854775808"),
+    ("DriveCount-5000-digits", body(DeliveryPackage={"DriveCount": "9" * 5000}),
+     f"DeliveryPackage: must be an integer, not '{'9' * 17}...{'9' * 18}'"),
+    ("PercentComplete-int32", body(PercentComplete=2**31),
+     f"PercentComplete: {INT32_RANGE}: 2147483648"),
+    ("PercentComplete-beyond-int64", body(PercentComplete=2**70),
+     "PercentComplete: must be an integer, not 1.1805916207174113e+21"),
+    ("DriveList-number", {**body(), "DriveList": 5}, "DriveList must be an array."),
+    ("DriveList-item-number", {**body(), "DriveList": [5]},
+     "DriveList items hold DriveId, BitLockerKey, ManifestFile, State."),
+    ("Properties-array", {"Properties": [5]}, "Properties must be an object."),
+    ("Type-long", body(type_="I" * 10_000),
+     f"Type: must be Import or Export, not '{'I' * 17}...{'I' * 18}'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "message", "information"),
+    [(c[1], c[2], c[3] if len(c) > 3 else "INVALID_BODY") for c in BAD_INPUT],
+    ids=[c[0] for c in BAD_INPUT],
+)
+async def test_bad_input_is_400_invalid_request_and_changes_nothing(
+    http: httpx.AsyncClient,
+    clients: Clients,
+    calls: list[str],
+    raw: Any,
+    message: str,
+    information: str,
+) -> None:
+    """Bad input: objects nested deeper than 32 (or than the parser takes), integers
+    beyond int32 or int64, a number where an array or object is expected, values too
+    long to echo: 400 InvalidRequest with the whole odata.error body, never a 5xx; no
+    call; a Put creates nothing and a PATCH changes nothing."""
+    await put_job(http, "j1")
+    before, _ = await get_job(http, "j1")
+    calls.clear()
+    content = raw.encode() if isinstance(raw, str) else json.dumps(raw).encode()
+    r = await http.put(job_url("new"), content=content, headers=HEADERS)
+    refusal(r, 400, "InvalidRequest", message, information)
+    r = await http.patch(job_url("j1"), content=content, headers=HEADERS)
+    refusal(r, 400, "InvalidRequest", message, information)
+    assert calls == []
+    assert (await get_job(http, "j1"))[0] == before
+    r = await http.get(job_url("new"), headers=HEADERS)
+    refusal(r, 404, "JobNotFound", "The job new does not exist.", "JOB_NOT_FOUND")
+
+
+@pytest.mark.parametrize("top", [str(2**31), "9" * 30, "0"])
+async def test_top_out_of_range_is_400_invalid_request(
+    http: httpx.AsyncClient, calls: list[str], top: str
+) -> None:
+    """Bad input: `$top` beyond 1-100 (int32, far beyond int64, zero): 400, no call."""
+    r = await http.get(f"{prefix()}/jobs", params={"$top": top}, headers=HEADERS)
+    refusal(r, 400, "InvalidRequest", "$top must be 1-100", "INVALID_QUERY")
+    assert calls == []
+
+
+async def test_ids_in_links_are_percent_encoded(http: httpx.AsyncClient) -> None:
+    """Links: DataServiceId holds the subscription and account as their URL spells them
+    (percent-encoded): a CR LF in an id never reaches a header (it dropped the connection
+    without an answer)."""
+    path = f"/{SUB}/services/importexport/storageaccounts/a%0D%0AX-Evil:%201/jobs/j1"
+    r = await http.put(path, json=body("j1"), headers=HEADERS)
+    assert r.status_code == 201, r.text
+    assert "x-evil" not in r.headers
+    assert r.headers["dataserviceid"].endswith(
+        f"/{SUB}/services/importexport/storageaccounts/a%0D%0AX-Evil%3A%201/jobs/j1"
+    )
+
+
+async def test_links_use_the_public_url_not_the_host_header(
+    clients: Clients, gateway: RunningGateway
+) -> None:
+    """Links: DataServiceId and odata.nextLink start with the configured public URL
+    (--public-url), whatever Host the client sends."""
+    public = "https://jobs.example.test:8443"
+    running, stop = await start_gateway(gateway.app.upstream.target, public_url=public)
+    evil = {**HEADERS, "host": "evil.example"}
+    try:
+        async with httpx.AsyncClient(base_url=running.base_url, timeout=30) as http:
+            for name in ("j1", "j2"):
+                r = await http.put(job_url(name), json=body(name), headers=evil)
+                assert r.headers["dataserviceid"] == f"{public}{job_url(name)}"
+            r = await http.get(f"{prefix()}/jobs", params={"$top": "1"}, headers=evil)
+            link = json_of(r, 200)["odata.nextLink"]
+            assert link.startswith(f"{public}{prefix()}/jobs?"), link
+            assert "evil" not in r.text
+    finally:
+        await stop()

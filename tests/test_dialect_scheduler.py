@@ -1796,6 +1796,9 @@ async def test_every_route_makes_at_most_one_rpc(
 
 # (reason, ErrorInfo field, gRPC code) -> (status, code, message) for path j1 in myjc of mycs
 ERROR_CASES: list[tuple[str, str, grpc.StatusCode, int, str, str]] = [
+    ("AUTHENTICATION_FAILED", "", grpc.StatusCode.UNAUTHENTICATED, 403, "AuthenticationFailed",
+     "The server failed to authenticate the request. Verify that the certificate is valid "
+     "and is associated with this subscription."),
     ("MISSING_VERSION", "", grpc.StatusCode.INVALID_ARGUMENT, 400,
      "MissingOrIncorrectVersionHeader", "server says"),
     ("INVALID_QUERY", "", grpc.StatusCode.INVALID_ARGUMENT, 400,

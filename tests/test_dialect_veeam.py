@@ -1927,7 +1927,8 @@ async def test_every_route_makes_at_most_one_rpc(
     await check("DELETE", f"/api/tasks/{task.tid}", 400, ["CancelOperation"])
 
     await check("GET", "/api/jobs", 401, [], headers={})
-    await check("DELETE", f"/api/jobs/{jid(agent)}", 403, [], headers=auth(viewer))
+    # a viewer's DELETE is the core's refusal now (issue 13): one DeleteJob, 403
+    await check("DELETE", f"/api/jobs/{jid(agent)}", 403, ["DeleteJob"], headers=auth(viewer))
     await check("GET", "/api/nope", 404, [])
     await check("PUT", "/api/jobs", 405, [])
     await check("POST", LOGON, 413, [], headers={"Authorization": admin}, content=BIG)
@@ -1955,7 +1956,8 @@ def incoming_for(
     dialect: VeeamDialect, method: str, path: str, query: str = "", accept: str = ""
 ) -> Incoming:
     """A routed request as the rows see it, with a logged-on administrator's session."""
-    headers = [(b"host", b"em.test:9398")] + ([(b"accept", accept.encode())] if accept else [])
+    # the Host header is the client's choice: links never come from it
+    headers = [(b"host", b"evil.example")] + ([(b"accept", accept.encode())] if accept else [])
     scope = {"type": "http", "method": method, "path": path, "raw_path": path.encode(),
              "query_string": query.encode(), "headers": headers, "scheme": "https"}  # fmt: skip
 
@@ -1971,8 +1973,11 @@ def incoming_for(
 
 @pytest.fixture
 def dialect() -> VeeamDialect:
-    """The dialect alone (no server): its rows are pure functions of the request."""
-    return VeeamDialect(parse_users(USERS, ROLES), 900.0, COLLECTION)
+    """The dialect alone (no server): its rows are pure functions of the request. Links
+    start with the configured public URL (as the gateway sets it), not the Host header."""
+    alone = VeeamDialect(parse_users(USERS, ROLES), 900.0, COLLECTION)
+    alone.base_url = "https://em.test:9398"
+    return alone
 
 
 @pytest.mark.parametrize(
@@ -2481,7 +2486,7 @@ ERROR_CASES: list[tuple[str, Any, grpc.StatusCode, tuple[str, str, str], int, st
     ("reason", "BODY_TOO_LARGE", S.INVALID_ARGUMENT, JOB_START, 413, SERVER),
     ("reason", "BAD_CREDENTIALS", S.UNAUTHENTICATED, JOB_GET, 401, SERVER),
     ("reason", "SESSION_REQUIRED", S.UNAUTHENTICATED, JOB_GET, 401, SERVER),
-    ("reason", "INSUFFICIENT_RIGHTS", S.PERMISSION_DENIED, JOB_DELETE, 403, SERVER),
+    ("reason", "LOGON_THROTTLED", S.RESOURCE_EXHAUSTED, JOB_GET, 429, SERVER),
     ("reason", "RETRY_NOT_ALLOWED", S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
     ("reason", "OPERATION_INVALID_FOR_STATE", S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
     ("reason", "JOB_BEING_DELETED", S.FAILED_PRECONDITION, JOB_START, 400, SERVER),
@@ -2535,11 +2540,13 @@ def test_error_table_gives_status_and_error_body(
 ) -> None:
     """Errors: each (reason, code) -> its StatusCode and Message, in `<Error xmlns=NS
     StatusCode Message/>` or exactly {"StatusCode", "Message"}; only bad credentials carry
-    WWW-Authenticate: Basic realm="RestSvc"."""
+    WWW-Authenticate: Basic realm="RestSvc", only a throttled logon Retry-After."""
     method, path, query = route
     incoming = incoming_for(dialect, method, path, query, "application/json" if as_json else "")
     assert incoming.route is not None
-    error = GatewayError(code, SERVER, key if isinstance(key, str) else "")
+    throttled = key == "LOGON_THROTTLED"
+    extra = {"retry_after": "7"} if throttled else {}
+    error = GatewayError(code, SERVER, key if isinstance(key, str) else "", extra)
     r = dialect.format_error(error, dialect.errors.row(error, incoming.route.errors), incoming)
     assert r.status == status
     if as_json:
@@ -2552,4 +2559,4 @@ def test_error_table_gives_status_and_error_body(
         assert (r.content_type, doc.tag, list(doc)) == (XML_CT, f"{{{NS}}}Error", [])
         assert doc.attrib == {"StatusCode": str(status), "Message": message}
     realm = [("www-authenticate", REALM)] if key == "BAD_CREDENTIALS" else []
-    assert r.headers == realm
+    assert r.headers == realm + ([("retry-after", "7")] if throttled else [])

@@ -109,7 +109,7 @@ def test_decode_job_minimal_sets_no_objects() -> None:
         ({"Properties": {"PercentComplete": True}},
          "PercentComplete: must be an integer, not True"),
         ({"Properties": {"PercentComplete": "x"}},
-         "PercentComplete: invalid literal for int() with base 10: 'x'"),
+         "PercentComplete: must be an integer, not 'x'"),
         ({"Properties": {"ReturnAddress": {"Zip": "1"}}},
          "ReturnAddress: must be an object of Name, Address, Phone, Email"),
         ({"Properties": {"ReturnShipping": "FedEx"}},
@@ -347,6 +347,8 @@ DECIDED = {
     "MULTIPLE_CONDITION_HEADERS": (400, "MultipleConditionHeadersNotSupported"),
     "NOT_ACCEPTABLE": (406, "NotAcceptable"),
     "BODY_TOO_LARGE": (413, "RequestBodyTooLarge"),
+    # the Service Management API's code for a certificate not registered for the subscription
+    "AUTHENTICATION_FAILED": (403, "AuthenticationFailed"),
 }
 
 

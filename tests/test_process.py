@@ -38,8 +38,11 @@ READY = re.compile(r"listening on (127\.0\.0\.1:\d+)")
 class ServerProcess:
     """`jobctl serve` in a child process on a port chosen by the OS."""
 
-    def __init__(self, db: Path, with_gateway: bool = False) -> None:
+    def __init__(
+        self, db: Path, with_gateway: bool = False, env: dict[str, str] | None = None
+    ) -> None:
         self.db = db
+        self.env = env or {}
         self.proc: asyncio.subprocess.Process | None = None
         self.address = ""
         self.http_address = f"127.0.0.1:{free_port()}" if with_gateway else ""
@@ -61,7 +64,11 @@ class ServerProcess:
         raise AssertionError("gateway not ready")
 
     async def start(self) -> str:
-        env = {**os.environ, "JOBCONTROL_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}"}
+        env = {
+            **os.environ,
+            "JOBCONTROL_DATABASE_URL": f"sqlite+aiosqlite:///{self.db}",
+            **self.env,
+        }
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

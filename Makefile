@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest clean
+.PHONY: install run test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest bench-auth clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench: install
 
 bench-full: install
 	$(BIN)/python bench/run.py
+
+bench-auth: install
+	$(BIN)/python -m bench.auth
 
 bench-rest: install
 	$(BIN)/python scripts/rest_bench.py

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from google.longrunning import operations_pb2_grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
 
 from jobcontrol.gateway import conditional
@@ -272,6 +272,21 @@ async def test_times_and_durations_out_of_range_are_invalid_over_grpc(
     the field, wherever they are (specs, output-only fields, preconditions, history)."""
     method, request, field, description = GRPC_TIMES[case]
     await refused_over_grpc(stack, method(stack), request, "INVALID_FIELD", field, description)
+
+
+async def test_wait_operation_timeout_out_of_range_is_invalid(stack: Stack) -> None:
+    """A19: WaitOperation with a timeout beyond +-10000 years is INVALID_FIELD naming
+    `timeout` (found by fuzzing: it was INTERNAL, the timeout overflowing a timedelta)."""
+    request = operations_pb2.WaitOperationRequest(
+        name="operations/none", timeout=duration_pb2.Duration(seconds=2**63 - 1)
+    )
+    description = (
+        f"Duration out of range (seconds {2**63 - 1}, nanos 0); within +-315576000000s, "
+        "seconds and nanos of one sign"
+    )
+    await refused_over_grpc(
+        stack, stack.operations.WaitOperation, request, "INVALID_FIELD", "timeout", description
+    )
 
 
 async def test_structured_filter_time_out_of_range_is_invalid_filter(stack: Stack) -> None:

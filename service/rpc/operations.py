@@ -46,6 +46,7 @@ class OperationsServicer(operations_grpc_pb2.OperationsServicer):  # type: ignor
 
     @guarded
     async def WaitOperation(self, request: Any, context: Ctx) -> Any:
+        convert.check_values(request, "")  # a timeout beyond +-10,000 years is no timedelta
         timeout = (
             request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else None
         )

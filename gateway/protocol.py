@@ -16,6 +16,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # where the request line and headers end: llhttp accepts no bare LF, so this is exact
 _END = b"\r\n\r\n"
+# how long a refused connection's input is still read and discarded before it is closed
+_LINGER = 2.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,17 @@ class _Guarded(HttpToolsProtocol):
                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n".encode()
                 + body
             )
-            self.transport.close()
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close after a refusal without losing it: closing a socket with unread input
+        (the rest of a trickled or oversized request) sends a reset, and the peer's kernel
+        may discard the refusal before it is read. So (like nginx's lingering close) send
+        FIN (TLS has no half-close: the refusal's content-length ends it), discard what
+        still arrives, and close at the peer's EOF or after _LINGER s."""
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._timer = self.loop.call_later(_LINGER, self.transport.close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -77,6 +77,25 @@ async def test_a20_oversized_headers_get_431_and_close(server: RunningServer) ->
         writer.close()
 
 
+async def test_a20_refusal_is_read_whole_while_the_client_still_sends(
+    server: RunningServer,
+) -> None:
+    """A20: a refused connection lingers (FIN sent, input discarded, closed at the peer's
+    EOF or after 2 s): a client still sending the rest of an oversized request reads the
+    whole 431 and a clean end of stream, never a connection reset."""
+    async with _gateway(server, max_header_bytes=8192) as limited:
+        reader, writer = await _connect(limited.base_url)
+        writer.write(REQUEST_LINE + b"X-Big: ")
+        for _ in range(10):
+            writer.write(b"v" * 16384)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+        answer = await asyncio.wait_for(reader.read(), 5)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert (head.split(b" ", 2)[1], body) == (b"431", b"request headers too large")
+        writer.close()
+
+
 async def test_a20_too_many_headers_get_431(server: RunningServer) -> None:
     """A20: more than max_headers (100) headers -> 431 "too many request headers" and
     close; exactly 100 are served."""

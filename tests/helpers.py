@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import orjson
 from google.longrunning import operations_pb2
 from google.protobuf import field_mask_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -99,6 +100,16 @@ async def wait_done(operations: Any, name: str, within: float = 10.0) -> operati
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"operation {name} not done after {within}s")
         await asyncio.sleep(0.02)
+
+
+def json_error(raw: str | bytes) -> str:
+    """What the gateway says of a body that is not JSON (or nested deeper than the JSON
+    parser takes)."""
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return f"The body is not valid JSON: {exc}"
+    raise AssertionError(f"{raw[:40]!r}... is JSON")
 
 
 def state_name(state: int) -> str:

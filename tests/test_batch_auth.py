@@ -14,7 +14,6 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import grpc
 import httpx
-import orjson
 import pytest
 from azure.batch import BatchClient
 from azure.batch import models as bm
@@ -31,6 +30,7 @@ from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import job_service_pb2 as js
 from jobcontrol.v1 import job_service_pb2_grpc
 from tests.conftest import Clients, RunningGateway, secured_settings, start_gateway
+from tests.helpers import json_error
 from tests.test_dialect_batch import (
     API,
     KEY,
@@ -642,11 +642,7 @@ def _nest(depth: int) -> Any:
 
 def _json_reason(raw: bytes) -> list[dict[str, str]]:
     """The InvalidRequestBody values of a body orjson refuses."""
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return [reason(f"The body is not valid JSON: {exc}")]
-    raise AssertionError("the body parses")
+    return [reason(json_error(raw))]
 
 
 def _member(name: str, why: str) -> list[dict[str, str]]:

@@ -35,6 +35,7 @@ from azure.core.exceptions import (
 from jobcontrol.service.server import RunningServer
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
 from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
+from tests.helpers import json_error
 
 ACCOUNT = "acct1"
 KEY = base64.b64encode(b"k" * 32).decode()
@@ -2133,14 +2134,6 @@ async def test_other_batch_collections_are_404_resource_not_found_with_request_i
     assert rpcs == []
 
 
-def _json_error(raw: bytes) -> str:
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return f"The body is not valid JSON: {exc}"
-    raise AssertionError("valid JSON")
-
-
 BIG = b'{"id": "' + b"x" * (1024 * 1024) + b'"}'
 DEEP: Any = {"commandLine": "x"}
 for _ in range(40):
@@ -2167,7 +2160,7 @@ MESSAGE_CASES: dict[str, tuple[str, str, dict[str, Any], int, str, list[dict[str
     "two-conditions": ("GET", "/jobs/j1", {"headers": {"If-Match": "*", "If-None-Match": "*"}}, 400,
                        "MultipleConditionHeadersNotSupported", None),
     "malformed-json": ("PATCH", "/jobs/j1", {"content": b"{"}, 400, "InvalidRequestBody",
-                       [reason(_json_error(b"{"))]),
+                       [reason(json_error(b"{"))]),
     "not-an-object": ("PATCH", "/jobs/j1", {"json": [1]}, 400, "InvalidRequestBody",
                       [reason("The body must be a JSON object.")]),
     "wrong-type": ("PATCH", "/jobs/j1", {"json": {"priority": "high"}}, 400, "InvalidRequestBody",

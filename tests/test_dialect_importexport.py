@@ -13,12 +13,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 import grpc
 import httpx
-import orjson
 import pytest
 
 from jobcontrol.gateway.dialects.importexport import ImportExportDialect
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
 from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
+from tests.helpers import json_error
 
 SUB, ACCT = "mysub", "myacct"
 VERSION = "2014-05-01"
@@ -1298,15 +1298,6 @@ async def test_list_skiptoken_is_bound_to_its_filter(
 OK_BODY = b'{"Properties": {"Type": "Import", "Location": "westus"}}'
 
 
-def json_error(raw: bytes) -> str:
-    """The gateway's message for a body that is not JSON."""
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return f"The body is not valid JSON: {exc}"
-    raise AssertionError(f"{raw!r} is JSON")
-
-
 MALFORMED = json_error(b"{")
 
 
@@ -1483,22 +1474,13 @@ def nested(depth: int) -> str:
     return f'{{"Properties": {{"Type": "Import", "Location": {inner}}}}}'
 
 
-def parser_depth_message(raw: str) -> str:
-    """What the gateway says of a body nested deeper than the JSON parser takes."""
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return f"The body is not valid JSON: {exc}"
-    raise AssertionError("parsed")
-
-
 DEEP = nested(1100)
 INT32_RANGE = "out of range (-2147483648 to 2147483647)"
 BAD_INPUT: list[tuple[Any, ...]] = [
     ("nested-33", nested(33), "The body nests more than 32 levels deep."),
     # 990 deep was a 500: the message showed the value's repr, deeper than Python recurses
     ("nested-990", nested(990), "The body nests more than 32 levels deep."),
-    ("nested-beyond-the-parser", DEEP, parser_depth_message(DEEP), "MALFORMED_JSON"),
+    ("nested-beyond-the-parser", DEEP, json_error(DEEP), "MALFORMED_JSON"),
     ("DriveCount-int32", body(DeliveryPackage={"DriveCount": 2**31}),
      f"DeliveryPackage: {INT32_RANGE}: 2147483648"),
     ("DriveCount-int64", body(DeliveryPackage={"DriveCount": -(2**63)}),

@@ -40,7 +40,8 @@ from jobcontrol.v1 import resources_pb2 as r
 LOGON, BY_ACTION = "logon", "by-action"
 # the `data` of rows that need a live session (what the user may do is the core's call)
 SESSION = "session"
-ACTION_REQUESTS: dict[str, type[Message]] = {
+ActionRequest = pb.StartJobRequest | pb.StopJobRequest | pb.RetryJobRequest | pb.ToggleJobRequest
+ACTION_REQUESTS: dict[str, type[ActionRequest]] = {
     "StartJob": pb.StartJobRequest,
     "StopJob": pb.StopJobRequest,
     "RetryJob": pb.RetryJobRequest,
@@ -219,7 +220,7 @@ class VeeamDialect(Dialect):
     def build_action(self, kind: Kind, action: Action, incoming: Incoming) -> Message:
         """The action, only on a job of the route's family (else JOB_TYPE_MISMATCH)."""
         request = ACTION_REQUESTS[action.rpc](name=self._job_name(incoming))
-        request.preconditions.types.extend(kind.type_names)  # type: ignore[attr-defined]
+        request.preconditions.types.extend(kind.type_names)
         return request
 
     def render_action(self, action: Action, incoming: Incoming, job: r.Job) -> Response:

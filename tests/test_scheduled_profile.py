@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import pytest
 from google.protobuf import timestamp_pb2
 
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
@@ -13,6 +14,8 @@ from tests.conftest import Clients, MakeCollection
 from tests.helpers import assert_deleted_ok as _delete_ok
 from tests.helpers import assert_gone, assert_unchanged, expect_error, operator_to, update
 from tests.helpers import get_job as get
+
+pytestmark = pytest.mark.backends
 
 R = resources_pb2
 JS = job_service_pb2

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -18,6 +19,8 @@ from jobcontrol.v1 import (
 )
 from tests.conftest import Clients, MakeCollection, make_settings
 from tests.helpers import expect_error
+
+pytestmark = pytest.mark.backends
 
 
 async def test_reflection_lists_every_service(server: RunningServer, clients: Clients) -> None:

@@ -9,20 +9,27 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
+from jobcontrol.service.core.engine import stamp
 from jobcontrol.service.core.errors import DomainError, Reason
-from jobcontrol.service.core.model import Collection, Profile
+from jobcontrol.service.core.model import Collection, Job, Profile, State
 from jobcontrol.service.core.ports import Tx
-from jobcontrol.service.storage.database import SqliteStore, SqlStore
+from jobcontrol.service.storage.database import PostgresStore, SqliteStore, open_store
+from jobcontrol.service.storage.migrate import SchemaTooNew, config
 from jobcontrol.service.storage.schema import metadata
+from tests.conftest import database_url
+
+pytestmark = pytest.mark.backends
+Store = SqliteStore | PostgresStore
 
 
-@pytest.fixture(params=[SqliteStore, SqlStore])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    """Both stores: the SQLite one (the default) and the asyncio-engine one (PostgreSQL's,
-    here over aiosqlite)."""
-    s = request.param(f"sqlite+aiosqlite:///{tmp_path / 'store.db'}", read_pool_size=2)
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    """The test's backend: `SqliteStore` on a file, or `PostgresStore` on a new database
+    of the session's embedded PostgreSQL."""
+    s = open_store(database_url(tmp_path), read_pool_size=2)
     await s.open()
     try:
         yield s
@@ -34,7 +41,7 @@ def _collection(cid: str) -> Collection:
     return Collection(collection_id=cid, profile=Profile.SCHEDULED, uid=cid, etag="e")
 
 
-async def test_group_commit_one_failure_does_not_fail_its_neighbours(store: SqlStore) -> None:
+async def test_group_commit_one_failure_does_not_fail_its_neighbours(store: Store) -> None:
     """Writer: of 50 concurrent writes sharing transactions, the one that fails after
     writing is rolled back alone; the other 49 are committed and answered."""
 
@@ -58,7 +65,7 @@ async def test_group_commit_one_failure_does_not_fail_its_neighbours(store: SqlS
     assert {c.collection_id for c in stored} == {f"c{i}" for i in range(50) if i != 25}
 
 
-async def test_storage_error_becomes_domain_error(store: SqlStore) -> None:
+async def test_storage_error_becomes_domain_error(store: Store) -> None:
     """Storage errors surface as domain errors (here a duplicate primary key), never as
     raw SQLAlchemy exceptions, and the neighbours are unaffected."""
 
@@ -76,8 +83,10 @@ async def test_storage_error_becomes_domain_error(store: SqlStore) -> None:
     assert results[1] == "other"
 
 
-async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(store: SqlStore) -> None:
+async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(store: Store, backend: str) -> None:
     """Durability settings: journal_mode=WAL, synchronous=FULL (2), foreign_keys on."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's settings (PostgreSQL: test_postgres_commits_synchronously)")
 
     async def pragmas(tx: Tx) -> tuple[str, int, int]:
         conn = tx.conn  # type: ignore[attr-defined]
@@ -90,7 +99,7 @@ async def test_sqlite_runs_wal_with_full_sync_and_foreign_keys(store: SqlStore) 
     assert await store.read(pragmas) == ("wal", 2, 1)
 
 
-async def test_migrations_match_the_schema(store: SqlStore) -> None:
+async def test_migrations_match_the_schema(store: Store) -> None:
     """Alembic: the migrated database equals schema.py (no missing migration)."""
 
     async def diff(tx: Tx) -> list[object]:
@@ -100,3 +109,94 @@ async def test_migrations_match_the_schema(store: SqlStore) -> None:
         )
 
     assert await store.read(diff) == []
+
+
+async def test_postgres_commits_synchronously(store: Store, backend: str) -> None:
+    """Durability on PostgreSQL: synchronous_commit on, READ COMMITTED, and writes inside
+    an explicit transaction (txid stays one across a write's statements)."""
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's settings (SQLite: test_sqlite_runs_wal_...)")
+
+    async def settings(tx: Tx) -> tuple[str, str, bool]:
+        conn = tx.conn  # type: ignore[attr-defined]
+        sync = (await conn.execute(text("SHOW synchronous_commit"))).scalar_one()
+        level = (await conn.execute(text("SHOW transaction_isolation"))).scalar_one()
+        first = (await conn.execute(text("SELECT txid_current()"))).scalar_one()
+        second = (await conn.execute(text("SELECT txid_current()"))).scalar_one()
+        return sync, level, first == second
+
+    assert await store.write(settings) == ("on", "read committed", True)
+
+
+def _job(cid: str, job_id: str) -> Job:
+    return Job(collection_id=cid, job_id=job_id, profile=Profile.SCHEDULED, state=State.ENABLED,
+               uid=job_id, etag="e0")  # fmt: skip
+
+
+async def test_migrations_run_once_when_replicas_start_together(tmp_path: Path) -> None:
+    """Migrations: three stores opening one new database at once all start (PostgreSQL:
+    under an advisory lock, the others wait), and the schema is at head exactly once."""
+    url = database_url(tmp_path)
+    stores = [open_store(url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+
+        async def versions(tx: Tx) -> list[str]:
+            conn = tx.conn  # type: ignore[attr-defined]
+            return list(
+                (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars()
+            )
+
+        head = ScriptDirectory.from_config(config()).get_current_head()
+        assert await stores[0].read(versions) == [head]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_newer_schema_is_refused(store: Store, tmp_path: Path) -> None:
+    """Start-up against a schema newer than the code knows is refused with a message
+    naming the revision, and the database is left as it was."""
+
+    async def bump(tx: Tx) -> None:
+        conn = tx.conn  # type: ignore[attr-defined]
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+
+    await store.write(bump)
+    later = open_store(store.url.render_as_string(hide_password=False), read_pool_size=1)
+    with pytest.raises(SchemaTooNew, match="revision 9999, newer than this jobcontrol knows"):
+        await later.open()
+    await later.close()
+
+
+async def test_update_of_a_row_another_writer_changed_runs_again(
+    store: Store, backend: str
+) -> None:
+    """Replicas: an update names the version it read (`WHERE pk = ? AND version = ?`); a
+    row another writer changed meanwhile is not overwritten: the request runs again in a
+    later transaction and decides on the winner's row (here it appends to its label)."""
+    if backend != "postgres":
+        pytest.skip("one SQLite writer per file: no other writer can interleave")
+    other = open_store(store.url.render_as_string(hide_password=False), read_pool_size=1)
+    await other.open()
+    try:
+        await store.write(lambda tx: tx.insert_collection(_collection("c")))
+        await store.write(lambda tx: tx.insert_job(_job("c", "j"), "j", None))
+        runs: list[str] = []
+
+        async def append(tx: Tx, mark: str, race: bool) -> None:
+            job = await tx.get_job("c", "j")
+            assert job is not None
+            runs.append(mark)
+            if race and len(runs) == 1:  # another replica commits after this one read
+                await other.write(lambda tx2: append(tx2, "B", race=False))
+            job.labels["seq"] = job.labels.get("seq", "") + mark
+            stamp(job, 1)
+            await tx.update_job(job, None)
+
+        await store.write(lambda tx: append(tx, "A", race=True))
+        stored = await store.read(lambda tx: tx.get_job("c", "j"))
+        assert stored is not None
+        assert runs == ["A", "B", "A"] and stored.labels == {"seq": "BA"} and stored.version == 2
+    finally:
+        await other.close()

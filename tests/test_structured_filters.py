@@ -16,6 +16,8 @@ from jobcontrol.v1 import resources_pb2 as res
 from tests.conftest import Clients, MakeCollection
 from tests.helpers import expect_error, wait_done
 
+pytestmark = pytest.mark.backends
+
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 C = res.Comparison
 

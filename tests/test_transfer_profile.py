@@ -21,6 +21,8 @@ from tests.helpers import (
 from tests.helpers import get_job as get
 from tests.helpers import state_name as sname
 
+pytestmark = pytest.mark.backends
+
 R = resources_pb2
 JS = job_service_pb2
 Code = grpc.StatusCode

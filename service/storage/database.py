@@ -4,8 +4,8 @@
 connections: a read runs at once on the event loop (a primary-key read takes microseconds;
 an await per statement through a driver thread would cost far more), and the writer is one
 thread that runs a whole batch — every request in its SAVEPOINT, one COMMIT and one fsync —
-per hop. `SqlStore` is the same design over SQLAlchemy's asyncio engines, for PostgreSQL.
-Both run the same `SqlTx`.
+per hop. `PostgresStore` is the same design on asyncpg, for PostgreSQL. Both run `SqlTx`
+(each with its hot statements as fixed SQL on the driver: `SqliteTx`, `PgTx`).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import asyncpg
+import orjson
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
@@ -28,7 +30,7 @@ from sqlalchemy.pool import NullPool
 from jobcontrol.service.core.errors import DomainError, Reason
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.storage.migrate import upgrade
-from jobcontrol.service.storage.repository import SqliteTx, SqlTx
+from jobcontrol.service.storage.repository import Contention, PgTx, SqliteTx
 
 T = TypeVar("T")
 log = logging.getLogger("jobcontrol.storage")
@@ -92,12 +94,63 @@ async def next_batch(
     return batch, True
 
 
-class SqlStore:
-    """`service.core.ports.Store` over SQLAlchemy 2 async. All writes go through one
-    connection: requests queue, the writer runs whatever has queued in one transaction
-    (each request in its own SAVEPOINT, so one failure does not fail its neighbours),
-    commits once, then answers each. Reads use their own pool and never queue behind
-    writes (SQLite WAL)."""
+# SQLSTATEs of a lost race with another transaction: serialization failure, deadlock,
+# unique violation (two replicas inserting one key), lock not available
+_CONTENTION = frozenset({"40001", "40P01", "23505", "55P03"})
+# runs of a request that keeps losing races before it fails (UNAVAILABLE: retry)
+RETRIES = 5
+
+
+def _sqlstate(exc: BaseException) -> str:
+    for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if code:
+            return str(code)
+    return ""
+
+
+@contextlib.contextmanager
+def pg_errors() -> Iterator[None]:
+    """`translate_errors` for PostgreSQL, raw asyncpg errors included; a lost race is
+    `Contention` (the request runs again)."""
+    with translate_errors():
+        try:
+            yield
+        except (DBAPIError, asyncpg.PostgresError) as exc:
+            if _sqlstate(exc) in _CONTENTION:
+                raise Contention(str(exc)) from exc
+            if isinstance(exc, asyncpg.PostgresError):
+                raise DBAPIError(None, None, exc) from exc
+            raise
+        except (OSError, asyncpg.InterfaceError) as exc:
+            raise OperationalError(None, None, exc) from exc
+
+
+async def retried(run: Callable[[], Awaitable[T]]) -> T:
+    """`run` again while it loses races (Contention), at most RETRIES times."""
+    for _attempt in range(RETRIES - 1):
+        try:
+            return await run()
+        except Contention:
+            continue
+    try:
+        return await run()
+    except Contention as exc:
+        raise DomainError(
+            Reason.STORAGE_UNAVAILABLE, "too much contention on this resource; retry"
+        ) from exc
+
+
+class PostgresStore:
+    """`service.core.ports.Store` on PostgreSQL (asyncpg under SQLAlchemy's asyncio
+    engine), the same design as `SqliteStore`: reads run at once on a pooled connection,
+    in autocommit (at READ COMMITTED a transaction would add two round trips and no
+    consistency); all writes go through one connection, where whatever has queued runs in
+    one transaction, each request in its SAVEPOINT (one failure does not fail its
+    neighbours), with one COMMIT. Transaction control goes straight to asyncpg as simple
+    queries, one round trip per request (`RELEASE item; SAVEPOINT item`). Races with
+    other replicas are settled by the database: updates name the version they read, and a
+    request that loses a race (`Contention`) runs again in a later transaction."""
 
     def __init__(self, url: str, read_pool_size: int = 4, max_batch: int = 256) -> None:
         self.url: URL = make_url(url)
@@ -108,24 +161,31 @@ class SqlStore:
         self._write_engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.url.get_backend_name() == "sqlite"
+    def _engine(self, pool_size: int, max_overflow: int) -> AsyncEngine:
+        return create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            isolation_level="AUTOCOMMIT",
+            json_serializer=lambda value: orjson.dumps(value).decode(),
+            json_deserializer=orjson.loads,
+        )
 
     async def open(self) -> None:
-        """Create engines, apply migrations, start the writer."""
-        if self.is_sqlite and self.url.database and self.url.database != ":memory:":
-            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-        self._write_engine = create_async_engine(self.url, pool_size=1, max_overflow=0)
-        self._read_engine = create_async_engine(
-            self.url, pool_size=self.read_pool_size, max_overflow=self.read_pool_size
-        )
-        if self.is_sqlite:
-            _sqlite_setup(self._write_engine, writer=True)
-            _sqlite_setup(self._read_engine, writer=False)
-        with translate_errors():
-            async with self._write_engine.begin() as conn:
-                await conn.run_sync(upgrade)
+        """Create engines, apply migrations (once across replicas, see migrate.py), start
+        the writer."""
+        self._write_engine = self._engine(1, 0)
+        self._read_engine = self._engine(self.read_pool_size, self.read_pool_size)
+        with pg_errors():
+            async with self._write_engine.connect() as conn:
+                raw = await self._raw(conn)
+                await raw.execute("BEGIN")
+                try:
+                    await conn.run_sync(upgrade)
+                except BaseException:
+                    await raw.execute("ROLLBACK")
+                    raise
+                await raw.execute("COMMIT")
         self._writer_task = asyncio.create_task(self._write_loop(), name="writer")
 
     async def close(self) -> None:
@@ -137,46 +197,72 @@ class SqlStore:
             if engine is not None:
                 await engine.dispose()
 
+    @staticmethod
+    async def _raw(conn: AsyncConnection) -> Any:
+        return (await conn.get_raw_connection()).driver_connection
+
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `fn` in a read transaction on a pooled connection."""
+        """Run `fn` on a pooled connection (autocommit: each statement sees what is
+        committed when it starts)."""
         assert self._read_engine is not None, "store not open"
-        with translate_errors():
-            async with self._read_engine.connect() as conn, conn.begin():
-                return await fn(SqlTx(conn))
+
+        async def run() -> T:
+            assert self._read_engine is not None
+            with pg_errors():
+                async with self._read_engine.connect() as conn:
+                    return await fn(PgTx(conn, await self._raw(conn), writer=False))
+
+        return await retried(run)
 
     async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Queue `fn` for the writer; resolves after its transaction has committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((fn, future))
-        return await future
+
+        async def run() -> T:
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            await self._queue.put((fn, future))
+            return await future
+
+        return await retried(run)
 
     async def _write_loop(self) -> None:
         assert self._write_engine is not None
-        async with self._connection() as conn:
-            while True:
-                batch, stop = await next_batch(self._queue, self.max_batch)
-                if batch:
-                    await self._commit(conn, batch)
-                if stop:
-                    return
+        while True:
+            try:
+                async with self._write_engine.connect() as conn:
+                    raw = await self._raw(conn)
+                    while True:
+                        batch, stop = await next_batch(self._queue, self.max_batch)
+                        if batch:
+                            await self._commit(conn, raw, batch)
+                        if stop:
+                            return
+            except DomainError:  # the connection is gone: the next batch gets a new one
+                await asyncio.sleep(0.1)
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        assert self._write_engine is not None
-        async with self._write_engine.connect() as conn:
-            yield conn
-
-    async def _commit(self, conn: AsyncConnection, batch: list[_Item]) -> None:
+    async def _commit(self, conn: AsyncConnection, raw: Any, batch: list[_Item]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
-            with translate_errors():
-                async with conn.begin():
-                    for fn, _future in batch:
-                        outcomes.append(await self._run_one(conn, fn))
-        except DomainError as exc:  # the commit itself failed: nothing was written
+            with pg_errors():
+                await raw.execute("BEGIN; SAVEPOINT item")
+                for fn, _future in batch:
+                    try:
+                        with pg_errors():
+                            value = await fn(PgTx(conn, raw, writer=True))
+                    except Exception as exc:
+                        await raw.execute("ROLLBACK TO item; RELEASE item; SAVEPOINT item")
+                        outcomes.append((False, exc))
+                    else:
+                        await raw.execute("RELEASE item; SAVEPOINT item")
+                        outcomes.append((True, value))
+                await raw.execute("RELEASE item; COMMIT")
+        except (DomainError, Contention) as exc:  # the commit itself failed: nothing written
+            with contextlib.suppress(Exception):
+                await raw.execute("ROLLBACK")
             for _fn, future in batch:
                 if not future.done():
                     future.set_exception(exc)
+            if isinstance(exc, DomainError) and exc.reason is Reason.STORAGE_UNAVAILABLE:
+                raise
             return
         for (_fn, future), (ok, value) in zip(batch, outcomes, strict=True):
             if future.done():
@@ -185,20 +271,6 @@ class SqlStore:
                 future.set_result(value)
             else:
                 future.set_exception(value)
-
-    @staticmethod
-    async def _run_one(
-        conn: AsyncConnection, fn: Callable[[Tx], Awaitable[Any]]
-    ) -> tuple[bool, Any]:
-        savepoint = await conn.begin_nested()
-        try:
-            with translate_errors():
-                value = await fn(SqlTx(conn))
-        except Exception as exc:
-            await savepoint.rollback()
-            return False, exc
-        await savepoint.commit()
-        return True, value
 
 
 class SyncConnection:
@@ -372,8 +444,17 @@ class SqliteStore:
             dbapi.execute("COMMIT" if commit else "ROLLBACK")
 
 
-def open_store(url: str, read_pool_size: int = 4, max_batch: int = 256) -> SqliteStore | SqlStore:
-    """The store for a database URL: `SqliteStore` for SQLite, `SqlStore` otherwise."""
-    if make_url(url).get_backend_name() == "sqlite":
+def open_store(
+    url: str, read_pool_size: int = 4, max_batch: int = 256
+) -> SqliteStore | PostgresStore:
+    """The store for a database URL: `SqliteStore` for `sqlite+…`, `PostgresStore` for
+    `postgresql+asyncpg://…`; anything else is refused with a message."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
         return SqliteStore(url, read_pool_size, max_batch)
-    return SqlStore(url, read_pool_size, max_batch)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() == "asyncpg":
+        return PostgresStore(url, read_pool_size, max_batch)
+    raise SystemExit(
+        f"--database-url {parsed.render_as_string()}: expected sqlite+aiosqlite:///FILE "
+        "or postgresql+asyncpg://USER@HOST/DB"
+    )

@@ -92,6 +92,13 @@ def compile_filter(
 R = TypeVar("R")
 
 
+class Contention(Exception):
+    """A write lost a race with another replica's transaction (the row changed or went
+    away since it was read, a unique key was taken, a deadlock or serialization failure):
+    the store runs the request again in a later transaction, where it reads the winner's
+    row and decides afresh."""
+
+
 class Connection(Protocol):
     """What SqlTx needs of a connection: SQLAlchemy's AsyncConnection, or the
     never-suspending face of a synchronous one (database.SyncConnection)."""
@@ -105,6 +112,22 @@ class SqlTx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # (table, key) -> the version this transaction read or wrote: an update names it
+        # (`WHERE pk = ? AND version = ?`), so a row changed by another writer since is
+        # not overwritten (Contention) — settled by the database, not by this process
+        self.versions: dict[tuple[str, object], int] = {}
+
+    def _seen(self, table: str, key: object, version: int) -> None:
+        self.versions[(table, key)] = version
+
+    def _checked(self, stmt: Any, table: Table, column: Any, key: object) -> Any:
+        expected = self.versions.get((table.name, key))
+        return stmt if expected is None else stmt.where(column == expected)
+
+    @staticmethod
+    def _applied(result: Any) -> None:
+        if result.rowcount == 0:
+            raise Contention("the row changed or went away since it was read")
 
     async def _one(self, stmt: Any) -> Any:
         return (await self.conn.execute(stmt)).first()
@@ -118,7 +141,10 @@ class SqlTx:
         row = await self._one(
             select(collections).where(collections.c.collection_id == collection_id)
         )
-        return rows.collection(row) if row else None
+        if row is None:
+            return None
+        self._seen("collections", collection_id, row.version)
+        return rows.collection(row)
 
     async def list_collections(
         self, after: str | None, limit: int, filter: filters.Node | None = None
@@ -134,11 +160,11 @@ class SqlTx:
         await self.conn.execute(insert(collections).values(rows.collection_values(collection)))
 
     async def update_collection(self, collection: Collection) -> None:
-        await self.conn.execute(
-            update(collections)
-            .where(collections.c.collection_id == collection.collection_id)
-            .values(rows.collection_values(collection))
-        )
+        key = collection.collection_id
+        stmt = update(collections).where(collections.c.collection_id == key)
+        stmt = self._checked(stmt, collections, collections.c.version, key)
+        self._applied(await self.conn.execute(stmt.values(rows.collection_values(collection))))
+        self._seen("collections", key, collection.version)
 
     async def delete_collection(self, collection_id: str) -> None:
         await self.conn.execute(
@@ -151,7 +177,11 @@ class SqlTx:
         row = await self._one(
             select(jobs).where(jobs.c.collection_id == collection_id, jobs.c.job_key == key)
         )
-        return rows.job(row) if row else None
+        return self._job(row) if row else None
+
+    def _job(self, row: Any) -> Job:
+        self._seen("jobs", row.pk, row.version)
+        return rows.job(row)
 
     async def list_jobs(self, query: JobQuery) -> list[Job]:
         sort = {
@@ -169,7 +199,7 @@ class SqlTx:
             stmt = stmt.where(bound < after if query.descending else bound > after)
         order = [k.desc() for k in keys] if query.descending else keys
         stmt = stmt.order_by(*order).limit(query.limit).offset(query.skip or None)
-        return [rows.job(r) for r in await self._all(stmt)]
+        return [self._job(r) for r in await self._all(stmt)]
 
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()
@@ -186,9 +216,9 @@ class SqlTx:
         return int(result.scalar_one())
 
     async def update_job(self, job: Job, job_type: str | None) -> None:
-        await self.conn.execute(
-            update(jobs).where(jobs.c.pk == job.pk).values(rows.job_values(job, job_type))
-        )
+        stmt = self._checked(update(jobs).where(jobs.c.pk == job.pk), jobs, jobs.c.version, job.pk)
+        self._applied(await self.conn.execute(stmt.values(rows.job_values(job, job_type))))
+        self._seen("jobs", job.pk, job.version)
 
     async def delete_job(self, job_pk: int) -> None:
         await self.conn.execute(delete(jobs).where(jobs.c.pk == job_pk))
@@ -205,7 +235,7 @@ class SqlTx:
 
     async def jobs_of_operation(self, operation: str, limit: int) -> list[Job]:
         stmt = select(jobs).where(jobs.c.delete_operation == operation).order_by(jobs.c.pk)
-        return [rows.job(r) for r in await self._all(stmt.limit(limit))]
+        return [self._job(r) for r in await self._all(stmt.limit(limit))]
 
     # tasks -------------------------------------------------------------------------
 
@@ -213,7 +243,11 @@ class SqlTx:
         row = await self._one(
             select(tasks).where(tasks.c.job_pk == job_pk, tasks.c.task_id == task_id)
         )
-        return rows.task(row, job_name) if row else None
+        return self._task(row, job_name) if row else None
+
+    def _task(self, row: Any, job_name: str) -> Task:
+        self._seen("tasks", row.pk, row.version)
+        return rows.task(row, job_name)
 
     async def list_tasks(
         self,
@@ -238,9 +272,10 @@ class SqlTx:
         return int(result.scalar_one())
 
     async def update_task(self, task: Task) -> None:
-        await self.conn.execute(
-            update(tasks).where(tasks.c.pk == task.pk).values(rows.task_values(task))
-        )
+        stmt = self._checked(update(tasks).where(tasks.c.pk == task.pk), tasks, tasks.c.version,
+                             task.pk)  # fmt: skip
+        self._applied(await self.conn.execute(stmt.values(rows.task_values(task))))
+        self._seen("tasks", task.pk, task.version)
 
     async def count_tasks(self, job_pk: int) -> TaskCounts:
         stmt = (
@@ -275,7 +310,7 @@ class SqlTx:
         stmt = select(tasks).where(
             tasks.c.job_pk == job_pk, tasks.c.state == TaskState.RUNNING.value
         )
-        running = [rows.task(r, "") for r in await self._all(stmt)]
+        running = [self._task(r, "") for r in await self._all(stmt)]
         for task in running:
             task.state, task.result, task.state_time, task.update_time = state, result, now, now
             task.version += 1
@@ -312,7 +347,10 @@ class SqlTx:
 
     async def get_operation(self, name: str) -> Operation | None:
         row = await self._one(select(operations).where(operations.c.name == name))
-        return rows.operation(row) if row else None
+        if row is None:
+            return None
+        self._seen("operations", name, int(row.done))
+        return rows.operation(row)
 
     async def list_operations(
         self,
@@ -335,9 +373,13 @@ class SqlTx:
         await self.conn.execute(insert(operations).values(rows.operation_values(op)))
 
     async def update_operation(self, op: Operation) -> None:
-        await self.conn.execute(
-            update(operations).where(operations.c.name == op.name).values(rows.operation_values(op))
-        )
+        # an Operation has no version: one read while pending is not written over after
+        # another writer finished it (it completes once)
+        stmt = update(operations).where(operations.c.name == op.name)
+        if self.versions.get(("operations", op.name)) == 0:
+            stmt = stmt.where(operations.c.done.is_(False))
+        self._applied(await self.conn.execute(stmt.values(rows.operation_values(op))))
+        self._seen("operations", op.name, int(op.done))
 
     async def delete_operation(self, name: str) -> None:
         await self.conn.execute(delete(operations).where(operations.c.name == name))
@@ -468,3 +510,67 @@ class SqliteTx(SqlTx):
             )
             purged += max(cursor.rowcount, 0)
         return purged
+
+
+# --- PostgreSQL: the hot statements as fixed SQL on the asyncpg connection -------------
+
+_PG_SELECT_JOB = (
+    f"SELECT {', '.join(_JOB_COLUMNS_ALL)} FROM jobs WHERE collection_id = $1 AND job_key = $2"
+)
+_PG_SELECT_COLLECTION = (
+    f"SELECT {', '.join(_COLL_COLUMNS)} FROM collections WHERE collection_id = $1"
+)
+
+
+class PgTx(SqlTx):
+    """`SqlTx` on PostgreSQL, with the statements every request runs (get a collection,
+    get and update a job) as fixed SQL on the asyncpg connection: asyncpg prepares each
+    once per connection and reuses it, and SQLAlchemy's compilation and result processing
+    (which cost more than the query) are skipped. JSON columns go through the codec
+    SQLAlchemy's dialect installed on the connection (text in, decoded values out). In a
+    write, `count_jobs` (a quota check) first locks the collection's row, so replicas
+    checking the same quota take turns."""
+
+    _statements: ClassVar[dict[tuple[str, ...], str]] = {}
+
+    def __init__(self, conn: Connection, raw: Any, writer: bool) -> None:
+        super().__init__(conn)
+        self.raw = raw
+        self.writer = writer
+
+    async def get_collection(self, collection_id: str) -> Collection | None:
+        found = await self.raw.fetchrow(_PG_SELECT_COLLECTION, collection_id)
+        if found is None:
+            return None
+        row = CollectionRow._make(found)
+        self._seen("collections", collection_id, row.version)
+        return rows.collection(row)
+
+    async def get_job(self, collection_id: str, key: str) -> Job | None:
+        found = await self.raw.fetchrow(_PG_SELECT_JOB, collection_id, key)
+        return None if found is None else self._job(JobRow._make(found))
+
+    async def update_job(self, job: Job, job_type: str | None) -> None:
+        values = rows.job_values(job, job_type)
+        expected = self.versions.get(("jobs", job.pk))
+        checked = "" if expected is None else f" AND version = ${len(values) + 2}"
+        key = ("update jobs", checked, *values)
+        sql = self._statements.get(key)
+        if sql is None:
+            sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, 1))
+            sql = self._statements[key] = (
+                f"UPDATE jobs SET {sets} WHERE pk = ${len(values) + 1}{checked}"
+            )
+        params = [*_params(values), job.pk, *(() if expected is None else (expected,))]
+        if await self.raw.execute(sql, *params) == "UPDATE 0":
+            raise Contention("the job changed or went away since it was read")
+        self._seen("jobs", job.pk, job.version)
+
+    async def count_jobs(
+        self, collection_id: str, excluding: frozenset[State] = frozenset()
+    ) -> int:
+        if self.writer:
+            await self.raw.execute(
+                "SELECT 1 FROM collections WHERE collection_id = $1 FOR UPDATE", collection_id
+            )
+        return await super().count_jobs(collection_id, excluding)

@@ -26,6 +26,9 @@ _HELP = {
     "idempotency_window": "seconds a request_id's first reply is replayed",
     "reaper_interval": "seconds between deletion-reaper passes when idle",
     "purge_chunk": "rows purged per reaper transaction",
+    "lease_duration": "seconds a replica holds background work unrenewed before another "
+    "may take it over",
+    "replica_id": "this replica's name as a lease owner (empty: host-pid-random)",
     "max_batch": "most write requests committed in one transaction (group commit)",
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",

@@ -23,6 +23,11 @@ class Settings:
     reaper_interval: float = 1.0
     # rows purged per reaper transaction
     purge_chunk: int = 500
+    # seconds a replica holds a unit of background work (a deletion to finish) without
+    # renewing it; after that another replica may take it over
+    lease_duration: float = 30.0
+    # this process's name as a lease owner; empty: <host>-<pid>-<random>
+    replica_id: str = ""
     # most requests the writer commits in one transaction
     max_batch: int = 256
     # read connections beside the single writer

@@ -25,7 +25,7 @@ from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
-from jobcontrol.service.storage.database import SqliteStore, PostgresStore, open_store
+from jobcontrol.service.storage.database import PostgresStore, SqliteStore, open_store
 from jobcontrol.settings import ENV_PREFIX
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
@@ -106,6 +106,8 @@ async def start_server(settings: Settings) -> RunningServer:
         purge_chunk=settings.purge_chunk,
         reaper_interval=settings.reaper_interval,
         policy=policy,
+        lease_duration=settings.lease_duration,
+        replica=settings.replica_id,
     )
     core.reaper.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)

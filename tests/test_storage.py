@@ -200,3 +200,44 @@ async def test_update_of_a_row_another_writer_changed_runs_again(
         assert runs == ["A", "B", "A"] and stored.labels == {"seq": "BA"} and stored.version == 2
     finally:
         await other.close()
+
+
+async def test_lease_is_held_by_one_replica_until_it_expires(store: Store) -> None:
+    """Leases: one owner at a time; the same owner keeps its attempt; once expired (on
+    the database's clock) another owner takes it with the next attempt, and the first
+    owner's fenced renew and release then change nothing."""
+    minute = 60_000_000
+    assert await store.write(lambda tx: tx.claim_lease("reap:x", "a", minute)) == 1
+    assert await store.write(lambda tx: tx.claim_lease("reap:x", "b", minute)) is None
+    assert await store.write(lambda tx: tx.claim_lease("reap:x", "a", minute)) == 1
+    assert await store.write(lambda tx: tx.renew_lease("reap:x", "a", 1, -1)) is True  # expired
+    assert await store.write(lambda tx: tx.claim_lease("reap:x", "b", minute)) == 2
+    assert await store.write(lambda tx: tx.renew_lease("reap:x", "a", 1, minute)) is False
+    await store.write(lambda tx: tx.release_lease("reap:x", "a", 1))
+    assert await store.write(lambda tx: tx.claim_lease("reap:x", "a", minute)) is None
+    await store.write(lambda tx: tx.release_lease("reap:x", "b", 2))
+    assert await store.write(lambda tx: tx.claim_lease("reap:x", "a", minute)) == 1
+
+
+async def test_lease_claim_skips_a_row_another_replica_is_claiming(
+    store: Store, backend: str
+) -> None:
+    """PostgreSQL: a lease row locked by another replica's open transaction is skipped
+    (`FOR UPDATE SKIP LOCKED`): the claim returns None at once instead of waiting."""
+    if backend != "postgres":
+        pytest.skip("one SQLite writer per file: no other transaction can hold the row")
+    other = open_store(store.url.render_as_string(hide_password=False), read_pool_size=1)
+    await other.open()
+    try:
+        await store.write(lambda tx: tx.claim_lease("reap:y", "a", -1))  # expired, free
+
+        async def claim_then_race(tx: Tx) -> tuple[int | None, int | None]:
+            mine = await tx.claim_lease("reap:y", "a", 60_000_000)
+            theirs = await asyncio.wait_for(
+                other.write(lambda tx2: tx2.claim_lease("reap:y", "b", 60_000_000)), 5
+            )
+            return mine, theirs
+
+        assert await store.write(claim_then_race) == (2, None)
+    finally:
+        await other.close()

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -26,6 +29,9 @@ class Context:
     purge_chunk: int = 500
     policy: Policy = field(default_factory=lambda: Policy(open=True))
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # background work: this replica's name as a lease owner, and how long a lease lasts
+    replica: str = field(default_factory=lambda: default_replica())
+    lease_duration: float = 30.0
 
     async def write(self, method: str, request_id: str, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run a mutation on the writer. A `request_id` is scoped to (principal, method,
@@ -65,6 +71,11 @@ class Context:
     def poke(self) -> None:
         """Wake the reaper: a deletion may be able to progress."""
         self.wake.set()
+
+
+def default_replica() -> str:
+    """<host>-<pid>-<random>: unique among the replicas sharing a database."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"[-64:]
 
 
 def _scope(method: str) -> tuple[str, str]:

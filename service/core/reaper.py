@@ -20,13 +20,23 @@ REPLY_SWEEP_EVERY = 600.0
 class Reaper:
     """Purges DELETING jobs whose work in flight is gone (or that were forced), a chunk
     per transaction, and marks each Operation done when its last job is gone. Pending
-    Operations are stored, so a deletion acknowledged before a crash finishes after it."""
+    Operations are stored, so a deletion acknowledged before a crash finishes after it.
+
+    Every replica runs a reaper; each Operation is worked on by one at a time, through its
+    lease row `reap:<operation>` (owner, expiry on the database's clock, attempt). The
+    first chunk claims the lease; every later chunk renews it fenced on (owner, attempt),
+    in the same transaction as its work, so a replica that lost the lease (it stalled past
+    the expiry and another took over) writes nothing. A replica that dies mid-purge leaves
+    its lease to expire; another then finishes the Operation (a purge is idempotent: it
+    deletes what is still there, and the Operation completes once)."""
 
     def __init__(self, ctx: Context, interval: float) -> None:
         self.ctx = ctx
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
         self._last_sweep = 0.0
+        # lease name -> the attempt this replica holds
+        self._held: dict[str, int] = {}
 
     def start(self) -> None:
         """Run in the background until `stop`."""
@@ -64,9 +74,26 @@ class Reaper:
             progressed |= await self.ctx.store.write(functools.partial(self._advance, stale=op))
         return progressed
 
+    async def _lease(self, tx: Tx, name: str) -> int | None:
+        """The attempt of `name` this replica holds for this transaction: renewed (fenced)
+        if it held it, else claimed; None if another replica holds it."""
+        duration = int(self.ctx.lease_duration * 1_000_000)
+        held = self._held.get(name)
+        if held is not None and await tx.renew_lease(name, self.ctx.replica, held, duration):
+            return held
+        return await tx.claim_lease(name, self.ctx.replica, duration)
+
     async def _advance(self, tx: Tx, stale: Operation) -> bool:
+        lease = f"reap:{stale.name}"
+        attempt = await self._lease(tx, lease)
+        if attempt is None:
+            self._held.pop(lease, None)
+            return False
+        self._held[lease] = attempt
         op = await tx.get_operation(stale.name)
         if op is None or op.done:
+            await tx.release_lease(lease, self.ctx.replica, attempt)
+            self._held.pop(lease, None)
             return False
         budget = self.ctx.purge_chunk
         jobs = await tx.jobs_of_operation(op.name, budget)
@@ -88,6 +115,8 @@ class Reaper:
         if not jobs:
             op.done, op.end_time = True, now_us()
             progressed = True
+            await tx.release_lease(lease, self.ctx.replica, attempt)
+            self._held.pop(lease, None)
         if progressed:
             await tx.update_operation(op)
         return progressed

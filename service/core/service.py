@@ -41,6 +41,8 @@ def build_core(
     purge_chunk: int,
     reaper_interval: float,
     policy: Policy | None = None,
+    lease_duration: float = 30.0,
+    replica: str = "",
 ) -> Core:
     """Wire the use-cases to a store, under `policy` (None: the open development mode)."""
     ctx = Context(
@@ -48,7 +50,10 @@ def build_core(
         idempotency_window=idempotency_window,
         purge_chunk=purge_chunk,
         policy=policy or Policy(open=True),
+        lease_duration=lease_duration,
     )
+    if replica:
+        ctx.replica = replica
     return Core(
         ctx=ctx,
         authorizer=Authorizer(ctx),

@@ -25,7 +25,16 @@ from jobcontrol.service.core.model import (
 )
 from jobcontrol.service.core.ports import JobQuery, TaskCounts
 from jobcontrol.service.storage import rows
-from jobcontrol.service.storage.schema import collections, history, jobs, operations, replies, tasks
+from jobcontrol.service.storage.schema import (
+    DbNow,
+    collections,
+    history,
+    jobs,
+    leases,
+    operations,
+    replies,
+    tasks,
+)
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,
@@ -415,6 +424,57 @@ class SqlTx:
     async def expire_replies(self, before: int) -> int:
         result = await self.conn.execute(delete(replies).where(replies.c.create_time < before))
         return result.rowcount or 0
+
+    # leases ------------------------------------------------------------------------
+
+    async def claim_lease(self, name: str, owner: str, duration_us: int) -> int | None:
+        """Take the lease `name` for `owner` (or keep it: the same attempt) unless another
+        owner holds it unexpired; the attempt taken, or None. On PostgreSQL the row is read
+        `FOR UPDATE SKIP LOCKED`: a row another replica's transaction is claiming or
+        renewing right now is skipped, never waited for."""
+        found = await self._one(
+            select(leases.c.owner, leases.c.expire_time, leases.c.attempt, DbNow())
+            .where(leases.c.name == name)
+            .with_for_update(skip_locked=True)
+        )
+        if found is None:
+            if await self._one(select(leases.c.name).where(leases.c.name == name)):
+                return None  # locked by another replica's transaction
+            await self.conn.execute(
+                insert(leases).values(
+                    name=name, owner=owner, expire_time=DbNow() + duration_us, attempt=1
+                )
+            )
+            return 1
+        held_by, expire_time, attempt, now = found
+        live = expire_time > now
+        if live and held_by != owner:
+            return None
+        attempt = attempt if live else attempt + 1
+        await self.conn.execute(
+            update(leases)
+            .where(leases.c.name == name)
+            .values(owner=owner, expire_time=DbNow() + duration_us, attempt=attempt)
+        )
+        return int(attempt)
+
+    async def renew_lease(self, name: str, owner: str, attempt: int, duration_us: int) -> bool:
+        """Extend a lease still held by this owner and attempt (the fence: False once
+        another replica has taken it over, and then nothing may be completed)."""
+        result = await self.conn.execute(
+            update(leases)
+            .where(leases.c.name == name, leases.c.owner == owner, leases.c.attempt == attempt)
+            .values(expire_time=DbNow() + duration_us)
+        )
+        return bool(result.rowcount)
+
+    async def release_lease(self, name: str, owner: str, attempt: int) -> None:
+        """The work is finished: the lease row goes (fenced like `renew_lease`)."""
+        await self.conn.execute(
+            delete(leases).where(
+                leases.c.name == name, leases.c.owner == owner, leases.c.attempt == attempt
+            )
+        )
 
 
 # --- SQLite: the hot statements as prepared SQL on the DBAPI connection ----------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -16,8 +18,29 @@ from sqlalchemy import (
     Text,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 metadata = MetaData()
+
+
+class DbNow(FunctionElement[int]):
+    """The database server's clock in µs since the epoch: leases are timed on the one
+    clock every replica shares, not on each process's own."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(DbNow)
+def _db_now_sqlite(element: DbNow, compiler: Any, **kw: Any) -> str:
+    return "CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)"
+
+
+@compiles(DbNow, "postgresql")
+def _db_now_postgresql(element: DbNow, compiler: Any, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)"
+
 
 collections = Table(
     "collections",

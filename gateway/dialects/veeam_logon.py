@@ -93,3 +93,8 @@ def assertion_of(session: Session, collection: str) -> Assertion:
     """The session's user with the core role of its Veeam role on the collection."""
     user = session.user
     return Assertion(principal_of(user.name), ((user.core_role, collection),))
+
+
+async def end_session(incoming: Incoming, _: None, state: DialectState) -> None:
+    """Log off: the caller's own session ends on every gateway (another id is not found)."""
+    await state.delete_session(rows.core_session_name(rows.own_session(incoming).id))

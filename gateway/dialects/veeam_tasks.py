@@ -13,8 +13,10 @@ from jobcontrol.gateway.dialect_state import DialectState
 from jobcontrol.gateway.dialects import veeam_codec as codec
 from jobcontrol.gateway.dialects import veeam_rows as rows
 from jobcontrol.gateway.dialects.incoming import Incoming
+from jobcontrol.gateway.dialects.veeam_codec import Action
 from jobcontrol.gateway.dialects.veeam_sessions import TaskRecord, task_of
 from jobcontrol.gateway.errors import GatewayError
+from jobcontrol.v1 import resources_pb2 as r
 from jobcontrol.v1 import session_service_pb2 as pb
 
 # the ids the core gives (any other id names no task)
@@ -112,3 +114,24 @@ async def save_cancel(incoming: Incoming, reply: object, state: DialectState) ->
         await state.delete_task(rows.core_task_name(incoming, task.task_id))
     else:
         await finish(incoming, state, task, codec.CANCELLED)
+
+
+def action_result(action: Action, job: r.Job) -> tuple[bool, str]:
+    """An action's Task is finished at once: successful, with the action's message."""
+    return True, action.message or codec.toggle_message(job)
+
+
+async def save_action(action: Action, incoming: Incoming, job: r.Job, state: DialectState) -> None:
+    """A finished Task of the caller's session, kept by the core (`state["task_id"]`)."""
+    task = await create(incoming, state, action.operation, result=action_result(action, job))
+    incoming.state["task_id"] = task.task_id
+
+
+async def save_delete(
+    incoming: Incoming, op: operations_pb2.Operation, state: DialectState
+) -> None:
+    """A DeleteJob Task tracking the deletion's Operation (Finished if it is done), kept
+    by the core (`state["task_id"]`)."""
+    result = codec.decode_operation_result(op)
+    task = await create(incoming, state, "DeleteJob", op.name, result)
+    incoming.state["task_id"] = task.task_id

@@ -82,8 +82,20 @@ class Upstream:
         metadata: Sequence[tuple[str, str]] = (),
         deadline: float | None = None,
     ) -> Any:
+        """The call of a dialect's route row (at most one per request): `unary`."""
+        return await self.unary(method, request, response_type, metadata, deadline)
+
+    async def unary(
+        self,
+        method: str,
+        request: Message,
+        response_type: type[Message],
+        metadata: Sequence[tuple[str, str]] = (),
+        deadline: float | None = None,
+    ) -> Any:
         """Call `method` (`deadline` in seconds); a failure is raised as GatewayError with
-        decoded details."""
+        decoded details. The dialects' state calls (gateway/dialect_state.py) come here
+        directly, beside their row's `call`."""
         try:
             return await self._callable(method, response_type)(
                 request, metadata=metadata, timeout=deadline

@@ -21,6 +21,7 @@ from jobcontrol.service.core.service import Core, build_core
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
+from jobcontrol.service.rpc.dialect_state import DialectStateServicer
 from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
 from jobcontrol.service.rpc.operations import OperationsServicer
@@ -34,6 +35,8 @@ from jobcontrol.v1 import (
     job_service_pb2_grpc,
     operator_service_pb2,
     operator_service_pb2_grpc,
+    session_service_pb2,
+    session_service_pb2_grpc,
 )
 
 log = logging.getLogger("jobcontrol.server")
@@ -43,6 +46,7 @@ SERVICE_NAMES = (
     job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     operator_service_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
     diagnostics_service_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name,
+    session_service_pb2.DESCRIPTOR.services_by_name["DialectStateService"].full_name,
     "google.longrunning.Operations",
 )
 
@@ -120,6 +124,9 @@ async def start_server(settings: Settings) -> RunningServer:
         DiagnosticsServicer(), server
     )
     operations_grpc_pb2.add_OperationsServicer_to_server(OperationsServicer(core), server)
+    session_service_pb2_grpc.add_DialectStateServiceServicer_to_server(
+        DialectStateServicer(core), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -238,8 +238,10 @@ async def http(gateway: RunningGateway) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def record_rpcs(app: GatewayApp) -> list[str]:
-    """From now on, the method name of every call the gateway makes upstream is appended
-    to the returned list (so a test can assert one RPC per request)."""
+    """From now on, the method name of every call a dialect row makes upstream (its one
+    `Upstream.call`) is appended to the returned list (so a test can assert one RPC per
+    request). The dialects' state calls (DialectStateService: sessions, tasks, outcomes;
+    `Upstream.unary` from gateway/dialect_state.py) are not rows' calls and not listed."""
     calls: list[str] = []
     upstream = app.upstream
     real = upstream.call

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -22,8 +24,9 @@ from jobcontrol.gateway.dialects.error_table import ErrorRow
 from jobcontrol.gateway.dialects.scheduler import ERRORS, SchedulerDialect
 from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Request
+from jobcontrol.service.server import start_server
 from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
-from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
+from tests.conftest import Clients, RunningGateway, make_settings, record_rpcs, start_gateway
 
 NS = "http://schemas.microsoft.com/windowsazure"
 Q = {"a": NS}
@@ -1641,20 +1644,28 @@ async def test_operation_status_of_another_subscriptions_request_is_404_resource
     )
 
 
-async def test_operation_status_keeps_the_last_requests_only(
-    gateway: RunningGateway, http: httpx.AsyncClient, jc: str
+async def test_operation_status_keeps_the_requests_of_the_idempotency_window_only(
+    tmp_path: Path,
 ) -> None:
-    """Operation status: the records are the last `operations_kept` (10,000) requests of
-    the process; an older id is 404 like an unknown one."""
-    dialect = dialect_of(gateway)
-    assert SchedulerDialect.operations_kept == 10_000
-    dialect.operations_kept = 2
-    oldest = request_id(await http.get(f"{jc}/jobs", headers=HEADERS))
-    newer = request_id(await http.get(f"{jc}/jobs", headers=HEADERS))
-    r = await http.get(f"/{SUB}/operations/{newer}", headers=HEADERS)
-    assert text(xml_of(r, 200, "Operation"), "a:Status") == "Succeeded"
-    assert_error(await http.get(f"/{SUB}/operations/{oldest}", headers=HEADERS), 404,
-                 "ResourceNotFound", f"The operation '{oldest}' was not found.")  # fmt: skip
+    """Operation status: the core keeps the records for its idempotency window
+    (`idempotency_window`, 24 h by default; the reaper sweeps older ones); an older id is
+    404 like an unknown one."""
+    running = await start_server(make_settings(tmp_path, idempotency_window=1.0))
+    try:
+        gateway, stop = await start_gateway(running.address)
+        try:
+            async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+                oldest = request_id(await http.get(f"/{SUB}/cloudServices/{CS}", headers=HEADERS))
+                await asyncio.sleep(1.2)
+                newer = request_id(await http.get(f"/{SUB}/cloudServices/{CS}", headers=HEADERS))
+                r = await http.get(f"/{SUB}/operations/{newer}", headers=HEADERS)
+                assert text(xml_of(r, 200, "Operation"), "a:Status") == "Failed"
+                r = await http.get(f"/{SUB}/operations/{oldest}", headers=HEADERS)
+                assert_error(r, 404, "ResourceNotFound", f"The operation '{oldest}' was not found.")
+        finally:
+            await stop()
+    finally:
+        await running.stop(grace=1.0)
 
 
 async def test_operation_status_of_a_failure_has_the_whole_error(

@@ -19,10 +19,10 @@ import orjson
 import pytest
 from google.longrunning import operations_pb2
 
-from jobcontrol.gateway.dialects import veeam_errors
+from jobcontrol.gateway.dialects import veeam_errors, veeam_tasks
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.dialects.veeam import VeeamDialect
-from jobcontrol.gateway.dialects.veeam_sessions import parse_users
+from jobcontrol.gateway.dialects.veeam_sessions import Session, TaskRecord, parse_users
 from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Request
 from jobcontrol.service.server import RunningServer
@@ -1967,7 +1967,7 @@ def incoming_for(
     request = Request(scope, receive)
     incoming = Incoming(request, "rid", dialect)
     incoming.route, incoming.params = dialect.resolve(request)
-    incoming.state["session"] = dialect.sessions.logon(dialect.sessions.users["admin"])
+    incoming.state["session"] = Session("token", dialect.users["admin"])
     return incoming
 
 
@@ -2058,6 +2058,7 @@ def test_delete_task_follows_the_reply_operation(dialect: VeeamDialect) -> None:
         name=f"collections/{COLLECTION}/jobs/{SEED_004_ID}"
     )
     base = "https://em.test:9398"
+    incoming.state["task_id"] = "task-7"  # the id the core gave the task (the row's save)
     for done, want in (
         (False, None),
         (True, {"Success": "true", "Message": "The job has been deleted."}),
@@ -2113,49 +2114,45 @@ def test_task_list_asks_about_the_newest_64_unresolved_deletions(dialect: VeeamD
     deletions' Operations (at most 64, the newest); finished and action tasks are not
     asked about; with nothing unresolved there is no call (build None)."""
     incoming = incoming_for(dialect, "GET", "/api/tasks")
-    session = incoming.state["session"]
     assert incoming.route is not None and incoming.route.build is not None
+    # the session's tasks as the row's `load` reads them from the core
+    incoming.state["tasks"] = []
     assert incoming.route.build(incoming) is None
-    dialect.sessions.add_task(session, "StartJob", result=(True, "The job has been started."))
+    tasks = [TaskRecord("task-1", "StartJob", result=(True, "The job has been started."))]
     names = [f'operations/{n}"\\' for n in range(70)]
-    for name in names:
-        dialect.sessions.add_task(session, "DeleteJob", operation_name=name)
-    dialect.sessions.add_task(
-        session, "DeleteJob", operation_name="operations/done", result=(True, "x")
-    )
+    tasks += [TaskRecord(f"task-{n + 2}", "DeleteJob", name) for n, name in enumerate(names)]
+    tasks.append(TaskRecord("task-72", "DeleteJob", "operations/done", (True, "x")))
+    incoming.state["tasks"] = tasks
     request = incoming.route.build(incoming)
     wanted = " OR ".join(f'name = "operations/{n}\\"\\\\"' for n in range(6, 70))
     assert request == operations_pb2.ListOperationsRequest(filter=wanted, page_size=64)
 
 
-def test_task_list_render_resolves_exactly_the_tasks_it_asked_about(dialect: VeeamDialect) -> None:
+def test_task_list_resolves_exactly_the_tasks_it_asked_about(dialect: VeeamDialect) -> None:
     """Tasks: the list's reply resolves the tasks the request named (done: Finished; absent:
-    Finished, Success=false, untracked); a deletion added while the call ran is not taken
-    for a missing Operation."""
+    Finished, Success=false, untracked; running: no result yet); a deletion added while the
+    call ran is not taken for a missing Operation (it was not asked about)."""
     incoming = incoming_for(dialect, "GET", "/api/tasks", accept="application/json")
-    session = incoming.state["session"]
-    sessions = dialect.sessions
-    done = sessions.add_task(session, "DeleteJob", operation_name="operations/done")
-    running = sessions.add_task(session, "DeleteJob", operation_name="operations/running")
-    missing = sessions.add_task(session, "DeleteJob", operation_name="operations/missing")
+    done = TaskRecord("task-1", "DeleteJob", "operations/done")
+    running = TaskRecord("task-2", "DeleteJob", "operations/running")
+    missing = TaskRecord("task-3", "DeleteJob", "operations/missing")
+    incoming.state["tasks"] = [done, running, missing]
     assert incoming.route is not None and incoming.route.build is not None
     assert incoming.route.build(incoming) is not None
-    late = sessions.add_task(session, "DeleteJob", operation_name="operations/late")
+    late = TaskRecord("task-4", "DeleteJob", "operations/late")
     reply = operations_pb2.ListOperationsResponse(
         operations=[
             operations_pb2.Operation(name="operations/done", done=True),
             operations_pb2.Operation(name="operations/running"),
         ]
     )
-    r = incoming.route.render(incoming, reply)
-    states = [(t["TaskId"], t["State"], t.get("Result")) for t in orjson.loads(r.body)["Tasks"]]
     gone = "The deletion can no longer be tracked: its operation is gone."
-    assert states == [
-        (done.task_id, "Finished", {"Success": True, "Message": "The job has been deleted."}),
-        (running.task_id, "Running", None),
-        (missing.task_id, "Finished", {"Success": False, "Message": gone}),
-        (late.task_id, "Running", None),
+    assert veeam_tasks.resolutions(incoming.state["asked"], reply) == [
+        (done, (True, "The job has been deleted.")),
+        (running, None),
+        (missing, (False, gone)),
     ]
+    assert late not in incoming.state["asked"]
 
 
 # --- the rules of the port over HTTP -------------------------------------------------

@@ -13,9 +13,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from jobcontrol.gateway import conditional, templates
+from jobcontrol.gateway.dialect_state import DialectState
 from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
 from jobcontrol.gateway.dialects.incoming import Incoming
-from jobcontrol.gateway.dialects.routing import NO_ERRORS, Build, Render, Route, Rpc, rpc
+from jobcontrol.gateway.dialects.routing import (
+    NO_ERRORS,
+    Build,
+    Load,
+    Render,
+    Route,
+    Rpc,
+    Save,
+    rpc,
+)
 from jobcontrol.gateway.errors import (
     GatewayError,
     internal_error,
@@ -84,6 +94,14 @@ class Dialect:
     def check_headers(self, incoming: Incoming) -> None:
         """Required headers, versions, content negotiation, credentials: raise
         GatewayError; what they establish goes into `incoming.state`."""
+
+    async def admit(self, incoming: Incoming, state: DialectState) -> None:
+        """Checks that need the dialects' state in the core (a live session), after
+        `check_headers` and before the body is read: raise GatewayError."""
+
+    async def record(self, response: Response, incoming: Incoming, state: DialectState) -> None:
+        """Keep what the response says in the core before it is sent (an outcome another
+        gateway may be asked about); a failure is logged, the response still sent."""
 
     def timeout(self, incoming: Incoming) -> float | None:
         """The request's deadline in seconds (`grpc-timeout`, `X-Request-Timeout`)."""
@@ -154,31 +172,44 @@ class Dialect:
         """Route, check headers, read the body, build -> call -> render; every failure in
         the dialect's format."""
         incoming = Incoming(request, self.new_request_id(request), self)
+        state = DialectState(upstream, incoming)
         try:
             self.prepare(request)
             incoming.route, incoming.params = self.resolve(request)
             # headers (versions, credentials) are judged before a body is read
             self.check_headers(incoming)
+            await self.admit(incoming, state)
             incoming.body = await self._body(request)
-            response = await self._run(incoming.route, incoming, upstream)
+            response = await self._run(incoming.route, incoming, upstream, state)
         except GatewayError as error:
             response = self._error(error, incoming)
         except Exception:  # a bug: still answer in the dialect's format, never a traceback
             log.exception("unhandled error in %s", request.path)
             response = self._error(internal_error(), incoming)
-        return self.finish(response, incoming)
+        response = self.finish(response, incoming)
+        try:
+            await self.record(response, incoming, state)
+        except Exception as exc:  # the answer stands; only the record is missing
+            log.warning("%s: not recorded: %s", request.path, exc)
+        return response
 
-    async def _run(self, route: Route, incoming: Incoming, upstream: Upstream) -> Response:
+    async def _run(
+        self, route: Route, incoming: Incoming, upstream: Upstream, state: DialectState
+    ) -> Response:
+        if route.load is not None:
+            await route.load(incoming, state)
         message = route.build(incoming) if route.build is not None else None
-        if message is None or route.rpc is None:
-            return route.render(incoming, None)
-        reply = await upstream.call(
-            route.rpc.path,
-            message,
-            route.rpc.reply,
-            metadata=self.metadata(incoming, upstream),
-            deadline=incoming.remaining(self.timeout(incoming)),
-        )
+        reply = None
+        if message is not None and route.rpc is not None:
+            reply = await upstream.call(
+                route.rpc.path,
+                message,
+                route.rpc.reply,
+                metadata=self.metadata(incoming, upstream),
+                deadline=incoming.remaining(self.timeout(incoming)),
+            )
+        if route.save is not None:
+            await route.save(incoming, reply, state)
         return route.render(incoming, reply)
 
     async def _body(self, request: Request) -> bytes:
@@ -207,9 +238,11 @@ class Dialect:
         errors: Mapping[str, ErrorRow] = NO_ERRORS,
         name: str = "",
         data: Any = None,
+        load: Load | None = None,
+        save: Save | None = None,
     ) -> Route:
         """A row of the route table: its fixed segments matched with the dialect's case
         rule, its RPC looked up by name (an unknown name fails at start-up)."""
         call = rpc(rpc_name) if isinstance(rpc_name, str) else rpc_name
         template = templates.parse(path, cls.case_insensitive)
-        return Route(method, template, call, build, render, status, name, errors, data)
+        return Route(method, template, call, build, render, status, name, errors, data, load, save)

@@ -4,7 +4,7 @@ a pure `render` (reply -> response), and its success status."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ from jobcontrol.gateway.dialects.error_table import ErrorRow
 from jobcontrol.v1 import job_service_pb2
 
 if TYPE_CHECKING:
+    from jobcontrol.gateway.dialect_state import DialectState
     from jobcontrol.gateway.dialects.incoming import Incoming
     from jobcontrol.gateway.http import Response
 
@@ -61,6 +62,10 @@ def rpc(name: str) -> Rpc:
 
 Build = Callable[["Incoming"], Message | None]
 Render = Callable[["Incoming", Any], "Response"]
+# what a row keeps in the core beside its call (dialect_state.py): `load` runs before
+# `build`, `save` after the call (with its reply), before `render`
+Load = Callable[["Incoming", "DialectState"], Awaitable[None]]
+Save = Callable[["Incoming", Any, "DialectState"], Awaitable[None]]
 NO_ERRORS: Mapping[str, ErrorRow] = MappingProxyType({})
 
 
@@ -69,7 +74,10 @@ class Route:
     """A row of a dialect's route table. `handle` runs `build` -> the call of `rpc` ->
     `render` with the call's own reply. `build` may return None (nothing to ask the server,
     e.g. a task already known to be finished): `render` then gets None. A row without an
-    `rpc` answers from gateway-local state alone (`render(incoming, None)`)."""
+    `rpc` answers without a call of its own (`render(incoming, None)`). The pure steps
+    stay pure: what a row reads from or keeps in the dialects' state in the core (a
+    session's tasks, a request's outcome) is its `load` and `save`, into
+    `incoming.state`."""
 
     method: str
     template: templates.Template
@@ -83,3 +91,5 @@ class Route:
     errors: Mapping[str, ErrorRow] = field(default_factory=lambda: NO_ERRORS)
     # what the dialect attaches (e.g. the right a route needs)
     data: Any = None
+    load: Load | None = None
+    save: Save | None = None

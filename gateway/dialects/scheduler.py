@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections import OrderedDict
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import grpc
 
 from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.gateway.dialect_state import DialectState, outcome_name
 from jobcontrol.gateway.dialects import scheduler_certs as management
 from jobcontrol.gateway.dialects import scheduler_rows as rows
 from jobcontrol.gateway.dialects import scheduler_xml as xml
@@ -107,15 +107,11 @@ class SchedulerDialect(Dialect):
     request_id_header: ClassVar[str] = "x-ms-request-id"
     documented_max_body = 16 * 1024
     errors = ERRORS
-    operations_kept = 10_000
     collection_id = staticmethod(rows.collection_id)
 
     def __init__(self, settings: GatewaySettings | None = None) -> None:
         # who may call: the management certificates of each subscription (None: open mode)
         self.certs = management.ManagementCerts.from_settings(settings)
-        # (subscription, request id) -> (HTTP status, error code, message), oldest first;
-        # kept in the process until a later issue moves them into the core
-        self.outcomes: OrderedDict[tuple[str, str], tuple[int, str, str]] = OrderedDict()
         row, job = self.row, JOBS + "/{job}"
         super().__init__(
             [
@@ -148,8 +144,9 @@ class SchedulerDialect(Dialect):
                 ),
                 row("GET", "/{sub}/cloudServices/{cs}", "ListCollections",
                     rows.build_cloud_service, rows.render_cloud_service),
-                # gateway-local: the outcomes of this process's requests
-                row("GET", "/{sub}/operations/{rid}", None, None, self.render_operation),
+                # the outcomes of requests, kept by the core (any gateway's)
+                row("GET", "/{sub}/operations/{rid}", None, None, render_operation,
+                    load=load_operation),
             ]
         )  # fmt: skip
 
@@ -197,26 +194,49 @@ class SchedulerDialect(Dialect):
         return response
 
     def finish(self, response: Response, incoming: Incoming) -> Response:
-        """Every response carries its request id, and its outcome is kept for Get
-        Operation Status under the request's subscription."""
-        if not response.extra.get("unauthenticated"):
-            code, message = response.extra.get("error", ("", ""))
-            self.outcomes[(_subscription(incoming), incoming.request_id)] = (
-                response.status, code, message
-            )  # fmt: skip
-            while len(self.outcomes) > self.operations_kept:
-                self.outcomes.popitem(last=False)
+        """Every response carries its request id."""
         return response.header(self.request_id_header, incoming.request_id)
 
-    def render_operation(self, incoming: Incoming, reply: None) -> Response:
-        """Get Operation Status of a request of the same subscription (another
-        subscription's request ids are unknown here)."""
-        rid = incoming.params["rid"]
-        outcome = self.outcomes.get((incoming.params["sub"], rid))
-        if outcome is None:
-            raise gateway_error(grpc.StatusCode.NOT_FOUND, "OPERATION_NOT_FOUND",
-                                f"no request {rid} in this subscription")  # fmt: skip
-        return Response(200, xml.encode_operation(rid, *outcome), rows.XML)
+    async def record(self, response: Response, incoming: Incoming, state: DialectState) -> None:
+        """Its outcome is kept in the core for Get Operation Status under the request's
+        subscription, before the response is sent (so that any gateway can answer it)."""
+        if response.extra.get("unauthenticated"):
+            return
+        name = outcome_name(self.name, _subscription(incoming), incoming.request_id)
+        if name is not None:
+            code, message = response.extra.get("error", ("", ""))
+            await state.record_outcome(name, response.status, code, message)
+
+
+async def load_operation(incoming: Incoming, state: DialectState) -> None:
+    """The outcome of a request of the same subscription (another subscription's request
+    ids are unknown here)."""
+    rid = incoming.params["rid"]
+    name = outcome_name(SchedulerDialect.name, incoming.params["sub"], rid)
+    found = await _outcome(state, name) if name is not None else None
+    if found is None:
+        raise gateway_error(grpc.StatusCode.NOT_FOUND, "OPERATION_NOT_FOUND",
+                            f"no request {rid} in this subscription")  # fmt: skip
+    incoming.state["outcome"] = found
+
+
+async def _outcome(state: DialectState, name: str) -> Any:
+    """The recorded outcome, or None if the core does not know it."""
+    try:
+        return await state.get_outcome(name)
+    except GatewayError as error:
+        if error.code == grpc.StatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+def render_operation(incoming: Incoming, reply: None) -> Response:
+    """Get Operation Status: the outcome `load_operation` found."""
+    outcome = incoming.state["outcome"]
+    body = xml.encode_operation(
+        incoming.params["rid"], outcome.http_status, outcome.error_code, outcome.error_message
+    )
+    return Response(200, body, rows.XML)
 
 
 def _subscription(incoming: Incoming) -> str:

@@ -5,9 +5,12 @@
 # and every lifecycle rule (start/stop/retry, the toggle, asynchronous and cancellable
 # deletion, NAS and agent jobs not deletable here) is the core's, and so is every right:
 # each call asserts the session's user (`veeam:<user>`) with the core role of its Veeam
-# role on the collection. Logon sessions, their throttling and tasks live in the gateway
-# process (veeam_sessions.py, veeam_throttle.py): only the rows of logon, log off,
-# sessions, tasks and the rows that create tasks touch them.
+# role on the collection. Logon sessions and their tasks are kept by the core
+# (DialectStateService through gateway/dialect_state.py), so that a token, a log off and a
+# `task-N` mean the same on every gateway: a session is looked up (its idle window moved)
+# before every row but the entry point and logon (`admit`), and the rows of logon, log
+# off, tasks and the rows that create tasks keep their changes there (`load` / `save`,
+# veeam_tasks.py). Only the logon throttle stays in the process (veeam_throttle.py).
 
 from __future__ import annotations
 
@@ -18,16 +21,25 @@ from google.longrunning import operations_pb2
 from google.protobuf.message import Message
 
 from jobcontrol.gateway.config import GatewaySettings
+from jobcontrol.gateway.dialect_state import DialectState
 from jobcontrol.gateway.dialects import veeam_codec as codec
 from jobcontrol.gateway.dialects import veeam_errors
 from jobcontrol.gateway.dialects import veeam_logon as logon
 from jobcontrol.gateway.dialects import veeam_rows as rows
+from jobcontrol.gateway.dialects import veeam_tasks as tasks
 from jobcontrol.gateway.dialects.base import Assertion, Dialect
 from jobcontrol.gateway.dialects.error_table import ErrorRow
 from jobcontrol.gateway.dialects.incoming import Incoming
 from jobcontrol.gateway.dialects.routing import Route
 from jobcontrol.gateway.dialects.veeam_codec import Action, Kind
-from jobcontrol.gateway.dialects.veeam_sessions import Session, Sessions, User, parse_users
+from jobcontrol.gateway.dialects.veeam_sessions import (
+    Session,
+    TaskRecord,
+    User,
+    new_token,
+    parse_users,
+    unresolved,
+)
 from jobcontrol.gateway.dialects.veeam_throttle import LogonThrottle
 from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Request, Response
@@ -65,7 +77,8 @@ class VeeamDialect(Dialect):
         collection: str,
         throttle: LogonThrottle | None = None,
     ) -> None:
-        self.sessions = Sessions(users, idle)
+        self.users = users
+        self.idle = idle
         self.throttle = throttle or LogonThrottle()
         self.collection = collection
         self.parent = f"collections/{collection}"
@@ -75,18 +88,21 @@ class VeeamDialect(Dialect):
         read, row = SESSION, self.row
         rows = [
             row("GET", "/api", None, None, self.entry_point),
-            row("POST", "/api/sessionMngr", None, None, self.logon, 201, name=LOGON),
+            row("POST", "/api/sessionMngr", None, None, self.logon, 201, name=LOGON,
+                save=self.open_session),
             row("GET", "/api/logonSessions", None, None, self.list_sessions, data=read),
             row("GET", "/api/logonSessions/{sid}", None, None, self.get_session, data=read),
-            row("DELETE", "/api/logonSessions/{sid}", None, None, self.logoff, 204, data=read),
+            row("DELETE", "/api/logonSessions/{sid}", None, None, self.logoff, 204, data=read,
+                save=logon.end_session),
             row("DELETE", "/api/jobs/{id}", "DeleteJob", self.build_delete, self.render_delete,
-                202, errors=veeam_errors.DELETE_ERRORS, data=read),
+                202, errors=veeam_errors.DELETE_ERRORS, data=read, save=tasks.save_delete),
             row("GET", "/api/tasks", "ListOperations", self.build_list_tasks,
-                self.render_list_tasks, data=read),
+                self.render_list_tasks, data=read, load=tasks.load_all, save=tasks.save_listed),
             row("GET", "/api/tasks/{tid}", "GetOperation", self.build_get_task,
-                self.render_get_task, data=read),
+                self.render_get_task, data=read, load=tasks.load_one, save=tasks.save_polled),
             row("DELETE", "/api/tasks/{tid}", "CancelOperation", self.build_cancel_task,
-                self.render_cancel_task, 204, errors=veeam_errors.CANCEL_ERRORS, data=read),
+                self.render_cancel_task, 204, errors=veeam_errors.CANCEL_ERRORS, data=read,
+                load=tasks.load_one, save=tasks.save_cancel),
         ]  # fmt: skip
         for kind in codec.KINDS:
             rows += self._job_rows(kind)
@@ -114,10 +130,11 @@ class VeeamDialect(Dialect):
                                  name=BY_ACTION, data=read))  # fmt: skip
         for action in codec.ACTIONS:
             build = functools.partial(self.build_action, kind, action)
+            save = functools.partial(tasks.save_action, action)
             render = functools.partial(self.render_action, action)
             suffix = f"/{action.spelling}" if kind.action_in_path else ""
             one = self.row("POST", f"{path}/{{id}}{suffix}", action.rpc, build, render, 202,
-                           data=read)  # fmt: skip
+                           data=read, save=save)  # fmt: skip
             if kind.action_in_path:
                 table.append(one)
             else:
@@ -142,14 +159,20 @@ class VeeamDialect(Dialect):
 
     def check_headers(self, incoming: Incoming) -> None:
         """Logon: the version and the Basic credentials (`state["user"]`). Elsewhere but
-        the entry point: a live session (`state["session"]`); what its user may do is
-        the core's decision (assertion)."""
+        the entry point: a session token (`state["token"]`), looked up by `admit`."""
         route = incoming.route
         assert route is not None
         if route.name == LOGON:
-            incoming.state["user"] = logon.logon_user(incoming, self.sessions, self.throttle)
+            incoming.state["user"] = logon.logon_user(incoming, self.users, self.throttle)
         elif route.data == SESSION:
-            incoming.state["session"] = logon.session_of(incoming, self.sessions)
+            incoming.state["token"] = logon.token_of(incoming)
+
+    async def admit(self, incoming: Incoming, state: DialectState) -> None:
+        """The token's live session, as the core keeps it (`state["session"]`); what its
+        user may do is the core's decision (assertion)."""
+        if "token" in incoming.state:
+            token = incoming.state["token"]
+            incoming.state["session"] = await logon.session_of(incoming, state, token)
 
     def assertion(self, incoming: Incoming) -> Assertion | None:
         """The session's user (`veeam:<user>`) with the core role of its Veeam role on the
@@ -168,16 +191,24 @@ class VeeamDialect(Dialect):
             response.header("retry-after", error.metadata["retry_after"])
         return response
 
-    # --- entry point and sessions (gateway-local) ---------------------------------------
+    # --- entry point and sessions (kept by the core) -----------------------------------
 
     def entry_point(self, incoming: Incoming, _: None) -> Response:
         """`GET /api/`: no session needed; the logon links."""
         node = codec.encode_entry_point(incoming.base_url(), logon.VERSIONS[-1:])
         return rows.send(incoming, node)
 
+    async def open_session(self, incoming: Incoming, _: None, state: DialectState) -> None:
+        """A new session of the logon's user (the throttle cleared it), kept by the core
+        under the digest of its token."""
+        user: User = incoming.state["user"]
+        token = new_token()
+        found = await state.create_session(rows.DIALECT, token, user.name, [user.role], self.idle)
+        incoming.state["session"] = Session(token, user, found.expire_time.ToSeconds())
+
     def logon(self, incoming: Incoming, _: None) -> Response:
-        """A new session: 201, its token in a header, a cookie and the body."""
-        session = self.sessions.logon(incoming.state["user"])  # the throttle cleared it
+        """The new session: 201, its token in a header, a cookie and the body."""
+        session: Session = incoming.state["session"]
         node = codec.encode_logon_session(session, incoming.base_url())
         response = rows.send(incoming, node, incoming.status).header(rows.TOKEN, session.id)
         return response.header("set-cookie", f"{rows.TOKEN}={session.id}; Path=/api; HttpOnly")
@@ -193,8 +224,7 @@ class VeeamDialect(Dialect):
         return rows.send(incoming, codec.encode_logon_session(own, incoming.base_url()))
 
     def logoff(self, incoming: Incoming, _: None) -> Response:
-        """204: the caller's own session ends (another id is not found)."""
-        self.sessions.logoff(rows.own_session(incoming).id)
+        """204: the caller's own session has ended (`end_session`)."""
         return Response(incoming.status, b"", None)
 
     # --- jobs -------------------------------------------------------------------------
@@ -224,11 +254,9 @@ class VeeamDialect(Dialect):
         return request
 
     def render_action(self, action: Action, incoming: Incoming, job: r.Job) -> Response:
-        """A finished Task of the caller's session."""
-        message = action.message or codec.toggle_message(job)
-        task = self.sessions.add_task(
-            rows.session_of(incoming), action.operation, result=(True, message)
-        )
+        """The action's Task: Finished, its message from the reply."""
+        result = tasks.action_result(action, job)
+        task = TaskRecord(incoming.state["task_id"], action.operation, "", result)
         return rows.send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
     def build_delete(self, incoming: Incoming) -> pb.DeleteJobRequest:
@@ -237,19 +265,17 @@ class VeeamDialect(Dialect):
         return pb.DeleteJobRequest(name=self._job_name(incoming))
 
     def render_delete(self, incoming: Incoming, op: operations_pb2.Operation) -> Response:
-        """A DeleteJob Task tracking the deletion's Operation (Finished if it is done)."""
-        task = self.sessions.add_task(
-            rows.session_of(incoming), "DeleteJob", operation_name=op.name
-        )
-        task.finish(codec.decode_operation_result(op))
+        """The deletion's Task, its state from DeleteJob's own reply."""
+        result = codec.decode_operation_result(op)
+        task = TaskRecord(incoming.state["task_id"], "DeleteJob", op.name, result)
         return rows.send(incoming, codec.encode_task(task, incoming.base_url()), incoming.status)
 
-    # --- tasks (gateway-local records, brought up to date from their Operations) -------
+    # --- tasks (kept by the core, brought up to date from their Operations) -----------
 
     def build_list_tasks(self, incoming: Incoming) -> operations_pb2.ListOperationsRequest | None:
         """One ListOperations naming the newest unresolved deletions; none: no call."""
-        asked = rows.session_of(incoming).unresolved(codec.MAX_ASKED_OPERATIONS)
-        # render resolves exactly these (tasks added meanwhile were not asked about)
+        asked = unresolved(incoming.state["tasks"], codec.MAX_ASKED_OPERATIONS)
+        # save resolves exactly these (tasks added meanwhile were not asked about)
         incoming.state["asked"] = asked
         if not asked:
             return None
@@ -259,15 +285,10 @@ class VeeamDialect(Dialect):
         )
 
     def render_list_tasks(
-        self, incoming: Incoming, reply: operations_pb2.ListOperationsResponse | None
+        self, incoming: Incoming, _: operations_pb2.ListOperationsResponse | None
     ) -> Response:
-        """Resolve the tasks the request asked about (absent: untracked), then list them."""
-        found = {op.name: op for op in reply.operations} if reply is not None else {}
-        for task in incoming.state["asked"]:
-            op = found.get(task.operation_name)
-            task.finish(codec.decode_operation_result(op) if op is not None else codec.UNTRACKED)
-        tasks = list(rows.session_of(incoming).tasks.values())
-        return rows.send(incoming, codec.encode_tasks(tasks, incoming.base_url()))
+        """The session's tasks, as `tasks.save_listed` resolved them."""
+        return rows.send(incoming, codec.encode_tasks(incoming.state["tasks"], incoming.base_url()))
 
     def build_get_task(self, incoming: Incoming) -> operations_pb2.GetOperationRequest | None:
         """GetOperation of an unresolved deletion; none for action and finished tasks."""
@@ -276,26 +297,17 @@ class VeeamDialect(Dialect):
             return None
         return operations_pb2.GetOperationRequest(name=task.operation_name)
 
-    def render_get_task(self, incoming: Incoming, op: operations_pb2.Operation | None) -> Response:
-        """The task, resolved by its Operation if one was read."""
-        task = rows.task_of(incoming)
-        if op is not None:
-            task.finish(codec.decode_operation_result(op))
-        return rows.send(incoming, codec.encode_task(task, incoming.base_url()))
+    def render_get_task(self, incoming: Incoming, _: operations_pb2.Operation | None) -> Response:
+        """The task, as `tasks.save_polled` resolved it."""
+        return rows.send(incoming, codec.encode_task(rows.task_of(incoming), incoming.base_url()))
 
     def build_cancel_task(self, incoming: Incoming) -> operations_pb2.CancelOperationRequest | None:
-        """Cancel an unresolved deletion; a finished task needs no call (render removes it)."""
+        """Cancel an unresolved deletion; a finished task needs no call (it is removed)."""
         task = rows.task_of(incoming)
         if not task.unresolved:
             return None
         return operations_pb2.CancelOperationRequest(name=task.operation_name)
 
-    def render_cancel_task(self, incoming: Incoming, reply: object) -> Response:
-        """204: a finished task is removed; a cancelled deletion stays, Finished, not
-        successful."""
-        task = rows.task_of(incoming)
-        if reply is None:
-            rows.session_of(incoming).tasks.pop(task.task_id, None)
-        else:
-            task.finish(codec.CANCELLED)
+    def render_cancel_task(self, incoming: Incoming, _: object) -> Response:
+        """204: `tasks.save_cancel` removed a finished task or finished a cancelled one."""
         return Response(incoming.status, b"", None)

@@ -7,10 +7,12 @@ from urllib.parse import quote
 
 import grpc
 
+from jobcontrol.gateway.dialect_state import DialectState
 from jobcontrol.gateway.dialects import veeam_rows as rows
+from jobcontrol.gateway.dialects import veeam_sessions as sessions
 from jobcontrol.gateway.dialects.base import Assertion
 from jobcontrol.gateway.dialects.incoming import Incoming
-from jobcontrol.gateway.dialects.veeam_sessions import Session, Sessions, User, decode_basic
+from jobcontrol.gateway.dialects.veeam_sessions import Session, User, decode_basic
 from jobcontrol.gateway.dialects.veeam_throttle import LogonThrottle, retry_after
 from jobcontrol.gateway.errors import GatewayError, bad_request, gateway_error
 
@@ -23,7 +25,7 @@ def _unauthenticated(reason: str, message: str) -> GatewayError:
     return gateway_error(grpc.StatusCode.UNAUTHENTICATED, reason, message)
 
 
-def logon_user(incoming: Incoming, sessions: Sessions, throttle: LogonThrottle) -> User:
+def logon_user(incoming: Incoming, users: dict[str, User], throttle: LogonThrottle) -> User:
     """The logon's user. A throttled name or address waits (429 with Retry-After) even
     with the right password, so that guessing stops; each failure counts for both."""
     version = incoming.query_map().get("v", "latest")
@@ -42,7 +44,7 @@ def logon_user(incoming: Incoming, sessions: Sessions, throttle: LogonThrottle) 
             f"Too many failed logons; try again in {seconds} s.",
             metadata={"retry_after": seconds},
         )
-    user = sessions.verify(*given) if given is not None else None
+    user = sessions.verify(users, *given) if given is not None else None
     if user is None:
         # a request without Basic credentials guesses nothing (a client awaiting the
         # challenge): it is refused without counting
@@ -53,14 +55,32 @@ def logon_user(incoming: Incoming, sessions: Sessions, throttle: LogonThrottle) 
     return user
 
 
-def session_of(incoming: Incoming, sessions: Sessions) -> Session:
-    """The live session of the request's token (the cookie wins over the header)."""
+def _session_required() -> GatewayError:
+    return _unauthenticated(
+        "SESSION_REQUIRED", "A valid X-RestSvcSessionId is required; log on first."
+    )
+
+
+def token_of(incoming: Incoming) -> str:
+    """The request's session token (the cookie wins over the header); none is 401."""
     token = rows.session_cookie(incoming.request) or incoming.headers.get(rows.TOKEN.lower(), "")
-    session = sessions.find(token) if token else None
+    if not token:
+        raise _session_required()
+    return token
+
+
+async def session_of(incoming: Incoming, state: DialectState, token: str) -> Session:
+    """The live session of `token`, as the core keeps it (any gateway's); its idle window
+    is moved by the lookup. Unknown or expired: 401."""
+    try:
+        found = await state.get_session(rows.core_session_name(token))
+    except GatewayError as error:
+        if error.code == grpc.StatusCode.NOT_FOUND:
+            raise _session_required() from None
+        raise
+    session = sessions.session_of(token, found)
     if session is None:
-        raise _unauthenticated(
-            "SESSION_REQUIRED", "A valid X-RestSvcSessionId is required; log on first."
-        )
+        raise _session_required()
     return session
 
 
@@ -73,3 +93,8 @@ def assertion_of(session: Session, collection: str) -> Assertion:
     """The session's user with the core role of its Veeam role on the collection."""
     user = session.user
     return Assertion(principal_of(user.name), ((user.core_role, collection),))
+
+
+async def end_session(incoming: Incoming, _: None, state: DialectState) -> None:
+    """Log off: the caller's own session ends on every gateway (another id is not found)."""
+    await state.delete_session(rows.core_session_name(rows.own_session(incoming).id))

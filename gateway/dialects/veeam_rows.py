@@ -7,6 +7,7 @@ import re
 
 import grpc
 
+from jobcontrol.gateway.dialect_state import session_name
 from jobcontrol.gateway.dialects import veeam_codec as codec
 from jobcontrol.gateway.dialects import veeam_tree as tree
 from jobcontrol.gateway.dialects.incoming import Incoming
@@ -18,6 +19,8 @@ from jobcontrol.v1 import job_service_pb2 as pb
 from jobcontrol.v1 import resources_pb2 as r
 
 TOKEN = "X-RestSvcSessionId"
+# the dialect's name in the core's resource names (`dialects/veeam/…`)
+DIALECT = "veeam"
 # the longest piece of user input an error message echoes
 ECHOED = 64
 
@@ -78,11 +81,19 @@ def own_session(incoming: Incoming) -> Session:
 
 
 def task_of(incoming: Incoming) -> TaskRecord:
-    """The caller's task of the path (another session's is not found)."""
-    task = session_of(incoming).tasks.get(incoming.params["tid"])
-    if task is None:
-        raise not_found("TASK_NOT_FOUND", f"Task {incoming.params['tid']} not found.")
+    """The caller's task of the path, as the row's `load` read it."""
+    task: TaskRecord = incoming.state["task"]
     return task
+
+
+def core_session_name(token: str) -> str:
+    """The core's name of the session of `token` (by the token's digest)."""
+    return session_name(DIALECT, token)
+
+
+def core_task_name(incoming: Incoming, task_id: str) -> str:
+    """The core's name of a task of the caller's session."""
+    return f"{core_session_name(session_of(incoming).id)}/tasks/{task_id}"
 
 
 def session_cookie(request: Request) -> str:

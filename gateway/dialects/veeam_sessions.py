@@ -1,9 +1,12 @@
-"""Veeam logon sessions and their tasks, held by the gateway process (dialects.md §4).
+"""Veeam users (from configuration), logon tokens and tasks as the dialect sees them
+(dialects.md §4). The sessions and their tasks are kept by the core
+(gateway/dialect_state.py), so that a token works on every gateway: the core knows a
+session by the SHA-256 digest of its token, never the token itself.
 
-Users and roles come from configuration; a session token is the base64 text of a random
-UUID (as Enterprise Manager issues them) and lives until log off or `idle` seconds without a
-request. Tasks belong to the session that created them. Passwords are compared in constant
-time and never logged or kept beyond the user table.
+A session token is the base64 text of a random UUID (as Enterprise Manager issues them)
+and lives until log off or `idle` seconds without a request. Tasks belong to the session
+that created them. Passwords are compared in constant time and never logged or kept beyond
+the user table.
 """
 
 from __future__ import annotations
@@ -11,16 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import itertools
-import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# tasks a session keeps (the oldest go first)
-MAX_TASKS = 1000
-
+from jobcontrol.v1 import session_service_pb2 as pb
 
 # Enterprise Manager's roles and the core role each one holds on the dialect's collection
 # (service/core/access.py ROLES): viewers read; operators also start, stop, retry and
@@ -94,81 +91,52 @@ class TaskRecord:
         """A deletion whose outcome the gateway has not seen yet (it asks the server)."""
         return self.result is None and bool(self.operation_name)
 
-    def finish(self, result: tuple[bool, str] | None) -> None:
-        """Record the outcome once: the first one seen stays (concurrent readers of the same
-        Operation agree anyway; a cancellation seen first is not overwritten)."""
-        if self.result is None and result is not None:
-            self.result = result
-
 
 @dataclass
 class Session:
+    """A live session: its token (the LogonSession's id) and its user; `expires` is when
+    the core would end it (seconds since the epoch)."""
+
     id: str
     user: User
-    last_seen: float
-    tasks: OrderedDict[str, TaskRecord] = field(default_factory=OrderedDict)
-
-    def unresolved(self, limit: int) -> list[TaskRecord]:
-        """The newest `limit` unresolved deletion tasks, oldest first."""
-        found = [task for task in reversed(self.tasks.values()) if task.unresolved][:limit]
-        return found[::-1]
+    expires: float = 0.0
 
 
-class Sessions:
-    """Live sessions by token, expiring after `idle` seconds without a request."""
+def verify(users: dict[str, User], name: str, password: str) -> User | None:
+    """The user whose name and password these are, or None."""
+    user = users.get(name)
+    # compare even for an unknown user, so timing does not tell names apart
+    expected = user.password if user is not None else "\0" * len(password)
+    same = hmac.compare_digest(expected.encode(), password.encode())
+    return user if user is not None and same else None
 
-    def __init__(
-        self, users: dict[str, User], idle: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.users = users
-        self.idle = idle
-        self.clock = clock
-        self._sessions: dict[str, Session] = {}
-        self._task_ids = itertools.count(1)
 
-    def verify(self, name: str, password: str) -> User | None:
-        """The user whose name and password these are, or None."""
-        user = self.users.get(name)
-        # compare even for an unknown user, so timing does not tell names apart
-        expected = user.password if user is not None else "\0" * len(password)
-        same = hmac.compare_digest(expected.encode(), password.encode())
-        return user if user is not None and same else None
+def new_token() -> str:
+    """A session token as Enterprise Manager issues them: base64 of a random UUID."""
+    return base64.b64encode(str(uuid.uuid4()).encode()).decode()
 
-    def logon(self, user: User) -> Session:
-        """A new session for `user` (expired ones are dropped first)."""
-        now = self.clock()
-        for token in [t for t, s in self._sessions.items() if now - s.last_seen > self.idle]:
-            del self._sessions[token]
-        token = base64.b64encode(str(uuid.uuid4()).encode()).decode()
-        session = self._sessions[token] = Session(token, user, now)
-        return session
 
-    def find(self, token: str) -> Session | None:
-        """The live session of `token`, refreshed; None if unknown or expired."""
-        session = self._sessions.get(token)
-        if session is None:
-            return None
-        now = self.clock()
-        if now - session.last_seen > self.idle:
-            del self._sessions[token]
-            return None
-        session.last_seen = now
-        return session
+def session_of(token: str, message: pb.LogonSession) -> Session | None:
+    """The session the core returned (None if its stored role is none of ROLES)."""
+    role = message.roles[0] if message.roles else ""
+    if role not in ROLES:
+        return None
+    expires = message.expire_time.ToMicroseconds() / 1_000_000
+    return Session(token, User(message.user, "", role), expires)
 
-    def logoff(self, token: str) -> None:
-        """End the session (its tasks go with it)."""
-        self._sessions.pop(token, None)
 
-    def add_task(
-        self,
-        session: Session,
-        operation: str,
-        operation_name: str = "",
-        result: tuple[bool, str] | None = None,
-    ) -> TaskRecord:
-        """A new task of `session` (`task-N`, numbered across the gateway)."""
-        task = TaskRecord(f"task-{next(self._task_ids)}", operation, operation_name, result)
-        session.tasks[task.task_id] = task
-        while len(session.tasks) > MAX_TASKS:
-            session.tasks.popitem(last=False)
-        return task
+def task_of(message: pb.SessionTask) -> TaskRecord:
+    """The task the core returned (its id is the last segment of its name)."""
+    result = (message.result.success, message.result.message)
+    return TaskRecord(
+        message.name.rsplit("/", 1)[-1],
+        message.operation,
+        message.operation_name,
+        result if message.HasField("result") else None,
+    )
+
+
+def unresolved(tasks: list[TaskRecord], limit: int) -> list[TaskRecord]:
+    """The newest `limit` unresolved deletion tasks, oldest first."""
+    found = [task for task in reversed(tasks) if task.unresolved][:limit]
+    return found[::-1]

@@ -42,10 +42,15 @@ OPERATIONS_CANCEL = "jobcontrol.operations.cancel"
 OPERATIONS_DELETE = "jobcontrol.operations.delete"
 DIAGNOSTICS_ECHO = "jobcontrol.diagnostics.echo"
 IMPERSONATE = "jobcontrol.principals.impersonate"
+# what a gateway keeps for its dialects' clients (logon sessions, their tasks, outcomes)
+DIALECT_SESSIONS = "jobcontrol.dialects.sessions"
+DIALECT_TASKS = "jobcontrol.dialects.tasks"
+DIALECT_OUTCOMES = "jobcontrol.dialects.outcomes"
 
 _JOBS = "/jobcontrol.v1.JobService/"
 _OPERATOR = "/jobcontrol.v1.OperatorService/"
 _OPERATIONS = "/google.longrunning.Operations/"
+_STATE = "/jobcontrol.v1.DialectStateService/"
 # The permission of every RPC, by full method. A method missing here is refused.
 PERMISSIONS: Mapping[str, str] = {
     _JOBS + "CreateCollection": COLLECTIONS_CREATE,
@@ -80,6 +85,16 @@ PERMISSIONS: Mapping[str, str] = {
     _OPERATIONS + "CancelOperation": OPERATIONS_CANCEL,
     _OPERATIONS + "DeleteOperation": OPERATIONS_DELETE,
     "/jobcontrol.v1.DiagnosticsService/Echo": DIAGNOSTICS_ECHO,
+    _STATE + "CreateLogonSession": DIALECT_SESSIONS,
+    _STATE + "GetLogonSession": DIALECT_SESSIONS,
+    _STATE + "DeleteLogonSession": DIALECT_SESSIONS,
+    _STATE + "CreateSessionTask": DIALECT_TASKS,
+    _STATE + "GetSessionTask": DIALECT_TASKS,
+    _STATE + "ListSessionTasks": DIALECT_TASKS,
+    _STATE + "FinishSessionTask": DIALECT_TASKS,
+    _STATE + "DeleteSessionTask": DIALECT_TASKS,
+    _STATE + "RecordRequestOutcome": DIALECT_OUTCOMES,
+    _STATE + "GetRequestOutcome": DIALECT_OUTCOMES,
 }
 # answered for anyone (load balancers' health checks)
 PUBLIC = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
@@ -102,15 +117,18 @@ _WRITE = frozenset(
      COLLECTIONS_CREATE}
 )  # fmt: skip
 _MANAGE = frozenset({COLLECTIONS_UPDATE, COLLECTIONS_DELETE})
+# a gateway's dialect state: global permissions (no collection), for gateways and admins
+_DIALECT_STATE = frozenset({DIALECT_SESSIONS, DIALECT_TASKS, DIALECT_OUTCOMES})
 # what each role may do on the collections it is bound to
 ROLES: Mapping[str, frozenset[str]] = {
     "viewer": _READ,
     "operator": _READ | _RUN | _OPERATE,
     "editor": _READ | _RUN | _WRITE,
     "owner": _READ | _RUN | _WRITE | _MANAGE,
-    "admin": _READ | _RUN | _OPERATE | _WRITE | _MANAGE,
-    # a gateway: asserts the principals it authenticated itself (bound on "*")
-    "impersonator": frozenset({IMPERSONATE}),
+    "admin": _READ | _RUN | _OPERATE | _WRITE | _MANAGE | _DIALECT_STATE,
+    # a gateway: asserts the principals it authenticated itself and keeps its dialects'
+    # state (bound on "*")
+    "impersonator": frozenset({IMPERSONATE}) | _DIALECT_STATE,
 }
 # the role a collection's owner (the principal that created it) has on it
 OWNER_ROLE = "owner"

@@ -128,3 +128,5 @@ class Reaper:
         self._last_sweep = loop.time()
         before = now_us() - int(self.ctx.idempotency_window * 1_000_000)
         await self.ctx.store.write(lambda tx: tx.expire_replies(before))
+        # the dialects' state: expired logon sessions (with their tasks), outcomes as replies
+        await self.ctx.store.write(lambda tx: tx.expire_dialect_state(now_us(), before))

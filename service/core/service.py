@@ -10,6 +10,7 @@ from jobcontrol.service.core.authorizer import Authorizer
 from jobcontrol.service.core.collections import Collections
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.deletions import Deletions
+from jobcontrol.service.core.dialect_state import DialectState
 from jobcontrol.service.core.history import History
 from jobcontrol.service.core.jobs import Jobs
 from jobcontrol.service.core.operations import Operations
@@ -32,6 +33,7 @@ class Core:
     tasks: Tasks
     operations: Operations
     reaper: Reaper
+    dialect_state: DialectState
 
 
 def build_core(
@@ -65,4 +67,5 @@ def build_core(
         tasks=Tasks(ctx),
         operations=Operations(ctx),
         reaper=Reaper(ctx, reaper_interval),
+        dialect_state=DialectState(ctx),
     )

@@ -94,11 +94,16 @@ def to_status(error: DomainError) -> tuple[grpc.StatusCode, status_pb2.Status]:
     return code, status
 
 
+_KINDS = {"collections": "Collection", "jobs": "Job", "tasks": "Task"}
+# the dialects' state (`dialects/…`, session_service.proto)
+_DIALECT_KINDS = {"logonSessions": "LogonSession", "tasks": "SessionTask",
+                  "outcomes": "RequestOutcome"}  # fmt: skip
+
+
 def _resource_type(name: str) -> str:
     parts = name.split("/")
-    kind = {"collections": "Collection", "jobs": "Job", "tasks": "Task"}.get(
-        parts[-2] if len(parts) >= 2 else "", "Operation"
-    )
+    kinds = _DIALECT_KINDS if parts[0] == "dialects" else _KINDS
+    kind = kinds.get(parts[-2] if len(parts) >= 2 else "", "Operation")
     return f"jobcontrol.dev/{kind}"
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -177,4 +178,56 @@ leases = Table(
     # bumped on every claim: a completion names the attempt it belongs to (fencing)
     Column("attempt", Integer, nullable=False, server_default=text("0")),
     Index("ix_leases_expiry", "expire_time"),
+)
+
+logon_sessions = Table(
+    "logon_sessions",
+    metadata,
+    # the dialect (e.g. "veeam") and the SHA-256 digest (hex) of the token, never the token
+    Column("dialect", String(32), primary_key=True),
+    Column("session_id", String(64), primary_key=True),
+    Column("user_name", Text, nullable=False),
+    Column("roles", JSON, nullable=False),
+    Column("idle_us", BigInteger, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    # when the expiry was last moved, and the expiry (seen_time + idle_us)
+    Column("seen_time", BigInteger, nullable=False),
+    Column("expire_time", BigInteger, nullable=False),
+    Index("ix_logon_sessions_expiry", "expire_time"),
+)
+
+session_tasks = Table(
+    "session_tasks",
+    metadata,
+    # task-<number>: numbered by the database (never reused), safe across servers
+    Column("number", Integer, primary_key=True, autoincrement=True),
+    Column("dialect", String(32), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("operation", String(64), nullable=False),
+    Column("operation_name", Text, nullable=False),
+    Column("finished", Boolean, nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    ForeignKeyConstraint(
+        ["dialect", "session_id"],
+        ["logon_sessions.dialect", "logon_sessions.session_id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_session_tasks_session", "dialect", "session_id", "number"),
+    sqlite_autoincrement=True,
+)
+
+request_outcomes = Table(
+    "request_outcomes",
+    metadata,
+    # the dialect, whose requests it was (an Azure subscription) and the request id
+    Column("dialect", String(32), primary_key=True),
+    Column("scope", String(512), primary_key=True),
+    Column("request_id", String(512), primary_key=True),
+    Column("http_status", Integer, nullable=False),
+    Column("error_code", Text, nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("create_time", BigInteger, nullable=False),
+    Index("ix_request_outcomes_time", "create_time"),
 )

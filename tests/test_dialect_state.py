@@ -32,6 +32,8 @@ from jobcontrol.v1 import session_service_pb2 as pb
 from tests.conftest import RunningGateway, make_settings, secured_settings, start_gateway
 from tests.helpers import expect_error
 
+pytestmark = pytest.mark.backends
+
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 SERVICE = pb.DESCRIPTOR.services_by_name["DialectStateService"]

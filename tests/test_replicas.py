@@ -1,25 +1,33 @@
 """N replicas on one PostgreSQL, as real processes: three `jobctl serve --http-address ''`
-gRPC servers on one database, clients spreading requests round-robin. What a client sees
+gRPC servers on one database (and two `jobctl gateway` processes, each on its own
+server), clients spreading requests round-robin. What a client sees
 is what one process would show (deployment.md, "What N replicas means")."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import itertools
+import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import field_mask_pb2
 
+from jobcontrol.service.loadgen.served import free_port
 from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
 from tests.conftest import postgres_database
 from tests.test_process import ServerProcess
 
 pytestmark = pytest.mark.slow
 R, J = resources_pb2, job_service_pb2
+JSON = {"Accept": "application/json"}
 
 
 class Replicas:
@@ -230,3 +238,87 @@ async def test_restart_of_every_replica_loses_nothing_acknowledged(
         for name, etag in acknowledged.items():
             job = await replicas.jobs(index).GetJob(J.GetJobRequest(name=name))
             assert (job.etag, job.display_name) == (etag, "kept")
+
+
+class GatewayProcess:
+    """`jobctl gateway` in a child process, pointed at one server."""
+
+    def __init__(self, grpc_target: str, env: dict[str, str]) -> None:
+        self.address = f"127.0.0.1:{free_port()}"
+        self.grpc_target = grpc_target
+        self.env = env
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "jobcontrol.service.cli", "gateway",
+            "--grpc-target", self.grpc_target, "--http-address", self.address,
+            "--log-level", "WARNING", env={**os.environ, **self.env},
+        )  # fmt: skip
+        async with httpx.AsyncClient(base_url=f"http://{self.address}") as http:
+            for _ in range(200):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await http.get("/readyz")).status_code == 200:
+                        return
+                await asyncio.sleep(0.05)
+        raise AssertionError("gateway not ready")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+@pytest.fixture
+async def gateways(replicas: Replicas) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """Two gateway processes, on servers 0 and 1, with one Veeam user."""
+    env = {"JOBCONTROL_VEEAM_USERS": "admin:adminpw"}
+    found = [GatewayProcess(replicas.servers[i].address, env) for i in (0, 1)]
+    try:
+        await asyncio.gather(*(g.start() for g in found))
+        async with httpx.AsyncClient(base_url=f"http://{found[0].address}") as a, \
+                httpx.AsyncClient(base_url=f"http://{found[1].address}") as b:  # fmt: skip
+            yield [a, b]
+    finally:
+        for gateway in found:
+            await gateway.stop()
+
+
+VEEAM_SESSION = "X-RestSvcSessionId"
+AZURE = {"x-ms-version": "2013-06-01"}
+
+
+async def test_veeam_session_from_gateway_a_is_used_and_logged_off_on_b(
+    gateways: list[httpx.AsyncClient],
+) -> None:
+    """Veeam: a session logged on at gateway A (its server: replica 0) works on gateway B
+    (replica 1); log off on B (204) ends it on A: 401 on both afterwards."""
+    a, b = gateways
+    credential = base64.b64encode(b"admin:adminpw").decode()
+    logon = await a.post("/api/sessionMngr/?v=latest",
+                         headers={"Authorization": f"Basic {credential}", **JSON})  # fmt: skip
+    assert logon.status_code == 201, logon.text
+    sid = {VEEAM_SESSION: logon.headers[VEEAM_SESSION], **JSON}
+    assert (await b.get("/api/tasks", headers=sid)).status_code == 200
+    off = await b.delete(f"/api/logonSessions/{logon.headers[VEEAM_SESSION]}", headers=sid)
+    assert (off.status_code, off.content) == (204, b"")
+    for http in (a, b):
+        refused = await http.get("/api/tasks", headers=sid)
+        assert refused.status_code == 401, refused.text
+
+
+async def test_scheduler_operation_id_from_gateway_a_is_read_on_b(
+    gateways: list[httpx.AsyncClient],
+) -> None:
+    """Azure Scheduler: the request id gateway A answered a job-collection PUT with is
+    Succeeded/202 in Get Operation Status on gateway B."""
+    a, b = gateways
+    put = await a.put("/sub/cloudServices/cs/resources/scheduler/jobCollections/jc",
+                      headers=AZURE)  # fmt: skip
+    assert put.status_code == 202, put.text
+    rid = put.headers["x-ms-request-id"]
+    status = await b.get(f"/sub/operations/{rid}", headers=AZURE)
+    assert status.status_code == 200, status.text
+    assert f"<ID>{rid}</ID><Status>Succeeded</Status><HttpStatusCode>202</HttpStatusCode>" in (
+        status.text
+    )

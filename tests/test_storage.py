@@ -202,6 +202,46 @@ async def test_update_of_a_row_another_writer_changed_runs_again(
         await other.close()
 
 
+async def test_write_waiting_on_a_row_another_replica_holds_gives_up_unavailable(
+    store: Store, backend: str
+) -> None:
+    """Replicas: a write that waits on a row another replica's open batch holds waits at
+    most the writer's lock_timeout per run (not deadlock_timeout), runs again, and after
+    RETRIES runs fails STORAGE_UNAVAILABLE (retry) with nothing written; the holder's
+    batch commits."""
+    if backend != "postgres":
+        pytest.skip("one SQLite writer per file: no other transaction can hold the row")
+    other = open_store(store.url.render_as_string(hide_password=False), read_pool_size=1)
+    await other.open()
+    try:
+        await store.write(lambda tx: tx.insert_collection(_collection("c")))
+        await store.write(lambda tx: tx.insert_job(_job("c", "j"), "j", None))
+
+        async def mark(tx: Tx, value: str) -> None:
+            job = await tx.get_job("c", "j")
+            assert job is not None
+            job.labels["by"] = value
+            stamp(job, 1)
+            await tx.update_job(job, None)
+
+        async def hold_then_race(tx: Tx) -> BaseException | None:
+            await mark(tx, "holder")  # this batch now holds the row until it commits
+            try:
+                await asyncio.wait_for(other.write(lambda tx2: mark(tx2, "blocked")), 5)
+            except DomainError as exc:
+                return exc
+            return None
+
+        lost = await store.write(hold_then_race)
+        assert isinstance(lost, DomainError) and lost.reason is Reason.STORAGE_UNAVAILABLE
+        assert str(lost) == "too much contention on this resource; retry"
+        stored = await other.read(lambda tx: tx.get_job("c", "j"))
+        assert stored is not None and stored.labels == {"by": "holder"}
+        assert stored.version == 1
+    finally:
+        await other.close()
+
+
 async def test_lease_is_held_by_one_replica_until_it_expires(store: Store) -> None:
     """Leases: one owner at a time; the same owner keeps its attempt; once expired (on
     the database's clock) another owner takes it with the next attempt, and the first

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +100,10 @@ async def next_batch(
 _CONTENTION = frozenset({"40001", "40P01", "23505", "55P03"})
 # runs of a request that keeps losing races before it fails (UNAVAILABLE: retry)
 RETRIES = 5
+# How long a writer's statement waits for a row another replica's batch holds. Past it
+# the request loses the race (55P03) and runs again in a later batch, instead of two
+# batches that each hold a row the other wants waiting out deadlock_timeout (1 s).
+WRITER_LOCK_TIMEOUT = "50ms"
 
 
 def _sqlstate(exc: BaseException) -> str:
@@ -128,11 +133,11 @@ def pg_errors() -> Iterator[None]:
 
 async def retried(run: Callable[[], Awaitable[T]]) -> T:
     """`run` again while it loses races (Contention), at most RETRIES times."""
-    for _attempt in range(RETRIES - 1):
+    for attempt in range(RETRIES - 1):
         try:
             return await run()
-        except Contention:
-            continue
+        except Contention:  # jittered back-off, so two racing replicas part ways
+            await asyncio.sleep(random.uniform(0, 0.005 * (attempt + 1)))
     try:
         return await run()
     except Contention as exc:
@@ -230,6 +235,7 @@ class PostgresStore:
             try:
                 async with self._write_engine.connect() as conn:
                     raw = await self._raw(conn)
+                    await raw.execute(f"SET lock_timeout = '{WRITER_LOCK_TIMEOUT}'")
                     while True:
                         batch, stop = await next_batch(self._queue, self.max_batch)
                         if batch:

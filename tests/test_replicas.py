@@ -102,7 +102,7 @@ async def _outcome(call: object) -> str:
 async def test_concurrent_updates_with_one_etag_across_replicas_have_one_winner(
     replicas: Replicas,
 ) -> None:
-    """20 UpdateJobs carrying the same etag, spread over three servers at once: exactly
+    """R1: 20 UpdateJobs carrying the same etag, spread over three servers at once: exactly
     one succeeds, 19 are ABORTED (ETAG_MISMATCH), and every replica shows the winner."""
     coll = await _collection(replicas.jobs(0), "c", R.SCHEDULED)
     job = await replicas.jobs(0).CreateJob(J.CreateJobRequest(parent=coll.name, job_id="j"))
@@ -128,7 +128,7 @@ async def test_concurrent_updates_with_one_etag_across_replicas_have_one_winner(
 async def test_delete_all_racing_creates_leaves_every_replica_agreeing(
     replicas: Replicas,
 ) -> None:
-    """DeleteJobs (all) on one server while two others create jobs: nothing fails but
+    """R3: DeleteJobs (all) on one server while two others create jobs: nothing fails but
     with a lifecycle answer, the Operation completes, no job is left DELETING, and all
     three replicas list the same jobs — exactly the created ones the deletion did not take."""
     coll = await _collection(replicas.jobs(0), "c", R.BATCH)
@@ -170,7 +170,7 @@ async def test_delete_all_racing_creates_leaves_every_replica_agreeing(
 async def test_batch_delete_acknowledged_by_a_killed_replica_is_finished_by_another(
     tmp_path: Path,
 ) -> None:
-    """A Batch job with 400 tasks is deleted on server A, which purges one row per
+    """R4: A Batch job with 400 tasks is deleted on server A, which purges one row per
     transaction; A is `kill -9`ed mid-purge. Its lease expires (2 s) and server B finishes
     the Operation once: the job and its tasks are gone and the Operation is done."""
     a, b = _servers(tmp_path, 2, JOBCONTROL_LEASE_DURATION="2")
@@ -218,7 +218,7 @@ async def test_batch_delete_acknowledged_by_a_killed_replica_is_finished_by_anot
 async def test_restart_of_every_replica_loses_nothing_acknowledged(
     replicas: Replicas,
 ) -> None:
-    """Writes acknowledged by any of three servers survive `kill -9` of all three: after
+    """R6: Writes acknowledged by any of three servers survive `kill -9` of all three: after
     restarting them, every replica returns every acknowledged job at its last etag."""
     coll = await _collection(replicas.jobs(0), "c", R.SCHEDULED)
     acknowledged: dict[str, str] = {}
@@ -291,7 +291,7 @@ AZURE = {"x-ms-version": "2013-06-01"}
 async def test_veeam_session_from_gateway_a_is_used_and_logged_off_on_b(
     gateways: list[httpx.AsyncClient],
 ) -> None:
-    """Veeam: a session logged on at gateway A (its server: replica 0) works on gateway B
+    """R7: Veeam: a session logged on at gateway A (its server: replica 0) works on gateway B
     (replica 1); log off on B (204) ends it on A: 401 on both afterwards."""
     a, b = gateways
     credential = base64.b64encode(b"admin:adminpw").decode()
@@ -310,7 +310,7 @@ async def test_veeam_session_from_gateway_a_is_used_and_logged_off_on_b(
 async def test_scheduler_operation_id_from_gateway_a_is_read_on_b(
     gateways: list[httpx.AsyncClient],
 ) -> None:
-    """Azure Scheduler: the request id gateway A answered a job-collection PUT with is
+    """R7: Azure Scheduler: the request id gateway A answered a job-collection PUT with is
     Succeeded/202 in Get Operation Status on gateway B."""
     a, b = gateways
     put = await a.put("/sub/cloudServices/cs/resources/scheduler/jobCollections/jc",

@@ -134,7 +134,7 @@ def _job(cid: str, job_id: str) -> Job:
 
 
 async def test_migrations_run_once_when_replicas_start_together(tmp_path: Path) -> None:
-    """Migrations: three stores opening one new database at once all start (PostgreSQL:
+    """R5: Migrations: three stores opening one new database at once all start (PostgreSQL:
     under an advisory lock, the others wait), and the schema is at head exactly once."""
     url = database_url(tmp_path)
     stores = [open_store(url) for _ in range(3)]
@@ -155,7 +155,7 @@ async def test_migrations_run_once_when_replicas_start_together(tmp_path: Path) 
 
 
 async def test_newer_schema_is_refused(store: Store, tmp_path: Path) -> None:
-    """Start-up against a schema newer than the code knows is refused with a message
+    """R5: Start-up against a schema newer than the code knows is refused with a message
     naming the revision, and the database is left as it was."""
 
     async def bump(tx: Tx) -> None:
@@ -172,7 +172,7 @@ async def test_newer_schema_is_refused(store: Store, tmp_path: Path) -> None:
 async def test_update_of_a_row_another_writer_changed_runs_again(
     store: Store, backend: str
 ) -> None:
-    """Replicas: an update names the version it read (`WHERE pk = ? AND version = ?`); a
+    """R1: Replicas: an update names the version it read (`WHERE pk = ? AND version = ?`); a
     row another writer changed meanwhile is not overwritten: the request runs again in a
     later transaction and decides on the winner's row (here it appends to its label)."""
     if backend != "postgres":
@@ -205,7 +205,7 @@ async def test_update_of_a_row_another_writer_changed_runs_again(
 async def test_write_waiting_on_a_row_another_replica_holds_gives_up_unavailable(
     store: Store, backend: str
 ) -> None:
-    """Replicas: a write that waits on a row another replica's open batch holds waits at
+    """R2: Replicas: a write that waits on a row another replica's open batch holds waits at
     most the writer's lock_timeout per run (not deadlock_timeout), runs again, and after
     RETRIES runs fails STORAGE_UNAVAILABLE (retry) with nothing written; the holder's
     batch commits."""
@@ -243,7 +243,7 @@ async def test_write_waiting_on_a_row_another_replica_holds_gives_up_unavailable
 
 
 async def test_lease_is_held_by_one_replica_until_it_expires(store: Store) -> None:
-    """Leases: one owner at a time; the same owner keeps its attempt; once expired (on
+    """R4: Leases: one owner at a time; the same owner keeps its attempt; once expired (on
     the database's clock) another owner takes it with the next attempt, and the first
     owner's fenced renew and release then change nothing."""
     minute = 60_000_000
@@ -262,7 +262,7 @@ async def test_lease_is_held_by_one_replica_until_it_expires(store: Store) -> No
 async def test_lease_claim_skips_a_row_another_replica_is_claiming(
     store: Store, backend: str
 ) -> None:
-    """PostgreSQL: a lease row locked by another replica's open transaction is skipped
+    """R4: PostgreSQL: a lease row locked by another replica's open transaction is skipped
     (`FOR UPDATE SKIP LOCKED`): the claim returns None at once instead of waiting."""
     if backend != "postgres":
         pytest.skip("one SQLite writer per file: no other transaction can hold the row")

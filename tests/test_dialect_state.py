@@ -29,7 +29,13 @@ from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import job_service_pb2_grpc, session_service_pb2_grpc
 from jobcontrol.v1 import resources_pb2 as res
 from jobcontrol.v1 import session_service_pb2 as pb
-from tests.conftest import RunningGateway, make_settings, secured_settings, start_gateway
+from tests.conftest import (
+    SECURED_POLICY,
+    RunningGateway,
+    make_settings,
+    secured_settings,
+    start_gateway,
+)
 from tests.helpers import expect_error
 
 pytestmark = pytest.mark.backends
@@ -427,19 +433,14 @@ async def test_reaper_sweeps_expired_sessions_and_outcomes_past_the_window(
 
 # --- who may call it ------------------------------------------------------------------------
 
-POLICY = """
-[[bindings]]
-principals = ["user:gateway"]
-role = "impersonator"
-
-[[bindings]]
-principals = ["user:admin"]
-role = "admin"
-
+POLICY = (
+    SECURED_POLICY
+    + """
 [[bindings]]
 principals = ["user:alice"]
 role = "editor"
 """
+)
 
 
 def bearer(key: Path, subject: str) -> list[tuple[str, str]]:

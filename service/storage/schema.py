@@ -231,3 +231,32 @@ request_outcomes = Table(
     Column("create_time", BigInteger, nullable=False),
     Index("ix_request_outcomes_time", "create_time"),
 )
+
+occurrences = Table(
+    "occurrences",
+    metadata,
+    # one planned run of a scheduled job: (job, expected time) is unique, so two replicas
+    # planning the same occurrence make one row
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("job_pk", Integer, ForeignKey("jobs.pk", ondelete="CASCADE"), nullable=False),
+    Column("collection_id", String(128), nullable=False),
+    Column("job_key", String(128), nullable=False),
+    # the id targets see (x-ms-client-request-id) to de-duplicate at-least-once attempts
+    Column("occurrence_id", String(32), nullable=False),
+    Column("expected_time", BigInteger, nullable=False),
+    # when its next attempt is due (the expected time, then each retry's); µs
+    Column("due_time", BigInteger, nullable=False),
+    # MAIN or ERROR (the error action, once the main action's retries are spent)
+    Column("phase", String(8), nullable=False),
+    # attempts made in this phase so far (the history's RetryCount)
+    Column("retry_count", Integer, nullable=False, server_default=text("0")),
+    Column("done", Boolean, nullable=False, server_default=text("false")),
+    # the replica running an attempt, until when (the database's clock, µs), and the
+    # attempt's number: a completion names it (fencing)
+    Column("lease_owner", String(64), nullable=False, server_default=text("''")),
+    Column("lease_expire_time", BigInteger, nullable=False, server_default=text("0")),
+    Column("lease_attempt", Integer, nullable=False, server_default=text("0")),
+    Index("ix_occurrences_job_time", "job_pk", "expected_time", unique=True),
+    Index("ix_occurrences_due", "done", "due_time"),
+    sqlite_autoincrement=True,
+)

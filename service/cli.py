@@ -29,6 +29,11 @@ _HELP = {
     "lease_duration": "seconds a replica holds background work unrenewed before another "
     "may take it over",
     "replica_id": "this replica's name as a lease owner (empty: host-pid-random)",
+    "scheduler_min_interval": "shortest recurrence period and retry interval of scheduled "
+    "jobs, seconds",
+    "action_timeout": "seconds one HTTP action of a scheduled job may take",
+    "scheduler_concurrency": "most scheduled-job attempts in flight on this server (0: this "
+    "server runs none)",
     "max_batch": "most write requests committed in one transaction (group commit)",
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",

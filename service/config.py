@@ -28,6 +28,12 @@ class Settings:
     lease_duration: float = 30.0
     # this process's name as a lease owner; empty: <host>-<pid>-<random>
     replica_id: str = ""
+    # scheduled jobs: the shortest recurrence period and retry interval accepted (seconds;
+    # Azure Scheduler's documented minimum is a minute), one action's timeout, and the most
+    # attempts in flight on this server
+    scheduler_min_interval: float = 60.0
+    action_timeout: float = 60.0
+    scheduler_concurrency: int = 256
     # most requests the writer commits in one transaction
     max_batch: int = 256
     # read connections beside the single writer

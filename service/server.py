@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
+from jobcontrol.service.http_actions import HttpActionRunner
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
@@ -60,6 +61,7 @@ class RunningServer:
     core: Core
     store: SqliteStore | PostgresStore
     health: health.aio.HealthServicer
+    runner: HttpActionRunner
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight calls finish for `grace` seconds, then close
@@ -67,7 +69,9 @@ class RunningServer:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
+        await self.core.scheduler.stop()
         await self.core.reaper.stop()
+        await self.runner.close()
         await self.store.close()
 
 
@@ -112,8 +116,13 @@ async def start_server(settings: Settings) -> RunningServer:
         policy=policy,
         lease_duration=settings.lease_duration,
         replica=settings.replica_id,
+        runner=(runner := HttpActionRunner()),
+        scheduler_min_interval=settings.scheduler_min_interval,
+        action_timeout=settings.action_timeout,
+        scheduler_concurrency=settings.scheduler_concurrency,
     )
     core.reaper.start()
+    core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor(), auth], options=_options(settings)
@@ -134,7 +143,9 @@ async def start_server(settings: Settings) -> RunningServer:
     )
     port = _bind(server, settings)
     if port == 0:
+        await core.scheduler.stop()
         await core.reaper.stop()
+        await runner.close()
         await store.close()
         raise SystemExit(f"cannot listen on {settings.grpc_address}")
     await server.start()
@@ -143,7 +154,7 @@ async def start_server(settings: Settings) -> RunningServer:
     host = settings.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
-    return RunningServer(server, address, core, store, health_servicer)
+    return RunningServer(server, address, core, store, health_servicer, runner)
 
 
 async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:

@@ -99,11 +99,15 @@ def database_url(tmp_path: Path) -> str:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a test server: port 0, a fresh database (see database_url), fast reaper."""
+    """Settings for a test server: port 0, a fresh database (see database_url), fast reaper,
+    and no scheduled actions run (`scheduler_concurrency` 0: the jobs of rule tests, many
+    with past start times, would fire at their example targets); the scheduler's own
+    tests turn it on (`scheduler_settings`)."""
     base: dict[str, Any] = {
         "grpc_address": "127.0.0.1:0",
         "database_url": database_url(tmp_path),
         "reaper_interval": 0.02,
+        "scheduler_concurrency": 0,
     }
     base.update(overrides)
     return Settings(**base)

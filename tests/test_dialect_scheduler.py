@@ -9,7 +9,7 @@ import re
 import socket
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -599,10 +599,15 @@ def test_collection_id_is_deterministic(gateway: RunningGateway) -> None:
 
 
 async def test_put_new_job_is_201_with_job_body(http: httpx.AsyncClient, jc: str) -> None:
-    """Create job: PUT of a new id is 201 with the job, status counts at 0."""
+    """Create job: PUT of a new id is 201 with the job, status counts at 0; a one-shot
+    job whose start time has passed is due at once (nextExecutionTime: its creation,
+    whole seconds)."""
+    before = datetime.now(UTC).replace(microsecond=0)
     r = await http.put(f"{jc}/jobs/j1", json=SIMPLE, headers=HEADERS)
     job = json_of(r, 201)
     assert without_status(job) == {"id": "j1", **SIMPLE}
+    due = datetime.fromisoformat(job["status"].pop("nextExecutionTime"))
+    assert before <= due <= datetime.now(UTC)
     assert job["status"] == {"executionCount": 0, "failureCount": 0, "faultedCount": 0}
 
 

@@ -1446,6 +1446,7 @@ class HistoryEntry(_message.Message):
     RETRY_COUNT_FIELD_NUMBER: _builtins.int
     REPEAT_COUNT_FIELD_NUMBER: _builtins.int
     ACTION_NAME_FIELD_NUMBER: _builtins.int
+    EXPECTED_EXECUTION_TIME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     state: Global___State.ValueType
     """The job's state when the entry was recorded."""
@@ -1460,6 +1461,12 @@ class HistoryEntry(_message.Message):
     def start_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expected_execution_time(self) -> _timestamp_pb2.Timestamp:
+        """When the occurrence this attempt belongs to was expected to start (runs of the
+        service's own scheduler; unset for runs recorded by operators).
+        """
+
     def __init__(
         self,
         *,
@@ -1473,10 +1480,11 @@ class HistoryEntry(_message.Message):
         retry_count: _builtins.int = ...,
         repeat_count: _builtins.int = ...,
         action_name: _builtins.str = ...,
+        expected_execution_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "expected_execution_time", b"expected_execution_time", "start_time", b"start_time", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_name", b"action_name", "end_time", b"end_time", "message", b"message", "name", b"name", "repeat_count", b"repeat_count", "retry_count", b"retry_count", "start_time", b"start_time", "state", b"state", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action_name", b"action_name", "end_time", b"end_time", "expected_execution_time", b"expected_execution_time", "message", b"message", "name", b"name", "repeat_count", b"repeat_count", "retry_count", b"retry_count", "start_time", b"start_time", "state", b"state", "status", b"status", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

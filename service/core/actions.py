@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from jobcontrol.service.core import engine, names
+from jobcontrol.service.core import engine, names, scheduling
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import Reason, bad_field
@@ -65,8 +65,10 @@ class Actions:
             if rule.to is not None:
                 waits = rule.via is not None and engine.work_in_flight(rules, job, running)
                 engine.transition(job, rule.via if waits and rule.via else rule.to, now)
+            engine.refresh_schedule(rules, job)
             engine.stamp(job, now)
             await tx.update_job(job, engine.job_type_of(rules, job))
+            await scheduling.replan(self.ctx, tx, rules, job)
             return engine.strip_input_only(rules, job)
 
         return await self.ctx.write(action.value, request_id, run)
@@ -97,6 +99,7 @@ class Actions:
             engine.refresh_schedule(rules, job)
             engine.stamp(job, now)
             await tx.update_job(job, engine.job_type_of(rules, job))
+            await scheduling.replan(self.ctx, tx, rules, job)
             return engine.strip_input_only(rules, job)
 
         return await self.ctx.write("TransitionJob", "", run)

@@ -32,6 +32,11 @@ class Context:
     # background work: this replica's name as a lease owner, and how long a lease lasts
     replica: str = field(default_factory=lambda: default_replica())
     lease_duration: float = 30.0
+    # scheduled jobs: the shortest recurrence and retry interval, the timeout of one
+    # action, and the scheduler's wake-up (a job became due sooner than it would look)
+    scheduler_min_interval: float = 60.0
+    action_timeout: float = 60.0
+    schedule_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def write(self, method: str, request_id: str, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run a mutation on the writer. A `request_id` is scoped to (principal, method,

@@ -11,7 +11,15 @@ from typing import Any, Protocol
 
 from jobcontrol.service.core import documents, recurrence
 from jobcontrol.service.core.errors import DomainError, FieldViolation, Reason, bad_field
-from jobcontrol.service.core.model import Action, Collection, Job, Quota, State
+from jobcontrol.service.core.model import (
+    Action,
+    Collection,
+    HistoryEntry,
+    Job,
+    Quota,
+    State,
+    now_us,
+)
 from jobcontrol.service.core.profiles import INPUT_ONLY_PATHS, SPEC_KEYS, ActionRule, ProfileRules
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -247,6 +255,41 @@ def quota_error(collection: Collection, limit: str, value: int) -> DomainError:
     )
 
 
+# Azure Scheduler's shortest retry interval; a lower --scheduler-min-interval lowers it too
+RETRY_INTERVAL_FLOOR = 30.0
+
+
+def check_min_intervals(spec: dict[str, Any], min_seconds: float, collection: Collection) -> None:
+    """The server's floor (`--scheduler-min-interval`) on a scheduled job's recurrence
+    period (RECURRENCE_QUOTA_EXCEEDED, like the collection's quota) and on the retry
+    interval of its action and error action (a field violation; at most 30 s)."""
+    period = recurrence.period_seconds(spec.get("recurrence") or {})
+    if period is not None and period < min_seconds:
+        raise DomainError(
+            Reason.RECURRENCE_QUOTA_EXCEEDED,
+            f"recurrence every {period} s is more frequent than this service allows "
+            f"({min_seconds:g} s)",
+            metadata={"quota": "min_recurrence_interval", "limit_seconds": f"{min_seconds:g}"},
+            resource=collection.name,
+        )
+    action = spec.get("action") or {}
+    floor = min(min_seconds, RETRY_INTERVAL_FLOOR)
+    for path, act in (("action", action), ("action.error_action", action.get("error_action"))):
+        policy = (act or {}).get("retry_policy") or {}
+        if "retry_interval" in policy and policy.get("retry_type") != "NONE":
+            seconds = duration_seconds(policy["retry_interval"])
+            if seconds < floor:
+                raise bad_field(
+                    f"scheduled.{path}.retry_policy.retry_interval",
+                    f"{seconds:g} s is shorter than this service allows ({floor:g} s)",
+                )
+
+
+def duration_seconds(value: str) -> float:
+    """A proto3 JSON Duration ("90s", "1.5s") in seconds."""
+    return float(str(value).removesuffix("s") or 0)
+
+
 def check_recurrence_quota(quota: Quota, spec: dict[str, Any], collection: Collection) -> None:
     """A recurrence more frequent than the collection allows."""
     if not quota.max_recurrence_frequency:
@@ -272,7 +315,8 @@ def refresh_schedule(rules: ProfileRules, job: Job) -> None:
     """Recompute the next execution time from the current definition (scheduled)."""
     if not rules.schedules_runs:
         return
-    nxt = recurrence.next_occurrence(job.spec)
+    created = datetime.fromtimestamp((job.create_time or now_us()) / 1_000_000, UTC)
+    nxt = recurrence.next_run(job.spec, job.status, created, datetime.now(UTC))
     if nxt is None:
         job.status.pop("next_execution_time", None)
     else:
@@ -392,3 +436,28 @@ def utc_string(micros: int) -> str:
     """RFC 3339 form of a stored time (integer arithmetic: a float rounds
     9999-12-31T23:59:59.999999 up into year 10000)."""
     return (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# a run's history status -> the result the profile records (backup.last_result)
+_RUN_RESULT = {"COMPLETED": "SUCCESS", "FAILED": "FAILED"}
+
+
+def count_run(rules: ProfileRules, job: Job, entry: HistoryEntry, now: int) -> None:
+    """What a recorded run changes on its job: the counters, the last execution time, the
+    run's result (backup) and the end of the run (the profile's run_end)."""
+    status = job.status
+    status["execution_count"] = int(status.get("execution_count", 0)) + 1
+    if entry.status == "FAILED":
+        status["failure_count"] = int(status.get("failure_count", 0)) + 1
+    status["last_execution_time"] = utc_string(entry.end_time or now)
+    if rules.run_result_path and entry.status in _RUN_RESULT:
+        apply_sets(rules, job, ((rules.run_result_path, _RUN_RESULT[entry.status]),))
+    if job.state in rules.run_end:
+        transition(job, rules.run_end[job.state], now)
+    elif job.state is State.DELETING and job.previous_state in rules.run_end:
+        job.previous_state = rules.run_end[job.previous_state or job.state]
+
+
+def job_key(rules: ProfileRules, job_id: str) -> str:
+    """The stored lookup key: ids are case-insensitive in some profiles."""
+    return job_id.lower() if rules.case_insensitive_ids else job_id

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from jobcontrol.service.core import engine, filters, names, pages
+from jobcontrol.service.core import engine, filters, names, pages, scheduling
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.jobs import load_job
-from jobcontrol.service.core.model import HistoryEntry, State, now_us
+from jobcontrol.service.core.model import HistoryEntry, now_us
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.core.profiles import rules_for
-
-# a run's history status -> the result the profile records (backup.last_result)
-_RUN_RESULT = {"COMPLETED": "SUCCESS", "FAILED": "FAILED"}
 
 
 @dataclass
@@ -42,20 +39,11 @@ class History:
                 now,
             )
             entry.pk = await tx.insert_history(entry)
-            status = job.status
-            status["execution_count"] = int(status.get("execution_count", 0)) + 1
-            if entry.status == "FAILED":
-                status["failure_count"] = int(status.get("failure_count", 0)) + 1
-            status["last_execution_time"] = engine.utc_string(entry.end_time or now)
-            if rules.run_result_path and entry.status in _RUN_RESULT:
-                engine.apply_sets(rules, job, ((rules.run_result_path, _RUN_RESULT[entry.status]),))
-            if job.state in rules.run_end:
-                engine.transition(job, rules.run_end[job.state], now)
-            elif job.state is State.DELETING and job.previous_state in rules.run_end:
-                job.previous_state = rules.run_end[job.previous_state or job.state]
+            engine.count_run(rules, job, entry, now)
             engine.refresh_schedule(rules, job)
             engine.stamp(job, now)
             await tx.update_job(job, engine.job_type_of(rules, job))
+            await scheduling.replan(self.ctx, tx, rules, job)
             return entry
 
         result = await self.ctx.write("RecordRun", "", run)

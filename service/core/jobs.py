@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from jobcontrol.service.core import documents, engine, filters, names, pages
+from jobcontrol.service.core import documents, engine, filters, names, pages, scheduling
 from jobcontrol.service.core.collections import check_collection, insert_collection, load_collection
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
@@ -27,9 +27,7 @@ class JobPage:
     next_page_token: str
 
 
-def job_key(rules: ProfileRules, job_id: str) -> str:
-    """The stored lookup key: ids are case-insensitive in some profiles."""
-    return job_id.lower() if rules.case_insensitive_ids else job_id
+job_key = engine.job_key
 
 
 async def load_job(tx: Tx, collection_id: str, job_id: str) -> Job:
@@ -143,6 +141,8 @@ class Jobs:
         engine.check_recurrence_quota(
             engine.effective_quota(rules, collection), job.spec, collection
         )
+        if rules.schedules_runs:
+            engine.check_min_intervals(job.spec, self.ctx.scheduler_min_interval, collection)
         engine.refresh_schedule(rules, job)
         engine.stamp(job, now)
         if existing is None:
@@ -150,6 +150,7 @@ class Jobs:
         else:
             await tx.purge_children(existing.pk or 0, 1_000_000)
             await tx.update_job(job, engine.job_type_of(rules, job))
+        await scheduling.replan(self.ctx, tx, rules, job)
         return engine.strip_input_only(rules, job)
 
     @staticmethod
@@ -265,12 +266,18 @@ class Jobs:
             collection = await load_collection(tx, job.collection_id)
             quota = engine.effective_quota(rules, collection)
             engine.check_recurrence_quota(quota, new_spec, collection)
+        if rules.schedules_runs and any(
+            new_spec.get(key) != job.spec.get(key) for key in ("recurrence", "action")
+        ):
+            collection = await load_collection(tx, job.collection_id)
+            engine.check_min_intervals(new_spec, self.ctx.scheduler_min_interval, collection)
         now = now_us()
         self._fill(rules, job, new)
         engine.transition(job, target, now)
         engine.refresh_schedule(rules, job)
         engine.stamp(job, now)
         await tx.update_job(job, engine.job_type_of(rules, job))
+        await scheduling.replan(self.ctx, tx, rules, job)
         return engine.strip_input_only(rules, job)
 
     async def delete(

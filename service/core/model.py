@@ -190,6 +190,8 @@ class HistoryEntry:
     repeat_count: int = 0
     action_name: str = ""
     pk: int | None = None
+    # the occurrence's expected start (scheduled jobs run by the service), µs
+    expected_time: int | None = None
 
     @property
     def name(self) -> str:
@@ -222,3 +224,31 @@ class Operation:
     total_count: int = 0
     error: OperationError | None = None
     result_kind: str = "empty"  # "empty" or "delete_jobs" (DeleteJobsResponse)
+
+
+@dataclass(slots=True)
+class Occurrence:
+    """One planned run of a scheduled job: unique per (job, expected time), run in
+    attempts (the main action and its retries, then the error action and its retries),
+    each attempt under a lease on the occurrence's row."""
+
+    job_pk: int
+    collection_id: str
+    job_key: str
+    occurrence_id: str
+    expected_time: int
+    due_time: int
+    phase: str = "MAIN"  # MAIN | ERROR
+    retry_count: int = 0
+    # the lease attempt that claimed it (a completion names it)
+    attempt: int = 0
+    pk: int | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ActionOutcome:
+    """What one attempt of a scheduled job's action came to: success (a 2xx reply), and
+    the history message (the response's status and at most 2,048 bytes of it)."""
+
+    ok: bool
+    message: str

@@ -210,8 +210,14 @@ SCHEDULED = ProfileRules(
     },
     required_fields=(),
     values={
+        # SECOND: for services whose --scheduler-min-interval is under a minute
         "scheduled.recurrence.frequency": ValueRule(
-            allowed=("MINUTE", "HOUR", "DAY", "WEEK", "MONTH")
+            allowed=("SECOND", "MINUTE", "HOUR", "DAY", "WEEK", "MONTH")
+        ),
+        # Azure Scheduler's documented bound on retries
+        "scheduled.action.retry_policy.retry_count": ValueRule(ranges=((0, 20),)),
+        "scheduled.action.error_action.retry_policy.retry_count": ValueRule(
+            ranges=((0, 20),)
         ),
     },
     replace_existing_in=NO_STATES,

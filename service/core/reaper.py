@@ -130,3 +130,5 @@ class Reaper:
         await self.ctx.store.write(lambda tx: tx.expire_replies(before))
         # the dialects' state: expired logon sessions (with their tasks), outcomes as replies
         await self.ctx.store.write(lambda tx: tx.expire_dialect_state(now_us(), before))
+        # occurrences run long enough ago (kept so that none is planned and run twice)
+        await self.ctx.store.write(lambda tx: tx.expire_occurrences(before))

@@ -11,14 +11,19 @@ from dateutil import rrule
 from jobcontrol.service.core.errors import bad_field
 
 _FREQ = {
+    "SECOND": rrule.SECONDLY,
     "MINUTE": rrule.MINUTELY,
     "HOUR": rrule.HOURLY,
     "DAY": rrule.DAILY,
     "WEEK": rrule.WEEKLY,
     "MONTH": rrule.MONTHLY,
 }
+# Seconds per period (a month: 30 days), to compare a recurrence with the quotas.
+PERIOD_SECONDS = {
+    "SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400, "WEEK": 604800, "MONTH": 2592000,
+}  # fmt: skip
 # Minutes per period, to compare a recurrence with a collection's quota.
-PERIOD_MINUTES = {"MINUTE": 1, "HOUR": 60, "DAY": 1440, "WEEK": 10080, "MONTH": 43200}
+PERIOD_MINUTES = {freq: seconds / 60 for freq, seconds in PERIOD_SECONDS.items()}
 _DAYS = {
     "MONDAY": rrule.MO,
     "TUESDAY": rrule.TU,
@@ -45,12 +50,20 @@ def parse_time(value: str, field: str) -> datetime:
         raise bad_field(field, f"not an RFC 3339 time: {value!r}") from exc
 
 
-def period_minutes(recurrence: dict[str, Any]) -> int | None:
+def period_minutes(recurrence: dict[str, Any]) -> float | None:
     """Length of one recurrence period in minutes, or None without a frequency."""
-    freq = recurrence.get("frequency")
-    if freq not in PERIOD_MINUTES:
+    seconds = period_seconds(recurrence)
+    if seconds is None:
         return None
-    return PERIOD_MINUTES[freq] * int(recurrence.get("interval") or 1)
+    return seconds // 60 if seconds % 60 == 0 else seconds / 60
+
+
+def period_seconds(recurrence: dict[str, Any]) -> int | None:
+    """Length of one recurrence period in seconds, or None without a frequency."""
+    freq = recurrence.get("frequency")
+    if freq not in PERIOD_SECONDS:
+        return None
+    return PERIOD_SECONDS[freq] * int(recurrence.get("interval") or 1)
 
 
 def check(recurrence: dict[str, Any]) -> None:
@@ -85,7 +98,7 @@ def _skip(
     if (schedule and count) or dtstart >= now:
         return dtstart, 0, {}
     if freq != "MONTH":
-        period = timedelta(minutes=interval * PERIOD_MINUTES[freq])
+        period = timedelta(seconds=interval * PERIOD_SECONDS[freq])
         skipped = max(int((now - dtstart) / period) - 1, 0)
         return dtstart + skipped * period, skipped, {}
     if count and dtstart.day > 28:
@@ -126,7 +139,7 @@ def _misses_every_day(freq: str, interval: int, start: datetime, schedule: dict[
     wanted = {list(_DAYS).index(d) for d in names if d in _DAYS}
     if freq not in ("MINUTE", "HOUR", "DAY") or not wanted:
         return False
-    stride = interval * PERIOD_MINUTES[freq] % _WEEK
+    stride = int(interval * PERIOD_MINUTES[freq]) % _WEEK
     position = start.weekday() * 1440 + start.hour * 60 + start.minute
     for _ in range(_WEEK // math.gcd(stride, _WEEK)):  # the minutes of the week it visits
         if position // 1440 in wanted:
@@ -183,3 +196,49 @@ def _first_after(rule: rrule.rrule, now: datetime, count: int) -> datetime | Non
     except (OverflowError, ValueError):  # the next one would be past year 9999
         return None
     return None
+
+
+def next_run(
+    spec: dict[str, Any], status: dict[str, Any], created: datetime, now: datetime
+) -> datetime | None:
+    """When the job's next occurrence is expected (whole seconds), from its definition and
+    what has run (`status.occurrence_count`, `status.last_start_time`), or None when no
+    occurrence is left.
+
+    - No recurrence: once, at the start time, or at creation without one or when it had
+      passed at creation (at once). Planned again with the same time until it has run, so replanning
+      never makes a second occurrence.
+    - A recurrence without a start time starts at creation.
+    - Without a schedule the next occurrence is the last actual start + the interval (as
+      Azure Scheduler recorded it), skipping instances already past; with a schedule,
+      the first instance after now; a past start time skips past instances.
+    - `count` occurrences or the `end_time` end it."""
+    runs = int(status.get("occurrence_count") or 0)
+    start_raw = spec.get("start_time")
+    start = parse_time(start_raw, "scheduled.start_time") if start_raw else None
+    first = (start or created).replace(microsecond=0)
+    recurrence = spec.get("recurrence") or {}
+    freq = recurrence.get("frequency")
+    if freq not in _FREQ:  # a start time that had passed at creation: at once
+        return None if runs else max(first, created.replace(microsecond=0))
+    count = int(recurrence.get("count") or 0)
+    if count and runs >= count:
+        return None
+    end = recurrence.get("end_time")
+    until = parse_time(end, f"{_FIELD}.end_time") if end else None
+    last_raw = status.get("last_start_time")
+    if runs == 0 and (start is None or start > now):
+        nxt: datetime | None = first
+    elif last_raw and not recurrence.get("schedule"):
+        last = parse_time(last_raw, "status.last_start_time").replace(microsecond=0)
+        every = {"frequency": freq, "interval": recurrence.get("interval")}
+        nxt = next_occurrence({"start_time": _rfc3339(last), "recurrence": every}, max(now, last))
+    else:
+        nxt = next_occurrence(spec, now)
+    if nxt is not None and until is not None and nxt > until:
+        return None
+    return nxt
+
+
+def _rfc3339(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

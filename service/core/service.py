@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from jobcontrol.service.core.access import Policy
 from jobcontrol.service.core.actions import Actions
@@ -13,9 +14,11 @@ from jobcontrol.service.core.deletions import Deletions
 from jobcontrol.service.core.dialect_state import DialectState
 from jobcontrol.service.core.history import History
 from jobcontrol.service.core.jobs import Jobs
+from jobcontrol.service.core.model import ActionOutcome
 from jobcontrol.service.core.operations import Operations
-from jobcontrol.service.core.ports import Store
+from jobcontrol.service.core.ports import ActionRunner, Store
 from jobcontrol.service.core.reaper import Reaper
+from jobcontrol.service.core.scheduling import Scheduler
 from jobcontrol.service.core.tasks import Tasks
 
 
@@ -34,6 +37,7 @@ class Core:
     operations: Operations
     reaper: Reaper
     dialect_state: DialectState
+    scheduler: Scheduler
 
 
 def build_core(
@@ -45,6 +49,10 @@ def build_core(
     policy: Policy | None = None,
     lease_duration: float = 30.0,
     replica: str = "",
+    runner: ActionRunner | None = None,
+    scheduler_min_interval: float = 60.0,
+    action_timeout: float = 60.0,
+    scheduler_concurrency: int = 256,
 ) -> Core:
     """Wire the use-cases to a store, under `policy` (None: the open development mode)."""
     ctx = Context(
@@ -53,6 +61,8 @@ def build_core(
         purge_chunk=purge_chunk,
         policy=policy or Policy(open=True),
         lease_duration=lease_duration,
+        scheduler_min_interval=scheduler_min_interval,
+        action_timeout=action_timeout,
     )
     if replica:
         ctx.replica = replica
@@ -68,4 +78,15 @@ def build_core(
         operations=Operations(ctx),
         reaper=Reaper(ctx, reaper_interval),
         dialect_state=DialectState(ctx),
+        scheduler=Scheduler(ctx, runner or NoActions(), scheduler_concurrency),
     )
+
+
+class NoActions:
+    """The runner of a core built without one (tools, tests of the core alone): every
+    attempt fails and says so."""
+
+    async def run(
+        self, action: dict[str, Any], headers: dict[str, str], seconds: float
+    ) -> ActionOutcome:
+        return ActionOutcome(False, "no action runner is configured in this process")

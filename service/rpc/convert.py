@@ -428,6 +428,7 @@ def history_to_proto(e: model.HistoryEntry) -> resources_pb2.HistoryEntry:
         retry_count=e.retry_count,
         repeat_count=e.repeat_count,
         action_name=e.action_name,
+        expected_execution_time=timestamp(e.expected_time),
     )
 
 

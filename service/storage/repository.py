@@ -26,6 +26,7 @@ from jobcontrol.service.core.model import (
 from jobcontrol.service.core.ports import JobQuery, TaskCounts
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.dialect_state import DialectStateTx
+from jobcontrol.service.storage.occurrences import OccurrencesTx
 from jobcontrol.service.storage.schema import (
     DbNow,
     collections,
@@ -117,7 +118,7 @@ class Connection(Protocol):
     async def run_sync(self, fn: Callable[..., R], *args: Any) -> R: ...
 
 
-class SqlTx(DialectStateTx):
+class SqlTx(DialectStateTx, OccurrencesTx):
     """Implements `service.core.ports.Tx` on a connection inside a transaction."""
 
     def __init__(self, conn: Connection) -> None:

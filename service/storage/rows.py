@@ -161,6 +161,7 @@ def history_entry(row: Any, job_name: str) -> HistoryEntry:
         repeat_count=row.repeat_count,
         action_name=row.action_name,
         pk=row.pk,
+        expected_time=row.expected_time,
     )
 
 
@@ -176,6 +177,7 @@ def history_values(e: HistoryEntry) -> dict[str, Any]:
         "retry_count": e.retry_count,
         "repeat_count": e.repeat_count,
         "action_name": e.action_name,
+        "expected_time": e.expected_time,
     }
 
 

@@ -133,6 +133,8 @@ history = Table(
     Column("retry_count", Integer, nullable=False),
     Column("repeat_count", Integer, nullable=False),
     Column("action_name", Text, nullable=False),
+    # the occurrence's expected start (runs of scheduled jobs), µs
+    Column("expected_time", BigInteger),
     Index("ix_history_job", "job_pk", "pk"),
 )
 

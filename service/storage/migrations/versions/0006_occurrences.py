@@ -1,4 +1,5 @@
-"""occurrences: planned runs of scheduled jobs, claimed through leases on their rows
+"""occurrences: planned runs of scheduled jobs, claimed through leases on their rows;
+history.expected_time
 
 Revision ID: 0006
 Revises: 0005
@@ -44,9 +45,11 @@ def upgrade() -> None:
         "ix_occurrences_job_time", "occurrences", ["job_pk", "expected_time"], unique=True
     )
     op.create_index("ix_occurrences_due", "occurrences", ["done", "due_time"], unique=False)
+    op.add_column("history", sa.Column("expected_time", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("history", "expected_time")
     op.drop_index("ix_occurrences_due", table_name="occurrences")
     op.drop_index("ix_occurrences_job_time", table_name="occurrences")
     op.drop_table("occurrences")

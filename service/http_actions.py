@@ -1,0 +1,122 @@
+"""The scheduler's action runner: HTTP and HTTPS actions with aiohttp (one session per
+server); queue actions are stored and shown, and fail with a clear message until an
+adapter is configured."""
+
+from __future__ import annotations
+
+import base64
+import os
+import ssl
+import tempfile
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    pkcs12,
+)
+
+from jobcontrol.service.core.model import ActionOutcome
+
+# the history message holds at most this much of the response
+RESPONSE_LIMIT = 2048
+QUEUE_TYPES = ("STORAGE_QUEUE", "SERVICE_BUS_QUEUE", "SERVICE_BUS_TOPIC")
+
+
+class HttpActionRunner:
+    """`service.core.ports.ActionRunner` over HTTP: method, uri, headers and body of the
+    action's request, Basic or ClientCertificate authentication from its stored secrets;
+    success is a 2xx reply. Redirects are not followed (a 3xx is the target's answer)."""
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def run(
+        self, action: dict[str, Any], headers: dict[str, str], seconds: float
+    ) -> ActionOutcome:
+        kind = action.get("type") or "HTTP"
+        if kind in QUEUE_TYPES:
+            return ActionOutcome(
+                False, f"{kind} action: action type not available in this deployment"
+            )
+        request = action.get("request") or {}
+        uri = request.get("uri") or ""
+        host = urlsplit(uri).hostname or uri
+        if not uri:
+            return ActionOutcome(False, "Http Action - the action has no request uri")
+        # the job's own headers, then the scheduler's (they identify the occurrence)
+        sent = {**(request.get("headers") or {}), **headers}
+        try:
+            auth, tls = _authentication(request.get("authentication") or {})
+            async with self._client().request(
+                (request.get("method") or "GET").upper(),
+                uri,
+                headers=sent,
+                data=(request.get("body") or "").encode(),
+                auth=auth,
+                ssl=tls if tls is not None else True,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=seconds),
+            ) as reply:
+                body = await reply.content.read(RESPONSE_LIMIT)
+        except TimeoutError:
+            return ActionOutcome(
+                False, f"Http Action - Request to host '{host}' timed out after {seconds:g} s"
+            )
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
+            return ActionOutcome(False, f"Http Action - Request to host '{host}' failed: {exc}")
+        text = body.decode("utf-8", "replace")
+        message = (
+            f"Http Action - Response from host '{host}': '{reply.status} {reply.reason or ''}'"
+            f" Body: {text}"
+        )
+        return ActionOutcome(200 <= reply.status < 300, message)
+
+
+def _authentication(auth: dict[str, Any]) -> tuple[aiohttp.BasicAuth | None, ssl.SSLContext | None]:
+    """Basic credentials, or a TLS context presenting the stored client certificate."""
+    kind = str(auth.get("type") or "").lower()
+    if kind == "basic":
+        return aiohttp.BasicAuth(auth.get("username") or "", auth.get("password") or ""), None
+    if kind == "clientcertificate" and auth.get("pfx"):
+        return None, _client_certificate(auth["pfx"], auth.get("password") or "")
+    return None, None
+
+
+def _client_certificate(pfx: str, password: str) -> ssl.SSLContext:
+    """A default TLS context with the PKCS#12 (base64) certificate and key loaded; ssl
+    takes files only, so the PEM lives in a private temporary file while it loads."""
+    key, cert, chain = pkcs12.load_key_and_certificates(
+        base64.b64decode(pfx), password.encode() or None
+    )
+    if key is None or cert is None:
+        raise ValueError("the client certificate has no key or certificate")
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    pem += cert.public_bytes(Encoding.PEM)
+    for extra in chain or ():
+        pem += extra.public_bytes(Encoding.PEM)
+    context = ssl.create_default_context()
+    fd, path = tempfile.mkstemp(suffix=".pem")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        context.load_cert_chain(path)
+    finally:
+        os.unlink(path)
+    return context

@@ -1,0 +1,455 @@
+"""Scheduled jobs run (issue 15): occurrences fire HTTP actions at a real target on
+127.0.0.1 that records every request; retries, the error action, history, counters and
+completion; disabled, updated and deleted jobs. Rules E1..E12 of docs/rules.md."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import httpx
+import pytest
+from aiohttp import web
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+
+from jobcontrol.service.server import RunningServer, start_server
+from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
+from tests.conftest import make_settings, start_gateway
+from tests.helpers import expect_error
+
+pytestmark = pytest.mark.backends
+
+R, JS = resources_pb2, job_service_pb2
+Code = grpc.StatusCode
+# how long a test waits for what the scheduler should do (it looks at least every second)
+WAIT = 10.0
+
+
+@dataclass
+class Seen:
+    """One request the target received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+    at: float
+
+
+@dataclass
+class Target:
+    """An HTTP server on 127.0.0.1 recording requests: `/ok` answers 200, `/fail` 500,
+    `/slow` 200 after `slow` seconds."""
+
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+    slow: float = 0.0
+
+    def on(self, path: str) -> list[Seen]:
+        return [s for s in self.seen if s.path == path]
+
+    async def wait_for(self, count: int, path: str | None = None) -> list[Seen]:
+        """The first `count` requests (to `path`), waiting up to WAIT seconds."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            got = self.seen if path is None else self.on(path)
+            if len(got) >= count:
+                return got[:count]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(self.seen)} requests after {WAIT} s, wanted {count}")
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Target]:
+    recorded = Target(url="")
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.text()
+        recorded.seen.append(
+            Seen(request.method, request.path, dict(request.headers), body, time.time())
+        )
+        if request.path == "/slow":
+            await asyncio.sleep(recorded.slow)
+        status = 500 if request.path == "/fail" else 200
+        return web.Response(status=status, text=f"answer to {request.path}")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    recorded.url = f"http://127.0.0.1:{port}"
+    try:
+        yield recorded
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server that runs scheduled jobs: a 1 s floor on intervals, 5 s action timeout."""
+    settings = make_settings(
+        tmp_path,
+        scheduler_concurrency=64,
+        scheduler_min_interval=1.0,
+        action_timeout=5.0,
+        lease_duration=2.0,
+    )
+    running = await start_server(settings)
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1.0)
+
+
+@pytest.fixture
+async def jobs(server: RunningServer) -> AsyncIterator[Jobs]:
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = job_service_pb2_grpc.JobServiceStub(channel)
+        await stub.CreateCollection(
+            JS.CreateCollectionRequest(
+                collection_id="c", collection=R.Collection(profile=R.Profile.SCHEDULED)
+            )
+        )
+        yield stub
+
+
+if TYPE_CHECKING:
+    Jobs = job_service_pb2_grpc.JobServiceAsyncStub
+
+
+def action(url: str, **retry: Any) -> R.JobAction:
+    """An HTTP action at `url`; retry: none=True, or count/interval (seconds)."""
+    act = R.JobAction(type=R.JobAction.HTTP, request=R.HttpRequest(uri=url, method="POST"))
+    if retry.get("none"):
+        act.retry_policy.retry_type = R.RetryPolicy.NONE
+    elif retry:
+        act.retry_policy.retry_type = R.RetryPolicy.FIXED
+        act.retry_policy.retry_count = retry["count"]
+        act.retry_policy.retry_interval.CopyFrom(duration_pb2.Duration(seconds=retry["interval"]))
+    return act
+
+
+def every(seconds: int, count: int = 0) -> R.Recurrence:
+    rec = R.Recurrence(frequency=R.Recurrence.SECOND, interval=seconds)
+    if count:
+        rec.count = count
+    return rec
+
+
+async def create(jobs: Jobs, job_id: str, spec: R.ScheduledSpec, **fields: Any) -> R.Job:
+    return await jobs.CreateJob(
+        JS.CreateJobRequest(
+            parent="collections/c", job_id=job_id, job=R.Job(scheduled=spec, **fields)
+        )
+    )
+
+
+async def get(jobs: Jobs, job_id: str) -> R.Job:
+    return await jobs.GetJob(JS.GetJobRequest(name=f"collections/c/jobs/{job_id}"))
+
+
+async def history(jobs: Jobs, job_id: str) -> list[R.HistoryEntry]:
+    """Oldest first."""
+    reply = await jobs.ListJobHistory(
+        JS.ListJobHistoryRequest(parent=f"collections/c/jobs/{job_id}", page_size=1000)
+    )
+    return list(reversed(reply.entries))
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not {what} after {WAIT} s")
+
+
+async def state_is(jobs: Jobs, job_id: str, state: int) -> None:
+    async def check() -> bool:
+        return (await get(jobs, job_id)).state == state
+
+    await eventually(check, f"{job_id} in {R.State.Name(state)}")
+
+
+def whole(dt: datetime) -> datetime:
+    return dt.replace(microsecond=0)
+
+
+# --- one occurrence ------------------------------------------------------------------
+
+
+async def test_e1_one_shot_job_runs_once_with_the_schedulers_headers(
+    jobs: Jobs, target: Target
+) -> None:
+    """E1: A job with no start time and no recurrence runs once, now: one request with the
+    job's method, headers and body, and the scheduler's headers (job id, collection,
+    expected time, and x-ms-client-request-id = the occurrence id); one history entry
+    MainAction completed with the response's status and body; executionCount 1, the job
+    COMPLETED with no next execution."""
+    act = action(f"{target.url}/ok", none=True)
+    act.request.headers["x-custom"] = "yes"
+    act.request.body = "payload"
+    created = await create(jobs, "once", R.ScheduledSpec(action=act))
+    assert created.status.HasField("next_execution_time")
+    (request,) = await target.wait_for(1)
+    await state_is(jobs, "once", R.State.COMPLETED)
+    assert (request.method, request.body, request.headers["x-custom"]) == ("POST", "payload", "yes")
+    assert request.headers["x-ms-scheduler-jobid"] == "once"
+    assert request.headers["x-ms-scheduler-jobcollectionid"] == "c"
+    assert len(request.headers["x-ms-client-request-id"]) == 32
+    expected = datetime.fromisoformat(request.headers["x-ms-scheduler-expected-execution-time"])
+    assert expected == created.status.next_execution_time.ToDatetime(tzinfo=UTC)
+    (entry,) = await history(jobs, "once")
+    assert (entry.action_name, entry.status, entry.retry_count) == (
+        "MainAction", R.HistoryEntry.COMPLETED, 0,
+    )  # fmt: skip
+    host = "127.0.0.1"
+    assert (
+        entry.message == f"Http Action - Response from host '{host}': '200 OK' Body: answer to /ok"
+    )
+    assert entry.expected_execution_time.ToDatetime(tzinfo=UTC) == expected
+    job = await get(jobs, "once")
+    assert (job.status.execution_count, job.status.failure_count, job.status.faulted_count) == (
+        1, 0, 0,
+    )  # fmt: skip
+    assert not job.status.HasField("next_execution_time")
+    await asyncio.sleep(1.5)
+    assert len(target.seen) == 1
+
+
+async def test_e2_recurring_job_with_count_runs_count_times_then_completes(
+    jobs: Jobs, target: Target
+) -> None:
+    """E2: Every second, count 3: three requests, each its own occurrence id and expected
+    time, about a second apart; three history entries (repeat counts 0, 1, 2); then
+    COMPLETED and no more requests."""
+    await create(
+        jobs, "rec", R.ScheduledSpec(action=action(f"{target.url}/ok"), recurrence=every(1, 3))
+    )
+    seen = await target.wait_for(3)
+    await state_is(jobs, "rec", R.State.COMPLETED)
+    assert len({s.headers["x-ms-client-request-id"] for s in seen}) == 3
+    expected = [
+        datetime.fromisoformat(s.headers["x-ms-scheduler-expected-execution-time"]) for s in seen
+    ]
+    assert expected == sorted(set(expected))
+    assert [e.repeat_count for e in await history(jobs, "rec")] == [0, 1, 2]
+    await asyncio.sleep(1.5)
+    assert len(target.seen) == 3
+
+
+async def test_e3_failed_attempts_retry_then_run_the_error_action(
+    jobs: Jobs, target: Target
+) -> None:
+    """E3: A failing main action (500) with retryPolicy fixed, 2 retries, 1 s apart runs
+    3 times, then the error action runs (its own retry policy); history: MainAction
+    failed with retry counts 0, 1, 2 and the 500 in the message, then ErrorAction
+    completed; failureCount 3; a one-shot job whose error action succeeded COMPLETED."""
+    act = action(f"{target.url}/fail", count=2, interval=1)
+    act.error_action.CopyFrom(action(f"{target.url}/ok", none=True))
+    await create(jobs, "retry", R.ScheduledSpec(action=act))
+    await target.wait_for(1, "/ok")
+    await state_is(jobs, "retry", R.State.COMPLETED)
+    fails = target.on("/fail")
+    assert len(fails) == 3
+    assert all(b.at - a.at >= 0.9 for a, b in itertools.pairwise(fails))
+    assert len({s.headers["x-ms-client-request-id"] for s in target.seen}) == 1
+    entries = await history(jobs, "retry")
+    assert [(e.action_name, e.status, e.retry_count) for e in entries] == [
+        ("MainAction", R.HistoryEntry.FAILED, 0),
+        ("MainAction", R.HistoryEntry.FAILED, 1),
+        ("MainAction", R.HistoryEntry.FAILED, 2),
+        ("ErrorAction", R.HistoryEntry.COMPLETED, 0),
+    ]
+    assert "'500 Internal Server Error' Body: answer to /fail" in entries[0].message
+    job = await get(jobs, "retry")
+    assert (job.status.execution_count, job.status.failure_count, job.status.faulted_count) == (
+        4, 3, 0,
+    )  # fmt: skip
+
+
+async def test_e4_last_occurrence_exhausting_retries_and_error_action_faults_the_job(
+    jobs: Jobs, target: Target
+) -> None:
+    """E4: Decision: a job with no further occurrence whose last occurrence failed with no
+    retry left and no (or a failed) error action is FAULTED, faultedCount 1."""
+    act = action(f"{target.url}/fail", none=True)
+    act.error_action.CopyFrom(action(f"{target.url}/fail", none=True))
+    await create(jobs, "bad", R.ScheduledSpec(action=act))
+    await state_is(jobs, "bad", R.State.FAULTED)
+    job = await get(jobs, "bad")
+    assert (job.status.execution_count, job.status.failure_count, job.status.faulted_count) == (
+        2, 2, 1,
+    )  # fmt: skip
+    assert [e.action_name for e in await history(jobs, "bad")] == ["MainAction", "ErrorAction"]
+
+
+async def test_e5_recurring_job_counts_faults_and_keeps_running(jobs: Jobs, target: Target) -> None:
+    """E5: A recurring job whose occurrences fault stays ENABLED and counts each fault."""
+    spec = R.ScheduledSpec(action=action(f"{target.url}/fail", none=True), recurrence=every(1))
+    await create(jobs, "flaky", spec)
+    await target.wait_for(2)
+
+    async def two_faults() -> bool:
+        return (await get(jobs, "flaky")).status.faulted_count >= 2
+
+    await eventually(two_faults, "two faults counted")
+    assert (await get(jobs, "flaky")).state == R.State.ENABLED
+
+
+async def test_e6_queue_actions_fail_with_a_clear_message(jobs: Jobs, target: Target) -> None:
+    """E6: A storage-queue action is stored and shown; its attempt fails with "action type
+    not available in this deployment" in the history."""
+    queue = R.QueueMessage(storage_account="acct", queue_name="q")
+    act = R.JobAction(type=R.JobAction.STORAGE_QUEUE, queue_message=queue)
+    act.retry_policy.retry_type = R.RetryPolicy.NONE
+    await create(jobs, "queue", R.ScheduledSpec(action=act))
+    await state_is(jobs, "queue", R.State.FAULTED)
+    (entry,) = await history(jobs, "queue")
+    assert entry.status == R.HistoryEntry.FAILED
+    assert entry.message == "STORAGE_QUEUE action: action type not available in this deployment"
+    assert (await get(jobs, "queue")).scheduled.action.queue_message.queue_name == "q"
+
+
+# --- state, update, delete -----------------------------------------------------------
+
+
+async def test_e7_disabled_job_does_not_fire_until_enabled(jobs: Jobs, target: Target) -> None:
+    """E7: A job created DISABLED (due now) does not fire; once resumed it does."""
+    spec = R.ScheduledSpec(action=action(f"{target.url}/ok", none=True))
+    await create(jobs, "off", spec, state=R.State.DISABLED)
+    await asyncio.sleep(2)
+    assert target.seen == []
+    await jobs.ResumeJob(JS.ResumeJobRequest(name="collections/c/jobs/off"))
+    await target.wait_for(1)
+    await state_is(jobs, "off", R.State.COMPLETED)
+
+
+async def test_e8_update_applies_from_the_next_occurrence(jobs: Jobs, target: Target) -> None:
+    """E8: A recurring job updated between occurrences calls the new uri from the next
+    occurrence on."""
+    spec = R.ScheduledSpec(action=action(f"{target.url}/a", none=True), recurrence=every(1))
+    await create(jobs, "upd", spec)
+    await target.wait_for(1, "/a")
+    job = await get(jobs, "upd")
+    job.scheduled.action.request.uri = f"{target.url}/b"
+    await jobs.UpdateJob(
+        JS.UpdateJobRequest(
+            job=job, update_mask=field_mask_pb2.FieldMask(paths=["scheduled.action"])
+        )
+    )
+    count_a = len(target.on("/a"))
+    await target.wait_for(2, "/b")
+    assert len(target.on("/a")) <= count_a + 1  # at most the occurrence already under way
+
+
+async def test_e9_deleted_job_fires_no_more(jobs: Jobs, target: Target) -> None:
+    """E9: Deleting a recurring job stops its future occurrences at once."""
+    spec = R.ScheduledSpec(action=action(f"{target.url}/ok", none=True), recurrence=every(1))
+    await create(jobs, "del", spec)
+    await target.wait_for(1)
+    await jobs.DeleteJob(JS.DeleteJobRequest(name="collections/c/jobs/del"))
+    settled = len(target.seen)
+    await asyncio.sleep(2.5)
+    assert len(target.seen) <= settled + 1  # at most an attempt that had already started
+
+
+async def test_e10_past_start_time_skips_past_instances(jobs: Jobs, target: Target) -> None:
+    """E10: A recurring job whose start time is an hour ago, every 10 s: the first
+    occurrence is the first instance after now (none of the 360 past ones runs)."""
+    start = whole(datetime.now(UTC)) - timedelta(hours=1)
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(start)
+    spec = R.ScheduledSpec(start_time=stamp, action=action(f"{target.url}/ok", none=True),
+                           recurrence=every(10))  # fmt: skip
+    created = await create(jobs, "past", spec)
+    nxt = created.status.next_execution_time.ToDatetime(tzinfo=UTC)
+    now = datetime.now(UTC)
+    assert now - timedelta(seconds=1) < nxt <= now + timedelta(seconds=10)
+    assert (nxt - start).total_seconds() % 10 == 0
+    await target.wait_for(1)
+    await asyncio.sleep(0.5)
+    assert len(target.seen) == 1
+
+
+# --- limits ----------------------------------------------------------------------------
+
+
+async def test_e11_intervals_below_the_servers_floor_are_refused(tmp_path: Path) -> None:
+    """E11: With the default --scheduler-min-interval (60 s), a recurrence every 30 s is
+    RESOURCE_EXHAUSTED / RECURRENCE_QUOTA_EXCEEDED and a retry interval of 10 s is
+    INVALID_ARGUMENT naming the field (the retry floor is 30 s); nothing is created."""
+    running = await start_server(make_settings(tmp_path))
+    try:
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            collection = R.Collection(profile=R.Profile.SCHEDULED)
+            await stub.CreateCollection(
+                JS.CreateCollectionRequest(collection_id="c", collection=collection)
+            )
+            often = R.ScheduledSpec(action=action("http://127.0.0.1:9/"), recurrence=every(30))
+            err = await expect_error(create(stub, "often", often), Code.RESOURCE_EXHAUSTED,
+                                     "RECURRENCE_QUOTA_EXCEEDED")  # fmt: skip
+            assert err.message == (
+                "recurrence every 30 s is more frequent than this service allows (60 s)"
+            )
+            quick = R.ScheduledSpec(action=action("http://127.0.0.1:9/", count=1, interval=10))
+            err = await expect_error(create(stub, "quick", quick), Code.INVALID_ARGUMENT,
+                                     "INVALID_FIELD")  # fmt: skip
+            assert err.bad_request is not None
+            (violation,) = err.bad_request.field_violations
+            assert violation.field == "scheduled.action.retry_policy.retry_interval"
+            assert violation.description == "10 s is shorter than this service allows (30 s)"
+            listed = await stub.ListJobs(JS.ListJobsRequest(parent="collections/c"))
+            assert list(listed.jobs) == []
+    finally:
+        await running.stop(grace=1.0)
+
+
+async def test_e12_scheduler_dialect_reads_runs_in_history(
+    server: RunningServer, target: Target
+) -> None:
+    """E12: Through the Azure Scheduler dialect: a job PUT with an http action and no
+    start time runs; GET shows executionCount 1 and lastExecutionTime; the history route
+    lists the run (MainAction, completed, the response in the message) with `$filter`."""
+    gateway, stop = await start_gateway(server.address)
+    try:
+        async with httpx.AsyncClient(base_url=gateway.base_url) as http:
+            headers = {"x-ms-version": "2013-06-01"}
+            r = await http.put(
+                "/sub/cloudServices/cs/resources/scheduler/jobCollections/jc", headers=headers
+            )
+            assert r.status_code == 202, r.text
+            jc = "/sub/cloudServices/cs/resources/scheduler/~/jobCollections/jc"
+            body = {"action": {"type": "http", "request": {"uri": f"{target.url}/ok",
+                    "method": "GET"}, "retryPolicy": {"retryType": "none"}}}  # fmt: skip
+            r = await http.put(f"{jc}/jobs/j1", headers=headers, json=body)
+            assert r.status_code == 201, r.text
+            await target.wait_for(1)
+
+            async def ran() -> bool:
+                got = await http.get(f"{jc}/jobs/j1", headers=headers)
+                return bool(got.json()["status"]["executionCount"] == 1)
+
+            await eventually(ran, "run once")
+            status = (await http.get(f"{jc}/jobs/j1", headers=headers)).json()["status"]
+            assert status["executionCount"] == 1 and "lastExecutionTime" in status
+            r = await http.get(f"{jc}/jobs/j1/history", headers=headers,
+                               params={"$filter": "status eq completed"})  # fmt: skip
+            assert r.status_code == 200, r.text
+            (entry,) = r.json()
+            assert (entry["actionName"], entry["status"]) == ("MainAction", "completed")
+            assert entry["message"].startswith("Http Action - Response from host '127.0.0.1'")
+    finally:
+        await stop()

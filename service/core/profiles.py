@@ -216,9 +216,7 @@ SCHEDULED = ProfileRules(
         ),
         # Azure Scheduler's documented bound on retries
         "scheduled.action.retry_policy.retry_count": ValueRule(ranges=((0, 20),)),
-        "scheduled.action.error_action.retry_policy.retry_count": ValueRule(
-            ranges=((0, 20),)
-        ),
+        "scheduled.action.error_action.retry_policy.retry_count": ValueRule(ranges=((0, 20),)),
     },
     replace_existing_in=NO_STATES,
     case_insensitive_ids=False,

@@ -23,6 +23,7 @@ from google.protobuf import field_mask_pb2
 from jobcontrol.service.loadgen.served import free_port
 from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
 from tests.conftest import postgres_database
+from tests.http_target import Target, serving_target
 from tests.test_process import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -322,3 +323,101 @@ async def test_scheduler_operation_id_from_gateway_a_is_read_on_b(
     assert f"<ID>{rid}</ID><Status>Succeeded</Status><HttpStatusCode>202</HttpStatusCode>" in (
         status.text
     )
+
+
+# --- scheduled jobs run once across replicas ----------------------------------------------
+
+
+def _http(url: str) -> R.JobAction:
+    act = R.JobAction(type=R.JobAction.HTTP, request=R.HttpRequest(uri=url, method="POST"))
+    act.retry_policy.retry_type = R.RetryPolicy.NONE
+    return act
+
+
+@pytest.fixture
+async def target() -> AsyncIterator[Target]:
+    async with serving_target() as recorded:
+        yield recorded
+
+
+async def test_three_replicas_fire_500_occurrences_each_once(
+    tmp_path: Path, target: Target
+) -> None:
+    """E13: 100 jobs, each every second 5 times, created round-robin on three servers of one
+    PostgreSQL: the target sees exactly 500 requests, 500 distinct occurrence ids, 5 per
+    job, and every job ends COMPLETED with executionCount 5 on every server."""
+    group = Replicas(_servers(tmp_path, 3, JOBCONTROL_SCHEDULER_MIN_INTERVAL="1"))
+    await group.start()
+    try:
+        await _collection(group.jobs(0), "fire", R.Profile.SCHEDULED)
+        spec = R.ScheduledSpec(
+            action=_http(f"{target.url}/ok"),
+            recurrence=R.Recurrence(frequency=R.Recurrence.SECOND, interval=1, count=5),
+        )
+        await asyncio.gather(*(
+            group.jobs().CreateJob(J.CreateJobRequest(
+                parent="collections/fire", job_id=f"j{i}", job=R.Job(scheduled=spec)))
+            for i in range(100)
+        ))  # fmt: skip
+        await target.wait_for(500, within=60)
+        await asyncio.sleep(2)  # a duplicate would arrive by now
+        ids = [s.headers["x-ms-client-request-id"] for s in target.seen]
+        assert len(ids) == 500 and len(set(ids)) == 500
+        per_job: dict[str, int] = {}
+        for seen in target.seen:
+            job_id = seen.headers["x-ms-scheduler-jobid"]
+            per_job[job_id] = per_job.get(job_id, 0) + 1
+        assert per_job == {f"j{i}": 5 for i in range(100)}
+        for index in range(3):
+            listed = await group.jobs(index).ListJobs(
+                J.ListJobsRequest(parent="collections/fire", page_size=1000)
+            )
+            assert {(j.state, j.status.execution_count) for j in listed.jobs} == {
+                (R.State.COMPLETED, 5)
+            }
+    finally:
+        await group.close()
+
+
+async def test_attempt_of_a_killed_replica_runs_again_after_its_lease_expires(
+    tmp_path: Path, target: Target
+) -> None:
+    """E14: At least once: both servers are killed (-9) while the target holds the one
+    attempt of a one-shot job; a server started again runs it again once the lease (the
+    action timeout + lease duration) has expired, with the same x-ms-client-request-id;
+    the history holds the one attempt that finished."""
+    target.slow = 2.0
+    env = {"JOBCONTROL_ACTION_TIMEOUT": "3", "JOBCONTROL_LEASE_DURATION": "1"}
+    group = Replicas(_servers(tmp_path, 2, **env))
+    await group.start()
+    try:
+        await _collection(group.jobs(0), "crash", R.Profile.SCHEDULED)
+        await group.jobs(1).CreateJob(J.CreateJobRequest(
+            parent="collections/crash", job_id="once",
+            job=R.Job(scheduled=R.ScheduledSpec(action=_http(f"{target.url}/slow")))))  # fmt: skip
+        (first,) = await target.wait_for(1)
+        for server in group.servers:
+            assert server.proc is not None
+            server.proc.kill()
+            await server.proc.wait()
+        target.slow = 0.0
+        await group.restart(0)
+        second = (await target.wait_for(2, within=20))[1]
+        assert second.headers["x-ms-client-request-id"] == first.headers["x-ms-client-request-id"]
+        assert second.at - first.at >= 4.0  # not before the lease expired
+        name = "collections/crash/jobs/once"
+
+        async def entries() -> list[R.HistoryEntry]:
+            reply = await group.jobs(0).ListJobHistory(J.ListJobHistoryRequest(parent=name))
+            return list(reply.entries)
+
+        for _ in range(100):
+            if await entries():
+                break
+            await asyncio.sleep(0.1)
+        (entry,) = await entries()
+        assert entry.status == R.HistoryEntry.COMPLETED
+        job = await group.jobs(0).GetJob(J.GetJobRequest(name=name))
+        assert (job.state, job.status.execution_count) == (R.State.COMPLETED, 1)
+    finally:
+        await group.close()

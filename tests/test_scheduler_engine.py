@@ -8,7 +8,6 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,82 +15,24 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import httpx
 import pytest
-from aiohttp import web
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
 from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
 from tests.conftest import make_settings, start_gateway
 from tests.helpers import expect_error
+from tests.http_target import WAIT, Target, serving_target
 
 pytestmark = pytest.mark.backends
 
 R, JS = resources_pb2, job_service_pb2
 Code = grpc.StatusCode
-# how long a test waits for what the scheduler should do (it looks at least every second)
-WAIT = 10.0
-
-
-@dataclass
-class Seen:
-    """One request the target received."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: str
-    at: float
-
-
-@dataclass
-class Target:
-    """An HTTP server on 127.0.0.1 recording requests: `/ok` answers 200, `/fail` 500,
-    `/slow` 200 after `slow` seconds."""
-
-    url: str
-    seen: list[Seen] = field(default_factory=list)
-    slow: float = 0.0
-
-    def on(self, path: str) -> list[Seen]:
-        return [s for s in self.seen if s.path == path]
-
-    async def wait_for(self, count: int, path: str | None = None) -> list[Seen]:
-        """The first `count` requests (to `path`), waiting up to WAIT seconds."""
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            got = self.seen if path is None else self.on(path)
-            if len(got) >= count:
-                return got[:count]
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"{len(self.seen)} requests after {WAIT} s, wanted {count}")
 
 
 @pytest.fixture
 async def target() -> AsyncIterator[Target]:
-    recorded = Target(url="")
-
-    async def handle(request: web.Request) -> web.Response:
-        body = await request.text()
-        recorded.seen.append(
-            Seen(request.method, request.path, dict(request.headers), body, time.time())
-        )
-        if request.path == "/slow":
-            await asyncio.sleep(recorded.slow)
-        status = 500 if request.path == "/fail" else 200
-        return web.Response(status=status, text=f"answer to {request.path}")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    recorded.url = f"http://127.0.0.1:{port}"
-    try:
+    async with serving_target() as recorded:
         yield recorded
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

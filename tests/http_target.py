@@ -1,0 +1,80 @@
+"""An HTTP target on 127.0.0.1 that records every request it receives: what scheduled
+jobs' actions are fired at in tests and benchmarks (aiohttp, in the caller's loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+# how long a test waits for what the scheduler should do (it looks at least every second)
+WAIT = 10.0
+
+
+@dataclass
+class Seen:
+    """One request the target received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: str
+    at: float
+
+
+@dataclass
+class Target:
+    """An HTTP server on 127.0.0.1 recording requests: `/ok` answers 200, `/fail` 500,
+    `/slow` 200 after `slow` seconds."""
+
+    url: str
+    seen: list[Seen] = field(default_factory=list)
+    slow: float = 0.0
+
+    def on(self, path: str) -> list[Seen]:
+        return [s for s in self.seen if s.path == path]
+
+    async def wait_for(
+        self, count: int, path: str | None = None, within: float = WAIT
+    ) -> list[Seen]:
+        """The first `count` requests (to `path`), waiting up to `within` seconds."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            got = self.seen if path is None else self.on(path)
+            if len(got) >= count:
+                return got[:count]
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{len(self.seen)} requests after {within} s, wanted {count}")
+
+
+@contextlib.asynccontextmanager
+async def serving_target() -> AsyncIterator[Target]:
+    """A recording target listening on 127.0.0.1 (any free port) while the block runs."""
+    recorded = Target(url="")
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.text()
+        recorded.seen.append(
+            Seen(request.method, request.path, dict(request.headers), body, time.time())
+        )
+        if request.path == "/slow":
+            await asyncio.sleep(recorded.slow)
+        status = 500 if request.path == "/fail" else 200
+        return web.Response(status=status, text=f"answer to {request.path}")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    recorded.url = f"http://127.0.0.1:{port}"
+    try:
+        yield recorded
+    finally:
+        await runner.cleanup()

@@ -29,7 +29,7 @@ class Seen:
 @dataclass
 class Target:
     """An HTTP server on 127.0.0.1 recording requests: `/ok` answers 200, `/fail` 500,
-    `/slow` 200 after `slow` seconds."""
+    `/slow` 200 after `slow` seconds (lowering `slow` lets requests waiting go)."""
 
     url: str
     seen: list[Seen] = field(default_factory=list)
@@ -61,8 +61,10 @@ async def serving_target() -> AsyncIterator[Target]:
         recorded.seen.append(
             Seen(request.method, request.path, dict(request.headers), body, time.time())
         )
-        if request.path == "/slow":
-            await asyncio.sleep(recorded.slow)
+        if request.path == "/slow":  # until `slow` seconds have passed (or it is lowered)
+            began = time.monotonic()
+            while time.monotonic() - began < recorded.slow:  # noqa: ASYNC110 - re-reads slow
+                await asyncio.sleep(0.05)
         status = 500 if request.path == "/fail" else 200
         return web.Response(status=status, text=f"answer to {request.path}")
 

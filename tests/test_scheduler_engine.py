@@ -328,10 +328,12 @@ async def test_e10_past_start_time_skips_past_instances(jobs: Jobs, target: Targ
 
 
 async def test_e11_intervals_below_the_servers_floor_are_refused(tmp_path: Path) -> None:
-    """E11: With the default --scheduler-min-interval (60 s), a recurrence every 30 s is
-    RESOURCE_EXHAUSTED / RECURRENCE_QUOTA_EXCEEDED and a retry interval of 10 s is
-    INVALID_ARGUMENT naming the field (the retry floor is 30 s); nothing is created."""
-    running = await start_server(make_settings(tmp_path))
+    """E11: With --scheduler-min-interval 120 s: a recurrence every minute is
+    RESOURCE_EXHAUSTED / RECURRENCE_QUOTA_EXCEEDED; a SECOND frequency (a minute or more
+    floor) is INVALID_ARGUMENT / FIELD_VALUE_NOT_ALLOWED naming the field; a retry
+    interval of 10 s is INVALID_ARGUMENT / INVALID_FIELD (the retry floor is 30 s at
+    most); nothing is created."""
+    running = await start_server(make_settings(tmp_path, scheduler_min_interval=120.0))
     try:
         async with grpc.aio.insecure_channel(running.address) as channel:
             stub = job_service_pb2_grpc.JobServiceStub(channel)
@@ -339,15 +341,26 @@ async def test_e11_intervals_below_the_servers_floor_are_refused(tmp_path: Path)
             await stub.CreateCollection(
                 JS.CreateCollectionRequest(collection_id="c", collection=collection)
             )
-            often = R.ScheduledSpec(action=action("http://127.0.0.1:9/"), recurrence=every(30))
-            err = await expect_error(create(stub, "often", often), Code.RESOURCE_EXHAUSTED,
-                                     "RECURRENCE_QUOTA_EXCEEDED")  # fmt: skip
-            assert err.message == (
-                "recurrence every 30 s is more frequent than this service allows (60 s)"
+            minute = R.Recurrence(frequency=R.Recurrence.MINUTE, interval=1)
+            often = R.ScheduledSpec(action=action("http://127.0.0.1:9/"), recurrence=minute)
+            err = await expect_error(
+                create(stub, "often", often), Code.RESOURCE_EXHAUSTED, "RECURRENCE_QUOTA_EXCEEDED"
             )
+            assert err.message == (
+                "recurrence every 60 s is more frequent than this service allows (120 s)"
+            )
+            seconds = R.ScheduledSpec(action=action("http://127.0.0.1:9/"), recurrence=every(300))
+            err = await expect_error(
+                create(stub, "sec", seconds), Code.INVALID_ARGUMENT, "FIELD_VALUE_NOT_ALLOWED"
+            )
+            assert err.bad_request is not None
+            assert [v.field for v in err.bad_request.field_violations] == [
+                "job.scheduled.recurrence.frequency"
+            ]
             quick = R.ScheduledSpec(action=action("http://127.0.0.1:9/", count=1, interval=10))
-            err = await expect_error(create(stub, "quick", quick), Code.INVALID_ARGUMENT,
-                                     "INVALID_FIELD")  # fmt: skip
+            err = await expect_error(
+                create(stub, "quick", quick), Code.INVALID_ARGUMENT, "INVALID_FIELD"
+            )
             assert err.bad_request is not None
             (violation,) = err.bad_request.field_violations
             assert violation.field == "scheduled.action.retry_policy.retry_interval"
@@ -394,3 +407,48 @@ async def test_e12_scheduler_dialect_reads_runs_in_history(
             assert entry["message"].startswith("Http Action - Response from host '127.0.0.1'")
     finally:
         await stop()
+
+
+async def test_e15_graceful_stop_gives_attempts_back_at_once(
+    tmp_path: Path, target: Target
+) -> None:
+    """E15: A server stopped (SIGTERM path) while an attempt is in flight releases its
+    lease: a server started on the same database runs the attempt again at once (long
+    before the 7 s lease would expire), with the same occurrence id."""
+    target.slow = 30.0
+    settings = make_settings(
+        tmp_path, scheduler_concurrency=8, scheduler_min_interval=1.0,
+        action_timeout=5.0, lease_duration=2.0,
+    )  # fmt: skip
+    first = await start_server(settings)
+    try:
+        async with grpc.aio.insecure_channel(first.address) as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            collection = R.Collection(profile=R.Profile.SCHEDULED)
+            await stub.CreateCollection(
+                JS.CreateCollectionRequest(collection_id="c", collection=collection)
+            )
+            spec = R.ScheduledSpec(action=action(f"{target.url}/slow", none=True))
+            await create(stub, "held", spec)
+            (held,) = await target.wait_for(1)
+    finally:
+        await first.stop(grace=1.0)
+    target.slow = 0.0
+    stopped = time.time()
+    second = await start_server(settings)
+    try:
+        again = (await target.wait_for(2, within=5))[1]
+        assert again.headers["x-ms-client-request-id"] == held.headers["x-ms-client-request-id"]
+        assert again.at - stopped < 4.0
+    finally:
+        await second.stop(grace=1.0)
+
+
+async def test_e1_job_without_an_action_is_not_run(jobs: Jobs, target: Target) -> None:
+    """E1: Decision: a job without an action has nothing to run: no occurrence, no history,
+    the job stays ENABLED at its etag."""
+    created = await create(jobs, "empty", R.ScheduledSpec())
+    await asyncio.sleep(1.5)
+    job = await get(jobs, "empty")
+    assert (job.state, job.etag, job.status.execution_count) == (R.State.ENABLED, created.etag, 0)
+    assert await history(jobs, "empty") == []

@@ -261,9 +261,18 @@ RETRY_INTERVAL_FLOOR = 30.0
 
 def check_min_intervals(spec: dict[str, Any], min_seconds: float, collection: Collection) -> None:
     """The server's floor (`--scheduler-min-interval`) on a scheduled job's recurrence
-    period (RECURRENCE_QUOTA_EXCEEDED, like the collection's quota) and on the retry
+    period (RECURRENCE_QUOTA_EXCEEDED, like the collection's quota; a SECOND frequency at
+    all only below a minute, else it is a quota unit only, C31) and on the retry
     interval of its action and error action (a field violation; at most 30 s)."""
-    period = recurrence.period_seconds(spec.get("recurrence") or {})
+    every = spec.get("recurrence") or {}
+    recurrence.check(every)  # its numbers first: a negative interval is bad input
+    if every.get("frequency") == "SECOND" and min_seconds >= 60:
+        raise bad_field(
+            "job.scheduled.recurrence.frequency",
+            f"'SECOND' is not allowed: jobs recur at most every {min_seconds:g} s here",
+            Reason.FIELD_VALUE_NOT_ALLOWED,
+        )
+    period = recurrence.period_seconds(every)
     if period is not None and period < min_seconds:
         raise DomainError(
             Reason.RECURRENCE_QUOTA_EXCEEDED,

@@ -15,6 +15,7 @@ from jobcontrol.service.core.profiles import rules_for
 
 log = logging.getLogger("jobcontrol.reaper")
 REPLY_SWEEP_EVERY = 600.0
+OCCURRENCES_KEPT_US = 3600 * 1_000_000
 
 
 class Reaper:
@@ -130,5 +131,6 @@ class Reaper:
         await self.ctx.store.write(lambda tx: tx.expire_replies(before))
         # the dialects' state: expired logon sessions (with their tasks), outcomes as replies
         await self.ctx.store.write(lambda tx: tx.expire_dialect_state(now_us(), before))
-        # occurrences run long enough ago (kept so that none is planned and run twice)
-        await self.ctx.store.write(lambda tx: tx.expire_occurrences(before))
+        # occurrences that ran an hour ago (kept so that a replica replanning at the same
+        # moment cannot plan one again)
+        await self.ctx.store.write(lambda tx: tx.expire_occurrences(now_us() - OCCURRENCES_KEPT_US))

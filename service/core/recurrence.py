@@ -221,6 +221,7 @@ def next_run(
     freq = recurrence.get("frequency")
     if freq not in _FREQ:  # a start time that had passed at creation: at once
         return None if runs else max(first, created.replace(microsecond=0))
+    check(recurrence)
     count = int(recurrence.get("count") or 0)
     if count and runs >= count:
         return None

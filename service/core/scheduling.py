@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import uuid
@@ -48,8 +49,8 @@ async def replan(ctx: Context, tx: Tx, rules: ProfileRules, job: Job) -> None:
         return
     await tx.unplan_occurrences(job.pk)
     nxt = job.status.get("next_execution_time")
-    if job.state is not State.ENABLED or not nxt:
-        return
+    if job.state is not State.ENABLED or not nxt or not job.spec.get("action"):
+        return  # a job without an action has nothing to run
     expected = _micros(nxt)
     occurrence = Occurrence(
         job_pk=job.pk,
@@ -98,21 +99,31 @@ class Scheduler:
         self.concurrency = concurrency
         self.tick = tick
         self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Task[None]] = set()
+        # attempts in flight, with the occurrence each holds a lease on
+        self._running: dict[asyncio.Task[None], Occurrence] = {}
 
     def start(self) -> None:
         """Run in the background until `stop`."""
         self._task = asyncio.create_task(self._loop(), name="scheduler")
 
     async def stop(self) -> None:
-        """Stop claiming; attempts in flight are cancelled (their leases expire and another
-        replica, or this one after a restart, runs them again)."""
+        """Stop claiming and cancel the attempts in flight, releasing their leases so that
+        another replica (or this one after a restart) runs them again at once; a lease
+        that cannot be released expires."""
+        held = list(self._running.values())
         tasks = [t for t in (self._task, *self._running) if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for occurrence in held:
+            with contextlib.suppress(Exception):
+                await self.ctx.store.write(functools.partial(self._release, occurrence=occurrence))
+
+    async def _release(self, tx: Tx, occurrence: Occurrence) -> bool:
+        """Give an attempt's lease back (fenced), due as it was."""
+        return await tx.finish_attempt(occurrence, self.ctx.replica, done=False)
 
     async def _loop(self) -> None:
         while True:
@@ -145,12 +156,12 @@ class Scheduler:
         )
         for occurrence in claimed:
             task = asyncio.create_task(self._attempt(occurrence))
-            self._running.add(task)
+            self._running[task] = dataclasses.replace(occurrence)  # as claimed
             task.add_done_callback(self._ended)
         return 0.0 if claimed else min(self.tick, 0.05)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        self._running.discard(task)
+        self._running.pop(task, None)
         self.ctx.schedule_wake.set()
 
     async def _attempt(self, occurrence: Occurrence) -> None:

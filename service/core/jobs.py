@@ -272,12 +272,15 @@ class Jobs:
             collection = await load_collection(tx, job.collection_id)
             engine.check_min_intervals(new_spec, self.ctx.scheduler_min_interval, collection)
         now = now_us()
+        # what the job runs changes only with its spec or state (not with labels or name)
+        runs_change = target is not job.state or new_spec != job.spec
         self._fill(rules, job, new)
         engine.transition(job, target, now)
         engine.refresh_schedule(rules, job)
         engine.stamp(job, now)
         await tx.update_job(job, engine.job_type_of(rules, job))
-        await scheduling.replan(self.ctx, tx, rules, job)
+        if runs_change:
+            await scheduling.replan(self.ctx, tx, rules, job)
         return engine.strip_input_only(rules, job)
 
     async def delete(

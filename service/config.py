@@ -33,7 +33,7 @@ class Settings:
     # attempts in flight on this server
     scheduler_min_interval: float = 60.0
     action_timeout: float = 60.0
-    scheduler_concurrency: int = 256
+    scheduler_concurrency: int = 1024
     # most requests the writer commits in one transaction
     max_batch: int = 256
     # read connections beside the single writer

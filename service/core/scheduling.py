@@ -39,6 +39,9 @@ ACTION_NAMES = {MAIN: "MainAction", ERROR: "ErrorAction"}
 # Decision (issue 15): a job without a retry policy retries every minute, 4 times
 DEFAULT_RETRY_INTERVAL = 60.0
 DEFAULT_RETRY_COUNT = 4
+# occurrences are claimed this far ahead of their due time and fired on time, so that the
+# claim's transaction is not part of their lateness (µs)
+LOOKAHEAD_US = 1_000_000
 
 
 async def replan(ctx: Context, tx: Tx, rules: ProfileRules, job: Job) -> None:
@@ -92,7 +95,7 @@ class Scheduler:
     """Claims due occurrences (at most `concurrency` attempts in flight) and runs them."""
 
     def __init__(
-        self, ctx: Context, runner: ActionRunner, concurrency: int = 256, tick: float = 1.0
+        self, ctx: Context, runner: ActionRunner, concurrency: int = 1024, tick: float = 1.0
     ) -> None:
         self.ctx = ctx
         self.runner = runner
@@ -148,11 +151,12 @@ class Scheduler:
         now = now_us()
         if due is None:
             return self.tick
-        if due > now:
-            return min(self.tick, (due - now) / 1_000_000)
+        if due > now + LOOKAHEAD_US:
+            return min(self.tick, (due - now - LOOKAHEAD_US) / 1_000_000)
         lease_us = int((self.ctx.action_timeout + self.ctx.lease_duration) * 1_000_000)
+        lease_us += LOOKAHEAD_US
         claimed = await self.ctx.store.write(
-            lambda tx: tx.claim_occurrences(self.ctx.replica, lease_us, free)
+            lambda tx: tx.claim_occurrences(self.ctx.replica, lease_us, free, LOOKAHEAD_US)
         )
         for occurrence in claimed:
             task = asyncio.create_task(self._attempt(occurrence))
@@ -166,6 +170,9 @@ class Scheduler:
 
     async def _attempt(self, occurrence: Occurrence) -> None:
         try:
+            early = (occurrence.due_time - now_us()) / 1_000_000
+            if early > 0:  # claimed ahead: fire on time
+                await asyncio.sleep(early)
             job = await self.ctx.store.read(
                 lambda tx: tx.get_job(occurrence.collection_id, occurrence.job_key)
             )

@@ -52,7 +52,7 @@ def build_core(
     runner: ActionRunner | None = None,
     scheduler_min_interval: float = 60.0,
     action_timeout: float = 60.0,
-    scheduler_concurrency: int = 256,
+    scheduler_concurrency: int = 1024,
 ) -> Core:
     """Wire the use-cases to a store, under `policy` (None: the open development mode)."""
     ctx = Context(

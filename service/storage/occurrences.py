@@ -69,14 +69,21 @@ class OccurrencesTx:
         )
         return int(result.rowcount or 0)
 
-    async def claim_occurrences(self, owner: str, duration_us: int, limit: int) -> list[Occurrence]:
-        """Lease up to `limit` due occurrences (due on the database's clock, no live lease)
-        to `owner` for `duration_us`, earliest first; each claim bumps its attempt. On
+    async def claim_occurrences(
+        self, owner: str, duration_us: int, limit: int, ahead_us: int = 0
+    ) -> list[Occurrence]:
+        """Lease up to `limit` occurrences due within `ahead_us` (on the database's clock,
+        no live lease) to `owner` for `duration_us`, earliest first; each claim bumps its
+        attempt. On
         PostgreSQL rows other replicas are claiming are skipped (`FOR UPDATE SKIP
         LOCKED`), never waited for."""
         due = (
             select(_O.pk)
-            .where(_O.done.is_(False), _O.due_time <= DbNow(), _O.lease_expire_time < DbNow())
+            .where(
+                _O.done.is_(False),
+                _O.due_time <= DbNow() + ahead_us,
+                _O.lease_expire_time < DbNow(),
+            )
             .order_by(_O.due_time)
             .limit(limit)
             .with_for_update(skip_locked=True)

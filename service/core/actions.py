@@ -69,7 +69,10 @@ class Actions:
             await tx.update_job(job, engine.job_type_of(rules, job))
             return engine.strip_input_only(rules, job)
 
-        return await self.ctx.write(action.value, request_id, run)
+        job = await self.ctx.write(action.value, request_id, run)
+        # a resumed job's (or a requeued) task may be leased again
+        self.ctx.work_signal.notify()
+        return job
 
     async def transition(self, name: str, target: State, etag: str = "") -> Job:
         """OperatorService.TransitionJob: a move from the profile's operator table."""

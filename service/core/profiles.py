@@ -412,3 +412,27 @@ SPEC_KEYS = frozenset(p.spec_key for p in PROFILES.values())
 def rules_for(profile: Profile) -> ProfileRules:
     """The rules of a profile."""
     return PROFILES[profile]
+
+
+@dataclass(frozen=True)
+class WorkRule:
+    """A kind of work that workers lease (WorkerService): the profile whose jobs hold it,
+    the job states its items may be leased in, the job states in which a heartbeat asks
+    the worker to stop, and the spec field bounding retries of failed attempts (-1:
+    unlimited; unset: none)."""
+
+    profile: Profile
+    lease_job_states: frozenset[State]
+    cancel_job_states: frozenset[State]
+    max_retries_path: str | None = None
+
+
+BATCH_TASK = "batch.task"
+WORK_KINDS: Mapping[str, WorkRule] = {
+    BATCH_TASK: WorkRule(
+        Profile.BATCH,
+        lease_job_states=frozenset({S.ACTIVE}),
+        cancel_job_states=frozenset({S.TERMINATING, S.DELETING}),
+        max_retries_path="constraints.max_task_retry_count",
+    ),
+}

@@ -17,6 +17,7 @@ from jobcontrol.service.core.operations import Operations
 from jobcontrol.service.core.ports import Store
 from jobcontrol.service.core.reaper import Reaper
 from jobcontrol.service.core.tasks import Tasks
+from jobcontrol.service.core.work import Work
 
 
 @dataclass
@@ -34,6 +35,7 @@ class Core:
     operations: Operations
     reaper: Reaper
     dialect_state: DialectState
+    work: Work
 
 
 def build_core(
@@ -68,4 +70,5 @@ def build_core(
         operations=Operations(ctx),
         reaper=Reaper(ctx, reaper_interval),
         dialect_state=DialectState(ctx),
+        work=Work(ctx),
     )

@@ -35,7 +35,9 @@ from jobcontrol.service.storage.schema import (
     operations,
     replies,
     tasks,
+    work_items,
 )
+from jobcontrol.service.storage.work import WorkTx
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,
@@ -117,7 +119,7 @@ class Connection(Protocol):
     async def run_sync(self, fn: Callable[..., R], *args: Any) -> R: ...
 
 
-class SqlTx(DialectStateTx):
+class SqlTx(DialectStateTx, WorkTx):
     """Implements `service.core.ports.Tx` on a connection inside a transaction."""
 
     def __init__(self, conn: Connection) -> None:
@@ -235,7 +237,7 @@ class SqlTx(DialectStateTx):
 
     async def purge_children(self, job_pk: int, limit: int) -> int:
         purged = 0
-        for table in (tasks, history):
+        for table in (work_items, tasks, history):
             if purged >= limit:
                 break
             chunk = select(table.c.pk).where(table.c.job_pk == job_pk).limit(limit - purged)
@@ -561,7 +563,7 @@ class SqliteTx(SqlTx):
 
     async def purge_children(self, job_pk: int, limit: int) -> int:
         purged = 0
-        for table in ("tasks", "history"):
+        for table in ("work_items", "tasks", "history"):
             if purged >= limit:
                 break
             cursor = self.dbapi.execute(

@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, struct_pb2
 
 from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import operator_service_pb2 as operator_pb
@@ -20,6 +20,12 @@ pytestmark = pytest.mark.backends
 
 ABORTED = grpc.StatusCode.ABORTED
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
+
+
+def struct(**values: Any) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(values)
+    return out
 
 
 def seconds(value: float) -> duration_pb2.Duration:
@@ -282,6 +288,13 @@ async def test_operator_moves_fence_the_lease(
         (pb.HeartbeatRequest(lease_token="a.1.x", progress="p" * 1025), "progress"),
         (pb.CompleteWorkRequest(lease_token="x" * 65), "lease_token"),
         (pb.FailWorkRequest(), "lease_token"),
+        (pb.FailWorkRequest(lease_token="a.1.x", error="e" * 4097), "error"),
+        (pb.CompleteWorkRequest(lease_token="a.1.x", message="m" * 4097), "message"),
+        (
+            pb.CompleteWorkRequest(lease_token="a.1.x", result=struct(result="MAYBE")),
+            "result.result",
+        ),
+        (pb.CompleteWorkRequest(lease_token="a.1.x", result=struct(result=1)), "result.result"),
         (pb.ReleaseWorkRequest(lease_token="nodots"), "lease_token"),
     ],
 )

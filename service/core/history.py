@@ -7,12 +7,44 @@ from dataclasses import dataclass
 from jobcontrol.service.core import engine, filters, names, pages
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.jobs import load_job
-from jobcontrol.service.core.model import HistoryEntry, State, now_us
+from jobcontrol.service.core.model import HistoryEntry, Job, State, now_us
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.core.profiles import rules_for
 
 # a run's history status -> the result the profile records (backup.last_result)
 _RUN_RESULT = {"COMPLETED": "SUCCESS", "FAILED": "FAILED"}
+
+
+async def end_run(
+    tx: Tx, job: Job, entry: HistoryEntry, now: int, result: str | None = None
+) -> HistoryEntry:
+    """Record one run of `job` (RecordRun, or a worker's end of a run): the history entry,
+    the counters, the profile's last result (`result`, else by the entry's status) and
+    the end of a running run (a DELETING job keeps waiting no more)."""
+    rules = rules_for(job.profile)
+    entry.job_pk, entry.job_name, entry.state, entry.timestamp = (
+        job.pk or 0,
+        job.name,
+        job.state,
+        now,
+    )
+    entry.pk = await tx.insert_history(entry)
+    status = job.status
+    status["execution_count"] = int(status.get("execution_count", 0)) + 1
+    if entry.status == "FAILED":
+        status["failure_count"] = int(status.get("failure_count", 0)) + 1
+    status["last_execution_time"] = engine.utc_string(entry.end_time or now)
+    result = result or _RUN_RESULT.get(entry.status)
+    if rules.run_result_path and result:
+        engine.apply_sets(rules, job, ((rules.run_result_path, result),))
+    if job.state in rules.run_end:
+        engine.transition(job, rules.run_end[job.state], now)
+    elif job.state is State.DELETING and job.previous_state in rules.run_end:
+        job.previous_state = rules.run_end[job.previous_state or job.state]
+    engine.refresh_schedule(rules, job)
+    engine.stamp(job, now)
+    await tx.update_job(job, engine.job_type_of(rules, job))
+    return entry
 
 
 @dataclass
@@ -33,30 +65,7 @@ class History:
 
         async def run(tx: Tx) -> HistoryEntry:
             job = await load_job(tx, collection_id, job_id)
-            rules = rules_for(job.profile)
-            now = now_us()
-            entry.job_pk, entry.job_name, entry.state, entry.timestamp = (
-                job.pk or 0,
-                job.name,
-                job.state,
-                now,
-            )
-            entry.pk = await tx.insert_history(entry)
-            status = job.status
-            status["execution_count"] = int(status.get("execution_count", 0)) + 1
-            if entry.status == "FAILED":
-                status["failure_count"] = int(status.get("failure_count", 0)) + 1
-            status["last_execution_time"] = engine.utc_string(entry.end_time or now)
-            if rules.run_result_path and entry.status in _RUN_RESULT:
-                engine.apply_sets(rules, job, ((rules.run_result_path, _RUN_RESULT[entry.status]),))
-            if job.state in rules.run_end:
-                engine.transition(job, rules.run_end[job.state], now)
-            elif job.state is State.DELETING and job.previous_state in rules.run_end:
-                job.previous_state = rules.run_end[job.previous_state or job.state]
-            engine.refresh_schedule(rules, job)
-            engine.stamp(job, now)
-            await tx.update_job(job, engine.job_type_of(rules, job))
-            return entry
+            return await end_run(tx, job, entry, now_us())
 
         result = await self.ctx.write("RecordRun", "", run)
         self.ctx.poke()

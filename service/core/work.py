@@ -13,15 +13,25 @@ from typing import Any
 from jobcontrol.service.core import documents, engine
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
-from jobcontrol.service.core.model import Job, Task, TaskResult, TaskState, now_us
+from jobcontrol.service.core.history import end_run
+from jobcontrol.service.core.model import (
+    HistoryEntry,
+    Job,
+    State,
+    Task,
+    TaskResult,
+    TaskState,
+    now_us,
+)
 from jobcontrol.service.core.ports import Tx
-from jobcontrol.service.core.profiles import WORK_KINDS, WorkRule, rules_for
+from jobcontrol.service.core.profiles import RUN_RESULTS, WORK_KINDS, WorkRule, rules_for
 from jobcontrol.service.core.tasks import settle
 from jobcontrol.service.core.work_records import Lease, WorkRow
 
 MAX_ITEMS = 1000
 MAX_WORKER_ID = 64
 MAX_PROGRESS = 1024
+MAX_MESSAGE = 4096
 LEASE_RANGE = (1.0, 3600.0)
 DEFAULT_LEASE = 30.0
 MAX_WAIT = 60.0
@@ -83,6 +93,42 @@ def _payload(task: Task) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """How a worker ended an attempt."""
+
+    ok: bool
+    retryable: bool
+    exit_code: int | None
+    # a run's result (RUN_RESULTS) and message
+    result: str
+    message: str
+
+
+def _stands(rule: WorkRule, row: WorkRow, job: Job) -> bool:
+    """Whether leased work is still wanted: its task running, or its job's run going on
+    (a DELETING job waits for it)."""
+    if row.task is not None:
+        return row.task.state is TaskState.RUNNING
+    own = job.previous_state if job.state is State.DELETING else job.state
+    return own in rule.lease_job_states
+
+
+async def _end_run(tx: Tx, job: Job, outcome: Outcome) -> None:
+    """A run's end, recorded as RecordRun records one."""
+    result = outcome.result or ("SUCCESS" if outcome.ok else "FAILED")
+    now = now_us()
+    entry = HistoryEntry(
+        job_pk=0,
+        job_name="",
+        status="FAILED" if result == "FAILED" else "COMPLETED",
+        state=job.state,
+        end_time=now,
+        message=outcome.message,
+    )
+    await end_run(tx, job, entry, now, result)
+
+
 def _may_retry(rule: WorkRule, job: Job, task: Task) -> bool:
     limit = documents.get_path(job.spec, rule.max_retries_path) if rule.max_retries_path else 0
     limit = int(limit or 0)
@@ -131,7 +177,11 @@ class Work:
         token = f"{row.work_id}.{attempt}.{secrets.token_urlsafe(12)}"
         await tx.take_work(row.pk, token, owner, attempt, now + duration, duration)
         task = row.task
-        assert task is not None
+        if task is None:
+            job = await tx.get_job(row.collection_id, row.job_key)
+            payload = {"job": row.job_name, "spec": job.spec if job else {}}
+            return Lease(row.work_id, row.kind, row.job_name, attempt, token, now + duration,
+                         payload)  # fmt: skip
         if task.state is TaskState.ACTIVE:
             _bump(task, TaskState.RUNNING, now_us())
             await tx.update_task(task)
@@ -152,14 +202,14 @@ class Work:
             raise lost("it expired")
         return row
 
-    async def _running(self, tx: Tx, token: str) -> tuple[WorkRow, Task, Job]:
-        """A held lease whose task is still running (not requeued, terminated or moved by
-        an operator), with its job."""
+    async def _live(self, tx: Tx, token: str) -> tuple[WorkRow, Job]:
+        """A held lease whose work still stands (its task running, not requeued,
+        terminated or moved by an operator; its run not stopped), with its job."""
         row = await self._held(tx, token)
         job = await tx.get_job(row.collection_id, row.job_key)
-        if row.task is None or job is None or row.task.state is not TaskState.RUNNING:
+        if job is None or not _stands(WORK_KINDS[row.kind], row, job):
             raise lost("its work was withdrawn")
-        return row, row.task, job
+        return row, job
 
     async def heartbeat(self, token: str, progress: str) -> tuple[int, bool]:
         """Heartbeat: the new expiry (µs, database clock) and whether to stop."""
@@ -173,55 +223,74 @@ class Work:
                 raise lost("it expired")
             job = await tx.get_job(row.collection_id, row.job_key)
             rule = WORK_KINDS[row.kind]
-            task_gone = row.task is None or row.task.state is not TaskState.RUNNING
-            cancel = task_gone or job is None or job.state in rule.cancel_job_states
-            return expire, cancel
+            stands = job is not None and _stands(rule, row, job)
+            return expire, not stands or job is None or job.state in rule.cancel_job_states
 
         return await self.ctx.store.write(run)
 
-    async def complete(self, token: str, exit_code: int) -> bool:
-        """CompleteWork: exit code 0 succeeds; any other fails the attempt (retried while
-        the job allows). Whether the item is done."""
-        return not await self._end(token, exit_code == 0, True, exit_code)
+    async def complete(
+        self, token: str, exit_code: int, result: str = "", message: str = ""
+    ) -> bool:
+        """CompleteWork: exit code 0 succeeds; any other fails the attempt (a task is
+        retried while its job allows). A run ends with `result` (SUCCESS, WARNING,
+        FAILED; else by the exit code). Whether the item is done."""
+        if result and result not in RUN_RESULTS:
+            raise bad_field("result.result", f"one of {', '.join(RUN_RESULTS)}")
+        if len(message) > MAX_MESSAGE:
+            raise bad_field("message", f"longer than {MAX_MESSAGE} characters")
+        outcome = Outcome(exit_code == 0, True, exit_code, result, message)
+        return not await self._end(token, outcome)
 
-    async def fail(self, token: str, retryable: bool) -> bool:
+    async def fail(self, token: str, retryable: bool, error: str = "") -> bool:
         """FailWork: whether the item will be leased again."""
-        return await self._end(token, False, retryable, None)
+        if len(error) > MAX_MESSAGE:
+            raise bad_field("error", f"longer than {MAX_MESSAGE} characters")
+        return await self._end(token, Outcome(False, retryable, None, "FAILED", error))
 
-    async def _end(self, token: str, ok: bool, retryable: bool, exit_code: int | None) -> bool:
+    async def _end(self, token: str, outcome: Outcome) -> bool:
         async def run(tx: Tx) -> bool:
-            row, task, job = await self._running(tx, token)
-            retry = not ok and retryable and _may_retry(WORK_KINDS[row.kind], job, task)
-            if not await tx.end_work(row.pk, token, done=not retry):
-                raise lost("it expired")
-            now = now_us()
-            task.exit_code = exit_code
-            if retry:
-                task.retry_count += 1
-                task.result = None
-                _bump(task, TaskState.ACTIVE, now)
-            else:
-                task.result = TaskResult.SUCCESS if ok else TaskResult.FAILURE
-                _bump(task, TaskState.COMPLETED, now)
-            await tx.update_task(task)
-            await self._settle(tx, job, now)
-            return retry
+            row, job = await self._live(tx, token)
+            if row.task is None:
+                if not await tx.end_work(row.pk, token, done=True):
+                    raise lost("it expired")
+                await _end_run(tx, job, outcome)
+                return False
+            return await self._end_task(tx, row, row.task, job, outcome)
 
         retried = await self.ctx.store.write(run)
         self._woken(retried)
         return retried
 
+    async def _end_task(self, tx: Tx, row: WorkRow, task: Task, job: Job, outcome: Outcome) -> bool:
+        ok = outcome.ok
+        retry = not ok and outcome.retryable and _may_retry(WORK_KINDS[row.kind], job, task)
+        if not await tx.end_work(row.pk, row.lease_token, done=not retry):
+            raise lost("it expired")
+        now = now_us()
+        task.exit_code = outcome.exit_code
+        if retry:
+            task.retry_count += 1
+            task.result = None
+            _bump(task, TaskState.ACTIVE, now)
+        else:
+            task.result = TaskResult.SUCCESS if ok else TaskResult.FAILURE
+            _bump(task, TaskState.COMPLETED, now)
+        await tx.update_task(task)
+        await self._settle(tx, job, now)
+        return retry
+
     async def release(self, token: str) -> None:
         """ReleaseWork: the item waits for another lease; no attempt is counted."""
 
         async def run(tx: Tx) -> None:
-            row, task, job = await self._running(tx, token)
+            row, job = await self._live(tx, token)
             if not await tx.end_work(row.pk, token, done=False):
                 raise lost("it expired")
-            now = now_us()
-            _bump(task, TaskState.ACTIVE, now)
-            await tx.update_task(task)
-            await self._settle(tx, job, now)
+            if row.task is not None:
+                now = now_us()
+                _bump(row.task, TaskState.ACTIVE, now)
+                await tx.update_task(row.task)
+                await self._settle(tx, job, now)
 
         await self.ctx.store.write(run)
         self._woken(True)

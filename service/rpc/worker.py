@@ -6,6 +6,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, struct_pb2
 
+from jobcontrol.service.core.errors import bad_field
 from jobcontrol.service.core.service import Core
 from jobcontrol.service.core.work import LeaseRequest
 from jobcontrol.service.core.work_records import Lease
@@ -69,12 +70,22 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     @guarded
     async def CompleteWork(self, request: pb.CompleteWorkRequest, context: Ctx) -> Any:
         convert.check_values(request, "")
-        done = await self.core.work.complete(request.lease_token, request.exit_code)
+        result = request.result.fields.get("result")
+        if result is not None and result.WhichOneof("kind") != "string_value":
+            raise bad_field("result.result", "a string: SUCCESS, WARNING or FAILED")
+        done = await self.core.work.complete(
+            request.lease_token,
+            request.exit_code,
+            result.string_value if result is not None else "",
+            request.message,
+        )
         return pb.CompleteWorkResponse(done=done)
 
     @guarded
     async def FailWork(self, request: pb.FailWorkRequest, context: Ctx) -> Any:
-        will_retry = await self.core.work.fail(request.lease_token, request.retryable)
+        will_retry = await self.core.work.fail(
+            request.lease_token, request.retryable, request.error
+        )
         return pb.FailWorkResponse(will_retry=will_retry)
 
     @guarded

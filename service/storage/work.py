@@ -31,7 +31,8 @@ _COLUMNS = (
     _J.job_key.label("j_job_key"),
     _J.job_id.label("j_job_id"),
 )
-_FROM = work_items.join(jobs, jobs.c.pk == _W.job_pk).join(tasks, tasks.c.pk == _W.task_pk)
+# a run of a job itself has no task (task_pk NULL)
+_FROM = work_items.join(jobs, jobs.c.pk == _W.job_pk).outerjoin(tasks, tasks.c.pk == _W.task_pk)
 
 
 class WorkTx:
@@ -42,8 +43,9 @@ class WorkTx:
 
     def _row(self, row: Any, now: int) -> WorkRow:
         job_name = f"collections/{row.j_collection_id}/jobs/{row.j_job_id}"
-        task = rows.task(row, job_name)
-        self._seen("tasks", task.pk, task.version)
+        task = None if row.pk is None else rows.task(row, job_name)
+        if task is not None:
+            self._seen("tasks", task.pk, task.version)
         return WorkRow(
             pk=row.w_pk,
             work_id=row.w_work_id,
@@ -77,15 +79,14 @@ class WorkTx:
         self, kind: str, job_states: frozenset[str], limit: int, now: int
     ) -> list[WorkRow]:
         """Items of `kind` a worker may lease now, oldest first: their task is waiting
-        (ACTIVE), or running on a lease that expired. On PostgreSQL the rows are locked
-        `FOR UPDATE SKIP LOCKED`: items another replica is leasing right now are skipped."""
+        (ACTIVE) or running on a lease that expired; a run (no task) whose lease is free
+        or expired. On PostgreSQL the rows are locked `FOR UPDATE SKIP LOCKED`: items
+        another replica is leasing right now are skipped."""
+        expired = and_(_W.lease_token != "", _W.lease_expire_time <= now)
         free = or_(
             tasks.c.state == TaskState.ACTIVE.value,
-            and_(
-                tasks.c.state == TaskState.RUNNING.value,
-                _W.lease_token != "",
-                _W.lease_expire_time <= now,
-            ),
+            and_(tasks.c.state == TaskState.RUNNING.value, expired),
+            and_(_W.task_pk.is_(None), or_(_W.lease_token == "", expired)),
         )
         stmt = (
             select(*_COLUMNS)
@@ -96,6 +97,10 @@ class WorkTx:
             .with_for_update(skip_locked=True, of=work_items)
         )
         return [self._row(r, now) for r in (await self.conn.execute(stmt)).all()]
+
+    async def delete_work_of_job(self, job_pk: int, kind: str) -> None:
+        """Drop a job's items of `kind` (a run started afresh replaces the last one)."""
+        await self.conn.execute(delete(work_items).where(_W.job_pk == job_pk, _W.kind == kind))
 
     async def get_work(self, work_id: str) -> WorkRow | None:
         """An item with its task and job names, and the database's clock."""

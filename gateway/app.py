@@ -26,6 +26,7 @@ from jobcontrol.v1 import (
     diagnostics_service_pb2,
     job_service_pb2,
     operator_service_pb2,
+    worker_service_pb2,
 )
 
 log = logging.getLogger("jobcontrol.gateway")
@@ -34,6 +35,7 @@ SERVICES = [
     operator_service_pb2.DESCRIPTOR.services_by_name["OperatorService"],
     diagnostics_service_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"],
     operations_pb2.DESCRIPTOR.services_by_name["Operations"],
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"],
 ]
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 

@@ -27,6 +27,7 @@ from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
+from jobcontrol.service.rpc.worker import WorkerServicer
 from jobcontrol.service.storage.database import PostgresStore, SqliteStore, open_store
 from jobcontrol.settings import ENV_PREFIX
 from jobcontrol.v1 import (
@@ -38,6 +39,8 @@ from jobcontrol.v1 import (
     operator_service_pb2_grpc,
     session_service_pb2,
     session_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
 )
 
 log = logging.getLogger("jobcontrol.server")
@@ -48,6 +51,7 @@ SERVICE_NAMES = (
     operator_service_pb2.DESCRIPTOR.services_by_name["OperatorService"].full_name,
     diagnostics_service_pb2.DESCRIPTOR.services_by_name["DiagnosticsService"].full_name,
     session_service_pb2.DESCRIPTOR.services_by_name["DialectStateService"].full_name,
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
     "google.longrunning.Operations",
 )
 
@@ -136,6 +140,7 @@ async def start_server(settings: Settings) -> RunningServer:
     session_service_pb2_grpc.add_DialectStateServiceServicer_to_server(
         DialectStateServicer(core), server
     )
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(WorkerServicer(core), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

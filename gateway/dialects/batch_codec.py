@@ -314,7 +314,10 @@ def encode_task(task: r.Task, base: str, job_id: str) -> dict[str, Any]:
         out.update(encode_struct(task.properties))
     if task.state == r.Task.COMPLETED:
         result = "success" if task.result == r.Task.SUCCESS else "failure"
-        out["executionInfo"] = {"result": result, "retryCount": 0, "requeueCount": 0}
+        info = {"result": result, "retryCount": task.retry_count, "requeueCount": 0}
+        if task.HasField("exit_code"):
+            info["exitCode"] = task.exit_code
+        out["executionInfo"] = info
     return out
 
 

@@ -1371,6 +1371,8 @@ class Task(_message.Message):
     STATE_TRANSITION_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     PROPERTIES_FIELD_NUMBER: _builtins.int
+    EXIT_CODE_FIELD_NUMBER: _builtins.int
+    RETRY_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     uid: _builtins.str
     display_name: _builtins.str
@@ -1378,6 +1380,10 @@ class Task(_message.Message):
     state: Global___Task.State.ValueType
     result: Global___Task.Result.ValueType
     etag: _builtins.str
+    exit_code: _builtins.int
+    """The exit code a worker reported for the task's last attempt (WorkerService)."""
+    retry_count: _builtins.int
+    """Failed attempts that were retried (bounded by the job's max_task_retry_count)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -1404,12 +1410,16 @@ class Task(_message.Message):
         state_transition_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
         properties: _struct_pb2.Struct | None = ...,
+        exit_code: _builtins.int | None = ...,
+        retry_count: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "properties", b"properties", "state_transition_time", b"state_transition_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "create_time", b"create_time", "exit_code", b"exit_code", "properties", b"properties", "state_transition_time", b"state_transition_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_line", b"command_line", "create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "name", b"name", "properties", b"properties", "result", b"result", "state", b"state", "state_transition_time", b"state_transition_time", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "command_line", b"command_line", "create_time", b"create_time", "display_name", b"display_name", "etag", b"etag", "exit_code", b"exit_code", "name", b"name", "properties", b"properties", "result", b"result", "retry_count", b"retry_count", "state", b"state", "state_transition_time", b"state_transition_time", "uid", b"uid", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
+    _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__exit_code) -> _WhichOneofReturnType__exit_code | None: ...
 
 Global___Task: _TypeAlias = Task  # noqa: Y015
 

@@ -46,11 +46,15 @@ IMPERSONATE = "jobcontrol.principals.impersonate"
 DIALECT_SESSIONS = "jobcontrol.dialects.sessions"
 DIALECT_TASKS = "jobcontrol.dialects.tasks"
 DIALECT_OUTCOMES = "jobcontrol.dialects.outcomes"
+# work done outside the service (WorkerService): global permissions, held by workers
+WORK_LEASE = "jobcontrol.work.lease"
+WORK_REPORT = "jobcontrol.work.report"
 
 _JOBS = "/jobcontrol.v1.JobService/"
 _OPERATOR = "/jobcontrol.v1.OperatorService/"
 _OPERATIONS = "/google.longrunning.Operations/"
 _STATE = "/jobcontrol.v1.DialectStateService/"
+_WORKER = "/jobcontrol.v1.WorkerService/"
 # The permission of every RPC, by full method. A method missing here is refused.
 PERMISSIONS: Mapping[str, str] = {
     _JOBS + "CreateCollection": COLLECTIONS_CREATE,
@@ -95,6 +99,11 @@ PERMISSIONS: Mapping[str, str] = {
     _STATE + "DeleteSessionTask": DIALECT_TASKS,
     _STATE + "RecordRequestOutcome": DIALECT_OUTCOMES,
     _STATE + "GetRequestOutcome": DIALECT_OUTCOMES,
+    _WORKER + "LeaseWork": WORK_LEASE,
+    _WORKER + "Heartbeat": WORK_REPORT,
+    _WORKER + "CompleteWork": WORK_REPORT,
+    _WORKER + "FailWork": WORK_REPORT,
+    _WORKER + "ReleaseWork": WORK_REPORT,
 }
 # answered for anyone (load balancers' health checks)
 PUBLIC = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
@@ -119,16 +128,20 @@ _WRITE = frozenset(
 _MANAGE = frozenset({COLLECTIONS_UPDATE, COLLECTIONS_DELETE})
 # a gateway's dialect state: global permissions (no collection), for gateways and admins
 _DIALECT_STATE = frozenset({DIALECT_SESSIONS, DIALECT_TASKS, DIALECT_OUTCOMES})
+# a worker's: lease work of any collection and report on it (bound on "*")
+_WORK = frozenset({WORK_LEASE, WORK_REPORT})
 # what each role may do on the collections it is bound to
 ROLES: Mapping[str, frozenset[str]] = {
     "viewer": _READ,
     "operator": _READ | _RUN | _OPERATE,
     "editor": _READ | _RUN | _WRITE,
     "owner": _READ | _RUN | _WRITE | _MANAGE,
-    "admin": _READ | _RUN | _OPERATE | _WRITE | _MANAGE | _DIALECT_STATE,
+    "admin": _READ | _RUN | _OPERATE | _WRITE | _MANAGE | _DIALECT_STATE | _WORK,
     # a gateway: asserts the principals it authenticated itself and keeps its dialects'
     # state (bound on "*")
     "impersonator": frozenset({IMPERSONATE}) | _DIALECT_STATE,
+    # runs work outside the service (WorkerService), bound on "*"
+    "worker": _WORK,
 }
 # the role a collection's owner (the principal that created it) has on it
 OWNER_ROLE = "owner"

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from jobcontrol.service.core import engine, names, scheduling
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
@@ -18,13 +20,22 @@ from jobcontrol.service.core.model import (
     now_us,
 )
 from jobcontrol.service.core.ports import Tx
-from jobcontrol.service.core.profiles import rules_for
+from jobcontrol.service.core.profiles import WORK_KINDS, rules_for
 
 # what a disable does to running tasks (WAIT leaves them running)
 _DISPOSE = {
     TaskDisposition.REQUEUE: (TaskState.ACTIVE, None),
     TaskDisposition.TERMINATE: (TaskState.COMPLETED, TaskResult.FAILURE),
 }
+
+
+async def _start_run(tx: Tx, job: Job, action: Action, now: int) -> None:
+    """An action that starts a run of the job itself (backup start, retry) makes the run
+    a work item for workers, replacing the job's last one."""
+    for kind, rule in WORK_KINDS.items():
+        if rule.profile is job.profile and action in rule.started_by:
+            await tx.delete_work_of_job(job.pk or 0, kind)
+            await tx.insert_work_item(uuid.uuid4().hex, kind, job.pk or 0, None, now)
 
 
 class Actions:
@@ -69,9 +80,13 @@ class Actions:
             engine.stamp(job, now)
             await tx.update_job(job, engine.job_type_of(rules, job))
             await scheduling.replan(self.ctx, tx, rules, job)
+            await _start_run(tx, job, action, now)
             return engine.strip_input_only(rules, job)
 
-        return await self.ctx.write(action.value, request_id, run)
+        job = await self.ctx.write(action.value, request_id, run)
+        # a resumed job's (or a requeued) task may be leased again
+        self.ctx.work_signal.notify()
+        return job
 
     async def transition(self, name: str, target: State, etag: str = "") -> Job:
         """OperatorService.TransitionJob: a move from the profile's operator table."""

@@ -37,6 +37,8 @@ class Context:
     scheduler_min_interval: float = 60.0
     action_timeout: float = 60.0
     schedule_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    # wakes workers' LeaseWork calls waiting on this server when work may be available
+    work_signal: Signal = field(default_factory=lambda: Signal())
 
     async def write(self, method: str, request_id: str, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run a mutation on the writer. A `request_id` is scoped to (principal, method,
@@ -76,6 +78,26 @@ class Context:
     def poke(self) -> None:
         """Wake the reaper: a deletion may be able to progress."""
         self.wake.set()
+
+
+class Signal:
+    """Wakes every waiter at once; a waiter that arrives later waits for the next one."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        """Wake everyone waiting now."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait(self, within: float) -> bool:
+        """Wait for the next notification, at most `within` seconds; whether it came."""
+        try:
+            await asyncio.wait_for(self._event.wait(), max(within, 0.0))
+        except TimeoutError:
+            return False
+        return True
 
 
 def default_replica() -> str:

@@ -451,16 +451,20 @@ def utc_string(micros: int) -> str:
 _RUN_RESULT = {"COMPLETED": "SUCCESS", "FAILED": "FAILED"}
 
 
-def count_run(rules: ProfileRules, job: Job, entry: HistoryEntry, now: int) -> None:
+def count_run(
+    rules: ProfileRules, job: Job, entry: HistoryEntry, now: int, result: str | None = None
+) -> None:
     """What a recorded run changes on its job: the counters, the last execution time, the
-    run's result (backup) and the end of the run (the profile's run_end)."""
+    run's result (backup: `result`, else by the entry's status) and the end of the run (the
+    profile's run_end)."""
     status = job.status
     status["execution_count"] = int(status.get("execution_count", 0)) + 1
     if entry.status == "FAILED":
         status["failure_count"] = int(status.get("failure_count", 0)) + 1
     status["last_execution_time"] = utc_string(entry.end_time or now)
-    if rules.run_result_path and entry.status in _RUN_RESULT:
-        apply_sets(rules, job, ((rules.run_result_path, _RUN_RESULT[entry.status]),))
+    result = result or _RUN_RESULT.get(entry.status)
+    if rules.run_result_path and result:
+        apply_sets(rules, job, ((rules.run_result_path, result),))
     if job.state in rules.run_end:
         transition(job, rules.run_end[job.state], now)
     elif job.state is State.DELETING and job.previous_state in rules.run_end:

@@ -55,6 +55,7 @@ class Reason(enum.Enum):
     # concurrency and conditions
     ETAG_MISMATCH = "ETAG_MISMATCH"
     CONDITION_NOT_MET = "CONDITION_NOT_MET"
+    LEASE_LOST = "LEASE_LOST"
     # lifecycle
     JOB_BEING_DELETED = "JOB_BEING_DELETED"
     JOB_BEING_TERMINATED = "JOB_BEING_TERMINATED"
@@ -111,6 +112,7 @@ CODE_OF: dict[Reason, Code] = {
     # concurrency and conditions
     Reason.ETAG_MISMATCH: Code.ABORTED,
     Reason.CONDITION_NOT_MET: Code.ABORTED,
+    Reason.LEASE_LOST: Code.ABORTED,
     # lifecycle
     Reason.JOB_BEING_DELETED: Code.FAILED_PRECONDITION,
     Reason.JOB_BEING_TERMINATED: Code.FAILED_PRECONDITION,

@@ -7,9 +7,30 @@ from dataclasses import dataclass
 from jobcontrol.service.core import engine, filters, names, pages, scheduling
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.jobs import load_job
-from jobcontrol.service.core.model import HistoryEntry, now_us
+from jobcontrol.service.core.model import HistoryEntry, Job, now_us
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.core.profiles import rules_for
+
+
+async def end_run(
+    tx: Tx, job: Job, entry: HistoryEntry, now: int, result: str | None = None
+) -> HistoryEntry:
+    """Record one run of `job` (RecordRun, or a worker's end of a run): the history entry,
+    the counters, the profile's last result (`result`, else by the entry's status) and
+    the end of a running run (a DELETING job keeps waiting no more)."""
+    rules = rules_for(job.profile)
+    entry.job_pk, entry.job_name, entry.state, entry.timestamp = (
+        job.pk or 0,
+        job.name,
+        job.state,
+        now,
+    )
+    entry.pk = await tx.insert_history(entry)
+    engine.count_run(rules, job, entry, now, result)
+    engine.refresh_schedule(rules, job)
+    engine.stamp(job, now)
+    await tx.update_job(job, engine.job_type_of(rules, job))
+    return entry
 
 
 @dataclass
@@ -30,21 +51,9 @@ class History:
 
         async def run(tx: Tx) -> HistoryEntry:
             job = await load_job(tx, collection_id, job_id)
-            rules = rules_for(job.profile)
-            now = now_us()
-            entry.job_pk, entry.job_name, entry.state, entry.timestamp = (
-                job.pk or 0,
-                job.name,
-                job.state,
-                now,
-            )
-            entry.pk = await tx.insert_history(entry)
-            engine.count_run(rules, job, entry, now)
-            engine.refresh_schedule(rules, job)
-            engine.stamp(job, now)
-            await tx.update_job(job, engine.job_type_of(rules, job))
-            await scheduling.replan(self.ctx, tx, rules, job)
-            return entry
+            recorded = await end_run(tx, job, entry, now_us())
+            await scheduling.replan(self.ctx, tx, rules_for(job.profile), job)
+            return recorded
 
         result = await self.ctx.write("RecordRun", "", run)
         self.ctx.poke()

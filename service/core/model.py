@@ -167,6 +167,9 @@ class Task:
     # the rest of the definition in the profile's own terms, stored as given
     properties: dict[str, Any] = field(default_factory=dict)
     pk: int | None = None
+    # the last attempt's exit code (reported by a worker) and the failed attempts retried
+    exit_code: int | None = None
+    retry_count: int = 0
 
     @property
     def name(self) -> str:

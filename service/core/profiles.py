@@ -416,3 +416,43 @@ SPEC_KEYS = frozenset(p.spec_key for p in PROFILES.values())
 def rules_for(profile: Profile) -> ProfileRules:
     """The rules of a profile."""
     return PROFILES[profile]
+
+
+@dataclass(frozen=True)
+class WorkRule:
+    """A kind of work that workers lease (WorkerService): the profile whose jobs hold it,
+    whether an item is a task of the job (else a run of the job itself, made by the
+    `started_by` actions), the job states its items may be leased in, the job states in
+    which a heartbeat asks the worker to stop, and the spec field bounding retries of
+    failed attempts (-1: unlimited; unset: none)."""
+
+    profile: Profile
+    per_task: bool
+    lease_job_states: frozenset[State]
+    cancel_job_states: frozenset[State]
+    max_retries_path: str | None = None
+    started_by: frozenset[Action] = frozenset()
+
+
+BATCH_TASK = "batch.task"
+BACKUP_RUN = "backup.run"
+WORK_KINDS: Mapping[str, WorkRule] = {
+    BATCH_TASK: WorkRule(
+        Profile.BATCH,
+        per_task=True,
+        lease_job_states=frozenset({S.ACTIVE}),
+        cancel_job_states=frozenset({S.TERMINATING, S.DELETING}),
+        max_retries_path="constraints.max_task_retry_count",
+    ),
+    # a run of a backup job: its end (CompleteWork, a non-retryable FailWork) ends the run
+    # as RecordRun does; a DELETING job waits for it (K6)
+    BACKUP_RUN: WorkRule(
+        Profile.BACKUP,
+        per_task=False,
+        lease_job_states=frozenset({S.RUNNING}),
+        cancel_job_states=NO_STATES,
+        started_by=frozenset({Action.START, Action.RETRY}),
+    ),
+}
+# a run's CompleteWork result (`result.result`, else by exit code) -> the job's last result
+RUN_RESULTS = ("SUCCESS", "WARNING", "FAILED")

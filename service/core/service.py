@@ -20,6 +20,7 @@ from jobcontrol.service.core.ports import ActionRunner, Store
 from jobcontrol.service.core.reaper import Reaper
 from jobcontrol.service.core.scheduling import Scheduler
 from jobcontrol.service.core.tasks import Tasks
+from jobcontrol.service.core.work import Work
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Core:
     reaper: Reaper
     dialect_state: DialectState
     scheduler: Scheduler
+    work: Work
 
 
 def build_core(
@@ -79,6 +81,7 @@ def build_core(
         reaper=Reaper(ctx, reaper_interval),
         dialect_state=DialectState(ctx),
         scheduler=Scheduler(ctx, runner or NoActions(), scheduler_concurrency),
+        work=Work(ctx),
     )
 
 

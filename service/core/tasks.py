@@ -11,8 +11,18 @@ from jobcontrol.service.core.errors import DomainError, Reason
 from jobcontrol.service.core.jobs import load_job
 from jobcontrol.service.core.model import Job, Task, TaskResult, TaskState, now_us
 from jobcontrol.service.core.ports import TaskCounts, Tx
-from jobcontrol.service.core.profiles import TASK_TRANSITIONS, ProfileRules, rules_for
+from jobcontrol.service.core.profiles import (
+    TASK_TRANSITIONS,
+    WORK_KINDS,
+    ProfileRules,
+    rules_for,
+)
 from jobcontrol.service.core.validation import check_properties
+
+
+def work_kind_of(job: Job) -> str | None:
+    """The kind of worker work a job's tasks are (None: its profile has none)."""
+    return next((k for k, rule in WORK_KINDS.items() if rule.profile is job.profile), None)
 
 
 @dataclass
@@ -72,9 +82,14 @@ class Tasks:
             task.version = 1
             task.etag = engine.new_etag(task.uid, 1)
             task.pk = await tx.insert_task(task)
+            kind = work_kind_of(job)
+            if kind is not None:
+                await tx.insert_work_item(uuid.uuid4().hex, kind, task.job_pk, task.pk, now)
             return task
 
-        return await self.ctx.write("CreateTask", request_id, run)
+        created = await self.ctx.write("CreateTask", request_id, run)
+        self.ctx.work_signal.notify()
+        return created
 
     async def _load(self, tx: Tx, name: str) -> tuple[Job, Task]:
         collection_id, job_id, task_id = names.task_name(name)
@@ -151,4 +166,5 @@ class Tasks:
 
         task = await self.ctx.write("TransitionTask", "", run)
         self.ctx.poke()
+        self.ctx.work_signal.notify()
         return task

@@ -392,6 +392,8 @@ def task_to_proto(t: model.Task) -> resources_pb2.Task:
         update_time=timestamp(t.update_time),
         state_transition_time=timestamp(t.state_time),
         etag=t.etag,
+        exit_code=t.exit_code,
+        retry_count=t.retry_count,
     )
     if t.properties:
         msg.properties.update(t.properties)

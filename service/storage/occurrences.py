@@ -130,10 +130,6 @@ class OccurrencesTx:
         value = found.scalar()
         return None if value is None else int(value)
 
-    async def database_now(self) -> int:
-        """The database's clock (µs): what leases and due times are compared with."""
-        return int((await self.conn.execute(select(DbNow()))).scalar_one())
-
     async def expire_occurrences(self, before: int) -> None:
         """Forget done occurrences expected before `before` (µs)."""
         await self.conn.execute(

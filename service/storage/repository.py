@@ -36,7 +36,9 @@ from jobcontrol.service.storage.schema import (
     operations,
     replies,
     tasks,
+    work_items,
 )
+from jobcontrol.service.storage.work import WorkTx
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,
@@ -118,7 +120,7 @@ class Connection(Protocol):
     async def run_sync(self, fn: Callable[..., R], *args: Any) -> R: ...
 
 
-class SqlTx(DialectStateTx, OccurrencesTx):
+class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
     """Implements `service.core.ports.Tx` on a connection inside a transaction."""
 
     def __init__(self, conn: Connection) -> None:
@@ -236,7 +238,7 @@ class SqlTx(DialectStateTx, OccurrencesTx):
 
     async def purge_children(self, job_pk: int, limit: int) -> int:
         purged = 0
-        for table in (tasks, history):
+        for table in (work_items, tasks, history):
             if purged >= limit:
                 break
             chunk = select(table.c.pk).where(table.c.job_pk == job_pk).limit(limit - purged)
@@ -562,7 +564,7 @@ class SqliteTx(SqlTx):
 
     async def purge_children(self, job_pk: int, limit: int) -> int:
         purged = 0
-        for table in ("tasks", "history"):
+        for table in ("work_items", "tasks", "history"):
             if purged >= limit:
                 break
             cursor = self.dbapi.execute(

@@ -126,6 +126,8 @@ def task(row: Any, job_name: str) -> Task:
         version=row.version,
         properties=row.properties or {},
         pk=row.pk,
+        exit_code=row.exit_code,
+        retry_count=row.retry_count,
     )
 
 
@@ -144,6 +146,8 @@ def task_values(t: Task) -> dict[str, Any]:
         "etag": t.etag,
         "version": t.version,
         "properties": t.properties,
+        "exit_code": t.exit_code,
+        "retry_count": t.retry_count,
     }
 
 

@@ -115,6 +115,10 @@ tasks = Table(
     Column("etag", String(32), nullable=False),
     Column("version", Integer, nullable=False),
     Column("properties", JSON, nullable=False, server_default=text("'{}'")),
+    # the last attempt's exit code (a worker's CompleteWork) and the attempts that failed
+    # and were retried
+    Column("exit_code", Integer),
+    Column("retry_count", Integer, nullable=False, server_default=text("0")),
     Index("ix_tasks_key", "job_pk", "task_id", unique=True),
     Index("ix_tasks_state", "job_pk", "state"),
 )
@@ -260,5 +264,30 @@ occurrences = Table(
     Column("lease_attempt", Integer, nullable=False, server_default=text("0")),
     Index("ix_occurrences_job_time", "job_pk", "expected_time", unique=True),
     Index("ix_occurrences_due", "done", "due_time"),
+    sqlite_autoincrement=True,
+)
+
+work_items = Table(
+    "work_items",
+    metadata,
+    # a unit of work done outside the service by a worker (WorkerService): a batch task
+    # to run; leased on its own row, timed on the database's clock
+    Column("pk", Integer, primary_key=True, autoincrement=True),
+    Column("work_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("job_pk", Integer, ForeignKey("jobs.pk", ondelete="CASCADE"), nullable=False),
+    Column("task_pk", Integer, ForeignKey("tasks.pk", ondelete="CASCADE")),
+    # leases taken so far; the current lease's token ("" when none), holder, expiry (µs,
+    # the database's clock) and duration (a heartbeat renews by it)
+    Column("attempt", Integer, nullable=False, server_default=text("0")),
+    Column("lease_token", String(64), nullable=False, server_default=text("''")),
+    Column("lease_owner", String(64), nullable=False, server_default=text("''")),
+    Column("lease_expire_time", BigInteger, nullable=False, server_default=text("0")),
+    Column("lease_duration", BigInteger, nullable=False, server_default=text("0")),
+    Column("progress", Text, nullable=False, server_default=text("''")),
+    Column("create_time", BigInteger, nullable=False),
+    Index("ix_work_items_work_id", "work_id", unique=True),
+    Index("ix_work_items_kind", "kind", "pk"),
+    Index("ix_work_items_task", "task_pk"),
     sqlite_autoincrement=True,
 )

@@ -31,6 +31,7 @@ from jobcontrol.v1 import (
     job_service_pb2_grpc,
     operator_service_pb2_grpc,
     resources_pb2,
+    worker_service_pb2_grpc,
 )
 
 
@@ -159,6 +160,12 @@ async def clients(server: RunningServer) -> AsyncIterator[Clients]:
             operations=operations_pb2_grpc.OperationsStub(channel),
             diag=diagnostics_service_pb2_grpc.DiagnosticsServiceStub(channel),
         )
+
+
+@pytest.fixture
+def worker(clients: Clients) -> worker_service_pb2_grpc.WorkerServiceStub:
+    """A WorkerService stub on `clients`' channel."""
+    return worker_service_pb2_grpc.WorkerServiceStub(clients.channel)
 
 
 _ids = itertools.count(1)

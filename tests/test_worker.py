@@ -13,7 +13,6 @@ from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import operator_service_pb2 as operator_pb
 from jobcontrol.v1 import resources_pb2 as res
 from jobcontrol.v1 import worker_service_pb2 as pb
-from jobcontrol.v1 import worker_service_pb2_grpc
 from tests.helpers import expect_error
 
 pytestmark = pytest.mark.backends
@@ -31,11 +30,6 @@ def struct(**values: Any) -> struct_pb2.Struct:
 def seconds(value: float) -> duration_pb2.Duration:
     whole = int(value)
     return duration_pb2.Duration(seconds=whole, nanos=int((value - whole) * 1e9))
-
-
-@pytest.fixture
-def worker(clients: Any) -> worker_service_pb2_grpc.WorkerServiceStub:
-    return worker_service_pb2_grpc.WorkerServiceStub(clients.channel)
 
 
 async def batch_job(make_collection: Any, clients: Any, retries: int | None = None) -> str:

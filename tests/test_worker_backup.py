@@ -12,16 +12,10 @@ from google.protobuf import struct_pb2
 from jobcontrol.v1 import job_service_pb2 as jobs_pb
 from jobcontrol.v1 import resources_pb2 as res
 from jobcontrol.v1 import worker_service_pb2 as pb
-from jobcontrol.v1 import worker_service_pb2_grpc
 from tests.helpers import delete, expect_error, get_job, get_operation, wait_done
 from tests.test_worker import lease
 
 pytestmark = pytest.mark.backends
-
-
-@pytest.fixture
-def worker(clients: Any) -> worker_service_pb2_grpc.WorkerServiceStub:
-    return worker_service_pb2_grpc.WorkerServiceStub(clients.channel)
 
 
 async def backup_job(clients: Any, make_collection: Any) -> str:

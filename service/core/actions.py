@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from jobcontrol.service.core import engine, names, scheduling
+from jobcontrol.service.core import engine, jobs, names, scheduling
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import Reason, bad_field
-from jobcontrol.service.core.jobs import load_job
 from jobcontrol.service.core.model import (
     Action,
     Job,
@@ -38,6 +37,39 @@ async def _start_run(tx: Tx, job: Job, action: Action, now: int) -> None:
             await tx.insert_work_item(uuid.uuid4().hex, kind, job.pk or 0, None, now)
 
 
+async def apply_action(
+    ctx: Context,
+    tx: Tx,
+    job: Job,
+    action: Action,
+    now: int,
+    disposition: TaskDisposition = TaskDisposition.REQUEUE,
+    reason: str = "",
+) -> None:
+    """Apply a client action from the profile's action table to a loaded job and write
+    it (a client's request, or the service's own reaction to the job's tasks)."""
+    rules = rules_for(job.profile)
+    rule = engine.action_rule(rules, job, action)
+    running = await tx.running_tasks(job.pk or 0)
+    if rule.disposes_tasks and running and disposition in _DISPOSE:
+        state, result = _DISPOSE[disposition]
+        await tx.move_running_tasks(job.pk or 0, state, result, now)
+        running = 0
+    engine.apply_sets(rules, job, rule.sets)
+    if rule.flips is not None:
+        engine.flip(rules, job, rule.flips)
+    if rule.reason_path and reason:
+        engine.apply_sets(rules, job, ((rule.reason_path, reason),))
+    if rule.to is not None:
+        waits = rule.via is not None and engine.work_in_flight(rules, job, running)
+        engine.transition(job, rule.via if waits and rule.via else rule.to, now)
+    engine.refresh_schedule(rules, job)
+    engine.stamp(job, now)
+    await tx.update_job(job, engine.job_type_of(rules, job))
+    await scheduling.replan(ctx, tx, rules, job)
+    await _start_run(tx, job, action, now)
+
+
 class Actions:
     """Client actions from the profile's action table, and operator moves from its
     operator table."""
@@ -58,29 +90,10 @@ class Actions:
         collection_id, job_id = names.job_name(name)
 
         async def run(tx: Tx) -> Job:
-            job = await load_job(tx, collection_id, job_id)
+            job = await jobs.load_job(tx, collection_id, job_id)
             rules = rules_for(job.profile)
             engine.check_job_conditions(rules, job, pre)
-            rule = engine.action_rule(rules, job, action)
-            now = now_us()
-            running = await tx.running_tasks(job.pk or 0)
-            if rule.disposes_tasks and running and disposition in _DISPOSE:
-                state, result = _DISPOSE[disposition]
-                await tx.move_running_tasks(job.pk or 0, state, result, now)
-                running = 0
-            engine.apply_sets(rules, job, rule.sets)
-            if rule.flips is not None:
-                engine.flip(rules, job, rule.flips)
-            if rule.reason_path and reason:
-                engine.apply_sets(rules, job, ((rule.reason_path, reason),))
-            if rule.to is not None:
-                waits = rule.via is not None and engine.work_in_flight(rules, job, running)
-                engine.transition(job, rule.via if waits and rule.via else rule.to, now)
-            engine.refresh_schedule(rules, job)
-            engine.stamp(job, now)
-            await tx.update_job(job, engine.job_type_of(rules, job))
-            await scheduling.replan(self.ctx, tx, rules, job)
-            await _start_run(tx, job, action, now)
+            await apply_action(self.ctx, tx, job, action, now_us(), disposition, reason)
             return engine.strip_input_only(rules, job)
 
         job = await self.ctx.write(action.value, request_id, run)
@@ -93,7 +106,7 @@ class Actions:
         collection_id, job_id = names.job_name(name)
 
         async def run(tx: Tx) -> Job:
-            job = await load_job(tx, collection_id, job_id)
+            job = await jobs.load_job(tx, collection_id, job_id)
             rules = rules_for(job.profile)
             if target not in rules.states:
                 raise bad_field(

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from jobcontrol.service.core import documents, engine, filters, names, pages, scheduling
+from jobcontrol.service.core import documents, engine, filters, names, pages, scheduling, task_end
 from jobcontrol.service.core.collections import check_collection, insert_collection, load_collection
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
@@ -274,6 +274,7 @@ class Jobs:
         now = now_us()
         # what the job runs changes only with its spec or state (not with labels or name)
         runs_change = target is not job.state or new_spec != job.spec
+        ends_when_done = task_end.ends_when_done(job)
         self._fill(rules, job, new)
         engine.transition(job, target, now)
         engine.refresh_schedule(rules, job)
@@ -281,6 +282,9 @@ class Jobs:
         await tx.update_job(job, engine.job_type_of(rules, job))
         if runs_change:
             await scheduling.replan(self.ctx, tx, rules, job)
+        if not ends_when_done and task_end.ends_when_done(job):
+            # told to end once its tasks are done: it may be so already
+            await task_end.react(self.ctx, tx, job, None, now)
         return engine.strip_input_only(rules, job)
 
     async def delete(

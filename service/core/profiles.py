@@ -432,6 +432,31 @@ class WorkRule:
     cancel_job_states: frozenset[State]
     max_retries_path: str | None = None
     started_by: frozenset[Action] = frozenset()
+    # a task's own limits in its properties, over the job's: its retry count, and the
+    # time (ISO 8601) an attempt may run from its start before the service ends it
+    task_retries_key: str | None = None
+    task_wall_clock_key: str | None = None
+    # what the job does when its tasks end (None: nothing)
+    job_reactions: TaskEndRule | None = None
+
+
+@dataclass(frozen=True)
+class TaskEndRule:
+    """How a job reacts to its tasks ending, each reaction switched on by a spec field
+    holding a value: once no task is left waiting or running (`all_done`), and on each
+    task's final end by the exit options in its properties (`exit_options`), whose job
+    action for a matching exit code wins, else `failure_action` for a failure. A
+    reaction is a client action (with its reason) of the profile's action table."""
+
+    all_done: tuple[str, object]
+    all_done_reason: str
+    exit_options: tuple[str, object]
+    exit_conditions_key: str
+    failure_action: str
+    # an exit option's job action -> (the action, its reason); "none" does nothing
+    job_actions: Mapping[str, tuple[Action, str]]
+    # the job states in which a reaction applies
+    live: frozenset[State]
 
 
 BATCH_TASK = "batch.task"
@@ -443,6 +468,22 @@ WORK_KINDS: Mapping[str, WorkRule] = {
         lease_job_states=frozenset({S.ACTIVE}),
         cancel_job_states=frozenset({S.TERMINATING, S.DELETING}),
         max_retries_path="constraints.max_task_retry_count",
+        task_retries_key="constraints.maxTaskRetryCount",
+        task_wall_clock_key="constraints.maxWallClockTime",
+        job_reactions=TaskEndRule(
+            all_done=("on_all_tasks_complete", "TERMINATE_JOB"),
+            all_done_reason="AllTasksComplete",
+            exit_options=("on_task_failure", "PERFORM_EXIT_OPTIONS_JOB_ACTION"),
+            exit_conditions_key="exitConditions",
+            failure_action="terminate",
+            # Decision: a disable by exit options requeues running tasks (Batch's
+            # DisableJob with disableTasks=requeue, as its ExitOptions documents)
+            job_actions={
+                "terminate": (Action.TERMINATE, "TaskFailed"),
+                "disable": (Action.PAUSE, ""),
+            },
+            live=frozenset({S.ACTIVE, S.DISABLING, S.DISABLED, S.ENABLING}),
+        ),
     ),
     # a run of a backup job: its end (CompleteWork, a non-retryable FailWork) ends the run
     # as RecordRun does; a DELETING job waits for it (K6)

@@ -1,4 +1,5 @@
-"""The background worker that completes asynchronous deletions in bounded chunks."""
+"""The background worker that completes asynchronous deletions in bounded chunks and ends
+running tasks past their wall-clock limit."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.model import Operation, now_us
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.core.profiles import rules_for
+from jobcontrol.service.core.work import Work
 
 log = logging.getLogger("jobcontrol.reaper")
 REPLY_SWEEP_EVERY = 600.0
@@ -38,6 +40,7 @@ class Reaper:
         self._last_sweep = 0.0
         # lease name -> the attempt this replica holds
         self._held: dict[str, int] = {}
+        self._work = Work(ctx)
 
     def start(self) -> None:
         """Run in the background until `stop`."""
@@ -54,6 +57,9 @@ class Reaper:
         while True:
             try:
                 progressed = await self.run_once()
+                # running tasks past their maxWallClockTime end on every pass (a row
+                # lock, not a lease, keeps two replicas from ending one twice)
+                progressed |= await self._work.end_overdue() > 0
                 await self._sweep_replies()
             except asyncio.CancelledError:
                 raise

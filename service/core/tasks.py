@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from jobcontrol.service.core import engine, filters, names, pages
+from jobcontrol.service.core import engine, filters, names, pages, task_end
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.errors import DomainError, Reason
 from jobcontrol.service.core.jobs import load_job
@@ -66,6 +66,9 @@ class Tasks:
                     resource=job.name,
                 )
             engine.check_not_locked(rules, job, "adding a task")
+            kind = work_kind_of(job)
+            if kind is not None:
+                task_end.check_task_limits(WORK_KINDS[kind], task.properties)
             tid = task_id or uuid.uuid4().hex
             if await tx.get_task(job.pk or 0, job.name, tid) is not None:
                 name = f"{job.name}/tasks/{tid}"
@@ -82,7 +85,6 @@ class Tasks:
             task.version = 1
             task.etag = engine.new_etag(task.uid, 1)
             task.pk = await tx.insert_task(task)
-            kind = work_kind_of(job)
             if kind is not None:
                 await tx.insert_work_item(uuid.uuid4().hex, kind, task.job_pk, task.pk, now)
             return task
@@ -162,6 +164,8 @@ class Tasks:
             if await settle(tx, rules, job, now):
                 engine.stamp(job, now)
                 await tx.update_job(job, engine.job_type_of(rules, job))
+            if target is TaskState.COMPLETED:
+                await task_end.react(self.ctx, tx, job, task, now)
             return task
 
         task = await self.ctx.write("TransitionTask", "", run)

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from jobcontrol.service.core import documents, engine
+from jobcontrol.service.core import engine
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
 from jobcontrol.service.core.history import end_run
@@ -25,6 +25,7 @@ from jobcontrol.service.core.model import (
 )
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.core.profiles import RUN_RESULTS, WORK_KINDS, WorkRule, rules_for
+from jobcontrol.service.core.task_end import react, task_retry_limit, wall_clock_us
 from jobcontrol.service.core.tasks import settle
 from jobcontrol.service.core.work_records import Lease, WorkRow
 
@@ -130,9 +131,13 @@ async def _end_run(tx: Tx, job: Job, outcome: Outcome) -> None:
 
 
 def _may_retry(rule: WorkRule, job: Job, task: Task) -> bool:
-    limit = documents.get_path(job.spec, rule.max_retries_path) if rule.max_retries_path else 0
-    limit = int(limit or 0)
+    limit = task_retry_limit(rule, job, task)
     return limit < 0 or task.retry_count < limit
+
+
+def _overdue(row: WorkRow) -> bool:
+    """Whether the running task is past its wall-clock limit (database clock)."""
+    return 0 < row.deadline <= row.db_now
 
 
 class Work:
@@ -175,8 +180,12 @@ class Work:
     async def _grant(self, tx: Tx, row: WorkRow, owner: str, now: int, duration: int) -> Lease:
         attempt = row.attempt + 1
         token = f"{row.work_id}.{attempt}.{secrets.token_urlsafe(12)}"
-        await tx.take_work(row.pk, token, owner, attempt, now + duration, duration)
         task = row.task
+        deadline = row.deadline
+        if task is not None and task.state is TaskState.ACTIVE:  # the attempt starts now
+            limit = wall_clock_us(WORK_KINDS[row.kind], task)
+            deadline = now + limit if limit else 0
+        await tx.take_work(row.pk, token, owner, attempt, now + duration, duration, deadline)
         if task is None:
             job = await tx.get_job(row.collection_id, row.job_key)
             payload = {"job": row.job_name, "spec": job.spec if job else {}}
@@ -209,6 +218,8 @@ class Work:
         job = await tx.get_job(row.collection_id, row.job_key)
         if job is None or not _stands(WORK_KINDS[row.kind], row, job):
             raise lost("its work was withdrawn")
+        if _overdue(row):
+            raise lost("the task ran past its maxWallClockTime; the service ends it")
         return row, job
 
     async def heartbeat(self, token: str, progress: str) -> tuple[int, bool]:
@@ -223,7 +234,7 @@ class Work:
                 raise lost("it expired")
             job = await tx.get_job(row.collection_id, row.job_key)
             rule = WORK_KINDS[row.kind]
-            stands = job is not None and _stands(rule, row, job)
+            stands = job is not None and _stands(rule, row, job) and not _overdue(row)
             return expire, not stands or job is None or job.state in rule.cancel_job_states
 
         return await self.ctx.store.write(run)
@@ -277,7 +288,34 @@ class Work:
             _bump(task, TaskState.COMPLETED, now)
         await tx.update_task(task)
         await self._settle(tx, job, now)
+        if not retry:
+            await react(self.ctx, tx, job, task, now)
         return retry
+
+    async def end_overdue(self, limit: int = 100) -> int:
+        """End the running tasks past their wall-clock limit (failed, not retried: the
+        limit is the task's), with their jobs' reactions; how many ended."""
+
+        async def run(tx: Tx) -> int:
+            ended = 0
+            for row in await tx.overdue_work(limit):
+                job = await tx.get_job(row.collection_id, row.job_key)
+                if row.task is None or job is None:
+                    continue
+                await tx.drop_work(row.pk)  # locked by overdue_work: held or expired
+                now = now_us()
+                row.task.result, row.task.exit_code = TaskResult.FAILURE, None
+                _bump(row.task, TaskState.COMPLETED, now)
+                await tx.update_task(row.task)
+                await self._settle(tx, job, now)
+                await react(self.ctx, tx, job, row.task, now)
+                ended += 1
+            return ended
+
+        ended = await self.ctx.store.write(run)
+        if ended:
+            self._woken(True)
+        return ended
 
     async def release(self, token: str) -> None:
         """ReleaseWork: the item waits for another lease; no attempt is counted."""

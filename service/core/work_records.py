@@ -26,6 +26,8 @@ class WorkRow:
     lease_duration: int
     task: Task | None
     db_now: int
+    # when the service ends the running task (µs, database clock; 0: no limit)
+    deadline: int = 0
 
     @property
     def job_name(self) -> str:

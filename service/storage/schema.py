@@ -286,8 +286,11 @@ work_items = Table(
     Column("lease_duration", BigInteger, nullable=False, server_default=text("0")),
     Column("progress", Text, nullable=False, server_default=text("''")),
     Column("create_time", BigInteger, nullable=False),
+    # when the service ends the running task (µs, the database's clock; 0: no limit)
+    Column("deadline", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_work_items_work_id", "work_id", unique=True),
     Index("ix_work_items_kind", "kind", "pk"),
     Index("ix_work_items_task", "task_pk"),
+    Index("ix_work_items_deadline", "deadline"),
     sqlite_autoincrement=True,
 )

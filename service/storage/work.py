@@ -27,6 +27,7 @@ _COLUMNS = (
     _W.lease_token.label("w_lease_token"),
     _W.lease_expire_time.label("w_lease_expire_time"),
     _W.lease_duration.label("w_lease_duration"),
+    _W.deadline.label("w_deadline"),
     _J.collection_id.label("j_collection_id"),
     _J.job_key.label("j_job_key"),
     _J.job_id.label("j_job_id"),
@@ -60,6 +61,7 @@ class WorkTx:
             lease_duration=row.w_lease_duration,
             task=task,
             db_now=now,
+            deadline=row.w_deadline,
         )
 
     async def db_now(self) -> int:
@@ -109,7 +111,14 @@ class WorkTx:
         return None if row is None else self._row(row, int(row.db_now))
 
     async def take_work(
-        self, pk: int, token: str, owner: str, attempt: int, expire: int, duration: int
+        self,
+        pk: int,
+        token: str,
+        owner: str,
+        attempt: int,
+        expire: int,
+        duration: int,
+        deadline: int,
     ) -> None:
         await self.conn.execute(
             update(work_items)
@@ -120,8 +129,26 @@ class WorkTx:
                 attempt=attempt,
                 lease_expire_time=expire,
                 lease_duration=duration,
+                deadline=deadline,
             )
         )
+
+    async def overdue_work(self, limit: int) -> list[WorkRow]:
+        """Leased items whose running task is past its deadline on the database's clock,
+        oldest deadline first (on PostgreSQL locked, skipping rows another replica holds)."""
+        stmt = (
+            select(*_COLUMNS, DbNow().label("db_now"))
+            .select_from(_FROM)
+            .where(
+                _W.deadline > 0,
+                _W.deadline <= DbNow(),
+                tasks.c.state == TaskState.RUNNING.value,
+            )
+            .order_by(_W.deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=work_items)
+        )
+        return [self._row(r, int(r.db_now)) for r in (await self.conn.execute(stmt)).all()]
 
     async def renew_work(self, pk: int, token: str, expire: int, progress: str) -> bool:
         """Extend a live lease named by its token (the fence: False once it was lost)."""
@@ -131,6 +158,10 @@ class WorkTx:
             .values(lease_expire_time=expire, progress=progress)
         )
         return bool(result.rowcount)
+
+    async def drop_work(self, pk: int) -> None:
+        """Remove an item whatever its lease (the service ended its work)."""
+        await self.conn.execute(delete(work_items).where(_W.pk == pk))
 
     async def end_work(self, pk: int, token: str, done: bool) -> bool:
         """End a live lease named by its token: the item goes (`done`) or waits for

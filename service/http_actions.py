@@ -8,6 +8,7 @@ import base64
 import os
 import ssl
 import tempfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,10 +30,17 @@ QUEUE_TYPES = ("STORAGE_QUEUE", "SERVICE_BUS_QUEUE", "SERVICE_BUS_TOPIC")
 class HttpActionRunner:
     """`service.core.ports.ActionRunner` over HTTP: method, uri, headers and body of the
     action's request, Basic or ClientCertificate authentication from its stored secrets;
-    success is a 2xx reply. Redirects are not followed (a 3xx is the target's answer)."""
+    success is a 2xx reply. Redirects are not followed (a 3xx is the target's answer).
 
-    def __init__(self) -> None:
+    HTTPS targets are verified against the system's trusted CAs and, with `ca_file` (PEM,
+    the server's `--action-ca-file`), that file's CAs as well: for every action, with or
+    without a client certificate. The file is read here, so a bad one fails at start."""
+
+    def __init__(self, ca_file: str = "") -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._ca = Path(ca_file).read_text() if ca_file else None
+        # aiohttp's own default context unless there is an extra CA to trust
+        self._tls: ssl.SSLContext | bool = _context(self._ca) if self._ca is not None else True
 
     async def close(self) -> None:
         if self._session is not None:
@@ -63,14 +71,14 @@ class HttpActionRunner:
         # the job's own headers, then the scheduler's (they identify the occurrence)
         sent = {**(request.get("headers") or {}), **headers}
         try:
-            auth, tls = _authentication(request.get("authentication") or {})
+            auth, tls = _authentication(request.get("authentication") or {}, self._ca)
             async with self._client().request(
                 (request.get("method") or "GET").upper(),
                 uri,
                 headers=sent,
                 data=(request.get("body") or "").encode(),
                 auth=auth,
-                ssl=tls if tls is not None else True,
+                ssl=tls if tls is not None else self._tls,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=seconds),
             ) as reply:
@@ -89,19 +97,30 @@ class HttpActionRunner:
         return ActionOutcome(200 <= reply.status < 300, message)
 
 
-def _authentication(auth: dict[str, Any]) -> tuple[aiohttp.BasicAuth | None, ssl.SSLContext | None]:
+def _context(ca: str | None) -> ssl.SSLContext:
+    """A default (verifying) TLS context, also trusting the PEM CAs `ca` when given."""
+    context = ssl.create_default_context()
+    if ca is not None:
+        context.load_verify_locations(cadata=ca)
+    return context
+
+
+def _authentication(
+    auth: dict[str, Any], ca: str | None
+) -> tuple[aiohttp.BasicAuth | None, ssl.SSLContext | None]:
     """Basic credentials, or a TLS context presenting the stored client certificate."""
     kind = str(auth.get("type") or "").lower()
     if kind == "basic":
         return aiohttp.BasicAuth(auth.get("username") or "", auth.get("password") or ""), None
     if kind == "clientcertificate" and auth.get("pfx"):
-        return None, _client_certificate(auth["pfx"], auth.get("password") or "")
+        return None, _client_certificate(auth["pfx"], auth.get("password") or "", ca)
     return None, None
 
 
-def _client_certificate(pfx: str, password: str) -> ssl.SSLContext:
-    """A default TLS context with the PKCS#12 (base64) certificate and key loaded; ssl
-    takes files only, so the PEM lives in a private temporary file while it loads."""
+def _client_certificate(pfx: str, password: str, ca: str | None) -> ssl.SSLContext:
+    """A default TLS context (trusting `ca` too) with the PKCS#12 (base64) certificate and
+    key loaded; ssl takes files only, so the PEM lives in a private temporary file while it
+    loads."""
     key, cert, chain = pkcs12.load_key_and_certificates(
         base64.b64decode(pfx), password.encode() or None
     )
@@ -111,7 +130,7 @@ def _client_certificate(pfx: str, password: str) -> ssl.SSLContext:
     pem += cert.public_bytes(Encoding.PEM)
     for extra in chain or ():
         pem += extra.public_bytes(Encoding.PEM)
-    context = ssl.create_default_context()
+    context = _context(ca)
     fd, path = tempfile.mkstemp(suffix=".pem")
     try:
         with os.fdopen(fd, "wb") as out:

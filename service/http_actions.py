@@ -68,16 +68,19 @@ class HttpActionRunner:
         host = urlsplit(uri).hostname or uri
         if not uri:
             return ActionOutcome(False, "Http Action - the action has no request uri")
-        # the job's own headers, then the scheduler's (they identify the occurrence)
-        sent = {**(request.get("headers") or {}), **headers}
         try:
             auth, tls = _authentication(request.get("authentication") or {}, self._ca)
+            own = request.get("headers") or {}
+            if auth and any(name.lower() == "authorization" for name in own):
+                raise ValueError("the action has both an Authorization header and Basic auth")
+            # the job's own headers, its credentials, then the scheduler's (they identify
+            # the occurrence)
+            sent = {**own, **auth, **headers}
             async with self._client().request(
                 (request.get("method") or "GET").upper(),
                 uri,
                 headers=sent,
                 data=(request.get("body") or "").encode(),
-                auth=auth,
                 ssl=tls if tls is not None else self._tls,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=seconds),
@@ -88,7 +91,9 @@ class HttpActionRunner:
                 False, f"Http Action - Request to host '{host}' timed out after {seconds:g} s"
             )
         except (aiohttp.ClientError, OSError, ValueError) as exc:
-            return ActionOutcome(False, f"Http Action - Request to host '{host}' failed: {exc}")
+            return ActionOutcome(
+                False, f"Http Action - Request to host '{host}' failed: {exc}{_hint(uri, exc)}"
+            )
         text = body.decode("utf-8", "replace")
         message = (
             f"Http Action - Response from host '{host}': '{reply.status} {reply.reason or ''}'"
@@ -105,25 +110,54 @@ def _context(ca: str | None) -> ssl.SSLContext:
     return context
 
 
+def _hint(uri: str, exc: Exception) -> str:
+    """What a TLS 1.3 target refusing the client certificate looks like to the client: the
+    handshake had finished, then the connection is reset or closed (no alert read)."""
+    closed = isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError) or (
+        isinstance(exc, aiohttp.ClientOSError)
+        and not isinstance(exc, aiohttp.ClientConnectorError)
+        and not isinstance(exc.__cause__ or exc.__context__, ssl.SSLError)
+    )
+    if closed and urlsplit(uri).scheme.lower() == "https":
+        return (
+            " (the HTTPS target closed the connection: did it refuse or require a client"
+            " certificate?)"
+        )
+    return ""
+
+
+def _basic(username: str, password: str) -> dict[str, str]:
+    """The Basic Authorization header (as aiohttp's BasicAuth wrote it: latin-1, no ':' in
+    the username)."""
+    if ":" in username:
+        raise ValueError('a ":" is not allowed in a Basic authentication username')
+    token = base64.b64encode(f"{username}:{password}".encode("latin1")).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def _authentication(
     auth: dict[str, Any], ca: str | None
-) -> tuple[aiohttp.BasicAuth | None, ssl.SSLContext | None]:
-    """Basic credentials, or a TLS context presenting the stored client certificate."""
+) -> tuple[dict[str, str], ssl.SSLContext | None]:
+    """Basic credentials (a header), or a TLS context presenting the stored client
+    certificate."""
     kind = str(auth.get("type") or "").lower()
     if kind == "basic":
-        return aiohttp.BasicAuth(auth.get("username") or "", auth.get("password") or ""), None
+        return _basic(auth.get("username") or "", auth.get("password") or ""), None
     if kind == "clientcertificate" and auth.get("pfx"):
-        return None, _client_certificate(auth["pfx"], auth.get("password") or "", ca)
-    return None, None
+        return {}, _client_certificate(auth["pfx"], auth.get("password") or "", ca)
+    return {}, None
 
 
 def _client_certificate(pfx: str, password: str, ca: str | None) -> ssl.SSLContext:
     """A default TLS context (trusting `ca` too) with the PKCS#12 (base64) certificate and
     key loaded; ssl takes files only, so the PEM lives in a private temporary file while it
     loads."""
-    key, cert, chain = pkcs12.load_key_and_certificates(
-        base64.b64decode(pfx), password.encode() or None
-    )
+    try:
+        key, cert, chain = pkcs12.load_key_and_certificates(
+            base64.b64decode(pfx), password.encode() or None
+        )
+    except ValueError as exc:  # binascii.Error too
+        raise ValueError(f"the client certificate (pfx) cannot be read: {exc}") from exc
     if key is None or cert is None:
         raise ValueError("the client certificate has no key or certificate")
     pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())

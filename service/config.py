@@ -34,6 +34,9 @@ class Settings:
     scheduler_min_interval: float = 60.0
     action_timeout: float = 60.0
     scheduler_concurrency: int = 1024
+    # a PEM CA bundle HTTPS actions trust besides the system's CAs (a private PKI); empty:
+    # the system's only
+    action_ca_file: str = ""
     # most requests the writer commits in one transaction
     max_batch: int = 256
     # read connections beside the single writer

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,10 +107,19 @@ def _bind(server: grpc.aio.Server, settings: Settings) -> int:
     return server.add_secure_port(settings.grpc_address, credentials)
 
 
+def _action_runner(settings: Settings) -> HttpActionRunner:
+    """The scheduler's HTTP runner; an unreadable `--action-ca-file` stops the start."""
+    try:
+        return HttpActionRunner(ca_file=settings.action_ca_file)
+    except (OSError, ValueError, ssl.SSLError) as exc:
+        raise SystemExit(f"--action-ca-file {settings.action_ca_file}: {exc}") from exc
+
+
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
     auth_config.check_exposure(settings)
     policy, rules = auth_config.load_policy(settings), auth_config.token_rules(settings)
+    runner = _action_runner(settings)
     store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)
     await store.open()
     core = build_core(
@@ -120,7 +130,7 @@ async def start_server(settings: Settings) -> RunningServer:
         policy=policy,
         lease_duration=settings.lease_duration,
         replica=settings.replica_id,
-        runner=(runner := HttpActionRunner()),
+        runner=runner,
         scheduler_min_interval=settings.scheduler_min_interval,
         action_timeout=settings.action_timeout,
         scheduler_concurrency=settings.scheduler_concurrency,

@@ -1,13 +1,16 @@
 """An HTTP target on 127.0.0.1 that records every request it receives: what scheduled
-jobs' actions are fired at in tests and benchmarks (aiohttp, in the caller's loop)."""
+jobs' actions are fired at in tests and benchmarks (aiohttp, in the caller's loop). With
+`TargetTls` it serves HTTPS and requires a client certificate signed by a given CA."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiohttp import web
 
@@ -24,11 +27,40 @@ class Seen:
     headers: dict[str, str]
     body: str
     at: float
+    # HTTPS: the subject common name of the client certificate presented
+    client_cn: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetTls:
+    """HTTPS for the target: its certificate and key (PEM files) and the CA whose client
+    certificates it requires (ssl.CERT_REQUIRED: a handshake without one fails)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def _common_name(peercert: object) -> str | None:
+    """The subject CN of `getpeercert()`'s dict (None without a certificate)."""
+    if not isinstance(peercert, dict):
+        return None
+    for rdn in peercert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None
 
 
 @dataclass
 class Target:
-    """An HTTP server on 127.0.0.1 recording requests: `/ok` answers 200, `/fail` 500,
+    """An HTTP(S) server on 127.0.0.1 recording requests: `/ok` answers 200, `/fail` 500,
     `/slow` 200 after `slow` seconds (lowering `slow` lets requests waiting go)."""
 
     url: str
@@ -52,14 +84,23 @@ class Target:
 
 
 @contextlib.asynccontextmanager
-async def serving_target() -> AsyncIterator[Target]:
-    """A recording target listening on 127.0.0.1 (any free port) while the block runs."""
+async def serving_target(tls: TargetTls | None = None) -> AsyncIterator[Target]:
+    """A recording target listening on 127.0.0.1 (any free port) while the block runs;
+    HTTPS requiring a client certificate with `tls`."""
     recorded = Target(url="")
 
     async def handle(request: web.Request) -> web.Response:
         body = await request.text()
+        peer = request.transport.get_extra_info("peercert") if request.transport else None
         recorded.seen.append(
-            Seen(request.method, request.path, dict(request.headers), body, time.time())
+            Seen(
+                request.method,
+                request.path,
+                dict(request.headers),
+                body,
+                time.time(),
+                _common_name(peer),
+            )
         )
         if request.path == "/slow":  # until `slow` seconds have passed (or it is lowered)
             began = time.monotonic()
@@ -72,10 +113,12 @@ async def serving_target() -> AsyncIterator[Target]:
     app.router.add_route("*", "/{tail:.*}", handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(
+        runner, "127.0.0.1", 0, ssl_context=tls.context() if tls is not None else None
+    )
     await site.start()
     port = site._server.sockets[0].getsockname()[1]
-    recorded.url = f"http://127.0.0.1:{port}"
+    recorded.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{port}"
     try:
         yield recorded
     finally:

@@ -1,8 +1,10 @@
 """Certificates and keys made in the test (cryptography): a CA, server and client
-certificates signed by it, self-signed client certificates, and their SHA-1 thumbprints."""
+certificates signed by it, self-signed client certificates, their SHA-1 thumbprints and
+their PKCS#12 form."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import ipaddress
@@ -12,6 +14,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -33,6 +36,20 @@ class Issued:
 
     def key_pem(self) -> bytes:
         return self.key.read_bytes()
+
+    def pfx(self, password: str) -> str:
+        """Certificate and key as base64 PKCS#12 encrypted with `password` (an Azure
+        Scheduler ClientCertificate authentication's `pfx`)."""
+        key = serialization.load_pem_private_key(self.key_pem(), None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        blob = pkcs12.serialize_key_and_certificates(
+            b"client",
+            key,
+            x509.load_der_x509_certificate(self.der),
+            None,
+            serialization.BestAvailableEncryption(password.encode()),
+        )
+        return base64.b64encode(blob).decode()
 
 
 def _name(common_name: str) -> x509.Name:

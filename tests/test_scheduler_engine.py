@@ -1,10 +1,14 @@
 """Scheduled jobs run (issue 15): occurrences fire HTTP actions at a real target on
 127.0.0.1 that records every request; retries, the error action, history, counters and
-completion; disabled, updated and deleted jobs. Rules E1..E12 of docs/rules.md."""
+completion; disabled, updated and deleted jobs; Basic and ClientCertificate
+authentication (an HTTPS target requiring client certificates of a test CA). Rules E1..E12
+and E15..E20 of docs/rules.md."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,7 +25,8 @@ from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
 from tests.conftest import make_settings, start_gateway
 from tests.helpers import expect_error
-from tests.http_target import WAIT, Target, serving_target
+from tests.http_target import WAIT, Target, TargetTls, serving_target
+from tests.pki import Pki
 
 pytestmark = pytest.mark.backends
 
@@ -35,15 +40,18 @@ async def target() -> AsyncIterator[Target]:
         yield recorded
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+@contextlib.asynccontextmanager
+async def scheduling(tmp_path: Path, **overrides: Any) -> AsyncIterator[RunningServer]:
     """A server that runs scheduled jobs: a 1 s floor on intervals, 5 s action timeout."""
     settings = make_settings(
         tmp_path,
-        scheduler_concurrency=64,
-        scheduler_min_interval=1.0,
-        action_timeout=5.0,
-        lease_duration=2.0,
+        **{
+            "scheduler_concurrency": 64,
+            "scheduler_min_interval": 1.0,
+            "action_timeout": 5.0,
+            "lease_duration": 2.0,
+            **overrides,
+        },
     )
     running = await start_server(settings)
     try:
@@ -52,8 +60,9 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
         await running.stop(grace=1.0)
 
 
-@pytest.fixture
-async def jobs(server: RunningServer) -> AsyncIterator[Jobs]:
+@contextlib.asynccontextmanager
+async def collection_c(server: RunningServer) -> AsyncIterator[Jobs]:
+    """A JobService stub on `server`, with the scheduled collection `c` created."""
     async with grpc.aio.insecure_channel(server.address) as channel:
         stub = job_service_pb2_grpc.JobServiceStub(channel)
         await stub.CreateCollection(
@@ -61,6 +70,42 @@ async def jobs(server: RunningServer) -> AsyncIterator[Jobs]:
                 collection_id="c", collection=R.Collection(profile=R.Profile.SCHEDULED)
             )
         )
+        yield stub
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    async with scheduling(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+async def jobs(server: RunningServer) -> AsyncIterator[Jobs]:
+    async with collection_c(server) as stub:
+        yield stub
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A test CA: it signs the HTTPS target's certificate and the clients' it accepts."""
+    return Pki(tmp_path / "pki")
+
+
+@pytest.fixture
+async def tls_target(pki: Pki) -> AsyncIterator[Target]:
+    """An HTTPS target on 127.0.0.1 requiring a client certificate of the test CA."""
+    cert = pki.server()
+    async with serving_target(TargetTls(cert.cert, cert.key, pki.ca.cert)) as recorded:
+        yield recorded
+
+
+@pytest.fixture
+async def tls_jobs(tmp_path: Path, pki: Pki) -> AsyncIterator[Jobs]:
+    """Jobs on a scheduling server that trusts the test CA (--action-ca-file)."""
+    async with (
+        scheduling(tmp_path, action_ca_file=str(pki.ca.cert)) as running,
+        collection_c(running) as stub,
+    ):
         yield stub
 
 
@@ -452,3 +497,123 @@ async def test_e1_job_without_an_action_is_not_run(jobs: Jobs, target: Target) -
     job = await get(jobs, "empty")
     assert (job.state, job.etag, job.status.execution_count) == (R.State.ENABLED, created.etag, 0)
     assert await history(jobs, "empty") == []
+
+
+# --- authentication ----------------------------------------------------------------------
+
+
+def authenticated(url: str, **auth: str) -> R.ScheduledSpec:
+    """A one-shot job POSTing to `url` with `auth` as its authentication, no retries."""
+    act = action(url, none=True)
+    act.request.authentication.CopyFrom(R.HttpAuthentication(**auth))
+    return R.ScheduledSpec(action=act)
+
+
+async def test_e16_basic_authentication_sends_the_stored_credentials(
+    jobs: Jobs, target: Target
+) -> None:
+    """E16: A job with Basic authentication sends `Authorization: Basic
+    base64(username:password)` from its stored credentials; history completed."""
+    await create(jobs, "basic", authenticated(f"{target.url}/ok", type="Basic",
+                                              username="ada", password="s3cret:x"))  # fmt: skip
+    (request,) = await target.wait_for(1)
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"ada:s3cret:x").decode()
+    await state_is(jobs, "basic", R.State.COMPLETED)
+    (entry,) = await history(jobs, "basic")
+    assert entry.status == R.HistoryEntry.COMPLETED
+
+
+async def test_e17_client_certificate_is_presented_to_an_https_target(
+    tls_jobs: Jobs, tls_target: Target, pki: Pki
+) -> None:
+    """E17: A job with ClientCertificate authentication (its base64 PKCS#12 `pfx` and
+    `password`) runs against an HTTPS target that requires a client certificate of its
+    CA: the target sees the certificate (subject CN), history completed with the 200, the
+    job COMPLETED."""
+    pfx = pki.client("job-client").pfx("pfx-pass")
+    spec = authenticated(f"{tls_target.url}/ok", type="ClientCertificate", pfx=pfx,
+                         password="pfx-pass")  # fmt: skip
+    await create(tls_jobs, "cert", spec)
+    (request,) = await tls_target.wait_for(1)
+    assert request.client_cn == "job-client"
+    await state_is(tls_jobs, "cert", R.State.COMPLETED)
+    (entry,) = await history(tls_jobs, "cert")
+    assert (entry.status, entry.message) == (
+        R.HistoryEntry.COMPLETED,
+        "Http Action - Response from host '127.0.0.1': '200 OK' Body: answer to /ok",
+    )
+
+
+@pytest.mark.parametrize("presented", ["other-ca", "none"])
+async def test_e18_target_refusing_the_client_certificate_fails_the_attempt(
+    tls_jobs: Jobs, tls_target: Target, tmp_path: Path, presented: str
+) -> None:
+    """E18: A client certificate of another CA, or none, is refused by the target's TLS
+    handshake: the attempt fails (history: failed, "Request to host ... failed" with the
+    TLS error), no request reaches the target, the one-shot job without retries is
+    FAULTED."""
+    if presented == "none":
+        spec = authenticated(f"{tls_target.url}/ok")
+    else:
+        pfx = Pki(tmp_path / "other").client("stranger").pfx("p")
+        spec = authenticated(f"{tls_target.url}/ok", type="ClientCertificate", pfx=pfx,
+                             password="p")  # fmt: skip
+    await create(tls_jobs, "refused", spec)
+    await state_is(tls_jobs, "refused", R.State.FAULTED)
+    (entry,) = await history(tls_jobs, "refused")
+    assert entry.status == R.HistoryEntry.FAILED
+    assert entry.message.startswith("Http Action - Request to host '127.0.0.1' failed: ")
+    # TLS 1.3: the client's handshake has finished when the target refuses; it then reads
+    # either the target's alert or a closed connection (the runner names the likely cause)
+    assert (
+        "did it refuse or require a client certificate?" in entry.message
+        or "alert" in entry.message
+    ), entry.message
+    assert tls_target.seen == []
+
+
+async def test_e19_https_target_of_an_untrusted_ca_is_not_called(
+    jobs: Jobs, tls_target: Target, pki: Pki, tmp_path: Path
+) -> None:
+    """E19: Without --action-ca-file the test CA is not trusted (the system's CAs only):
+    the attempt fails with the certificate verification error, even with a valid client
+    certificate, and no request reaches the target. An --action-ca-file that cannot be
+    read stops the server's start."""
+    with pytest.raises(SystemExit, match=r"--action-ca-file .*missing\.pem"):
+        await start_server(make_settings(tmp_path, action_ca_file=str(tmp_path / "missing.pem")))
+    pfx = pki.client("job-client").pfx("p")
+    spec = authenticated(f"{tls_target.url}/ok", type="ClientCertificate", pfx=pfx,
+                         password="p")  # fmt: skip
+    await create(jobs, "untrusted", spec)
+    await state_is(jobs, "untrusted", R.State.FAULTED)
+    (entry,) = await history(jobs, "untrusted")
+    assert entry.status == R.HistoryEntry.FAILED
+    assert "certificate verify failed" in entry.message
+    assert tls_target.seen == []
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [("wrong-password", "Invalid password or PKCS12 data"),
+     ("not-pkcs12", "Could not deserialize PKCS12 data")],
+)  # fmt: skip
+async def test_e20_unreadable_pfx_fails_the_attempt(
+    tls_jobs: Jobs, tls_target: Target, pki: Pki, broken: str, message: str
+) -> None:
+    """E20: A ClientCertificate `pfx` that cannot be read with its `password` (a wrong
+    password, bytes that are not PKCS#12) fails the attempt with the loader's message; no
+    request is sent."""
+    pfx = pki.client("job-client").pfx("right")
+    if broken == "not-pkcs12":
+        pfx = base64.b64encode(b"not a certificate").decode()
+    spec = authenticated(f"{tls_target.url}/ok", type="ClientCertificate", pfx=pfx,
+                         password="wrong" if broken == "wrong-password" else "right")  # fmt: skip
+    await create(tls_jobs, "badpfx", spec)
+    await state_is(tls_jobs, "badpfx", R.State.FAULTED)
+    (entry,) = await history(tls_jobs, "badpfx")
+    assert entry.status == R.HistoryEntry.FAILED
+    assert entry.message == (
+        "Http Action - Request to host '127.0.0.1' failed: the client certificate (pfx) cannot"
+        f" be read: {message}"
+    )
+    assert tls_target.seen == []

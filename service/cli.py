@@ -34,6 +34,8 @@ _HELP = {
     "action_timeout": "seconds one HTTP action of a scheduled job may take",
     "scheduler_concurrency": "most scheduled-job attempts in flight on this server (0: this "
     "server runs none)",
+    "work_poll_interval": "seconds between a waiting LeaseWork's looks for work nothing "
+    "announced, e.g. expired leases (0: 0.5 on SQLite, 5 on PostgreSQL, woken by NOTIFY)",
     "max_batch": "most write requests committed in one transaction (group commit)",
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",

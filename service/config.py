@@ -34,6 +34,9 @@ class Settings:
     scheduler_min_interval: float = 60.0
     action_timeout: float = 60.0
     scheduler_concurrency: int = 1024
+    # seconds between a waiting LeaseWork's looks when nothing wakes it (expired leases; a
+    # lost notice); 0: 0.5 on SQLite, 5 on PostgreSQL (where replicas notify each other)
+    work_poll_interval: float = 0.0
     # most requests the writer commits in one transaction
     max_batch: int = 256
     # read connections beside the single writer

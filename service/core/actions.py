@@ -81,6 +81,7 @@ class Actions:
             await tx.update_job(job, engine.job_type_of(rules, job))
             await scheduling.replan(self.ctx, tx, rules, job)
             await _start_run(tx, job, action, now)
+            await tx.announce_work()
             return engine.strip_input_only(rules, job)
 
         job = await self.ctx.write(action.value, request_id, run)

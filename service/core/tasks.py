@@ -85,6 +85,7 @@ class Tasks:
             kind = work_kind_of(job)
             if kind is not None:
                 await tx.insert_work_item(uuid.uuid4().hex, kind, task.job_pk, task.pk, now)
+                await tx.announce_work()
             return task
 
         created = await self.ctx.write("CreateTask", request_id, run)
@@ -162,6 +163,7 @@ class Tasks:
             if await settle(tx, rules, job, now):
                 engine.stamp(job, now)
                 await tx.update_job(job, engine.job_type_of(rules, job))
+            await tx.announce_work()
             return task
 
         task = await self.ctx.write("TransitionTask", "", run)

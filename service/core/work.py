@@ -156,7 +156,7 @@ class Work:
             left = deadline - loop.time()
             if taken or left <= 0:
                 return taken
-            await self.ctx.work_signal.wait(min(left, POLL))
+            await self.ctx.work_signal.wait(min(left, self.ctx.work_poll_interval))
         return []
 
     async def _take(
@@ -270,6 +270,7 @@ class Work:
         task.exit_code = outcome.exit_code
         if retry:
             task.retry_count += 1
+            await tx.announce_work()
             task.result = None
             _bump(task, TaskState.ACTIVE, now)
         else:
@@ -286,6 +287,7 @@ class Work:
             row, job = await self._live(tx, token)
             if not await tx.end_work(row.pk, token, done=False):
                 raise lost("it expired")
+            await tx.announce_work()
             if row.task is not None:
                 now = now_us()
                 _bump(row.task, TaskState.ACTIVE, now)

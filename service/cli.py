@@ -36,6 +36,8 @@ _HELP = {
     "server runs none)",
     "action_ca_file": "PEM CA bundle HTTPS actions trust besides the system's CAs (empty: "
     "the system's only)",
+    "work_poll_interval": "seconds between a waiting LeaseWork's looks for work nothing "
+    "announced, e.g. expired leases (0: 0.5 on SQLite, 5 on PostgreSQL, woken by NOTIFY)",
     "max_batch": "most write requests committed in one transaction (group commit)",
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",

@@ -37,6 +37,9 @@ class Settings:
     # a PEM CA bundle HTTPS actions trust besides the system's CAs (a private PKI); empty:
     # the system's only
     action_ca_file: str = ""
+    # seconds between a waiting LeaseWork's looks when nothing wakes it (expired leases; a
+    # lost notice); 0: 0.5 on SQLite, 5 on PostgreSQL (where replicas notify each other)
+    work_poll_interval: float = 0.0
     # most requests the writer commits in one transaction
     max_batch: int = 256
     # read connections beside the single writer

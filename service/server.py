@@ -115,6 +115,12 @@ def _action_runner(settings: Settings) -> HttpActionRunner:
         raise SystemExit(f"--action-ca-file {settings.action_ca_file}: {exc}") from exc
 
 
+def default_poll(store: SqliteStore | PostgresStore) -> float:
+    """A waiting LeaseWork's poll when unset: on PostgreSQL, notices wake it and the poll
+    is a safety net (and finds expired leases); SQLite has no other writer."""
+    return 5.0 if isinstance(store, PostgresStore) else 0.5
+
+
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
     auth_config.check_exposure(settings)
@@ -134,7 +140,10 @@ async def start_server(settings: Settings) -> RunningServer:
         scheduler_min_interval=settings.scheduler_min_interval,
         action_timeout=settings.action_timeout,
         scheduler_concurrency=settings.scheduler_concurrency,
+        work_poll_interval=settings.work_poll_interval or default_poll(store),
     )
+    # other replicas' notices of work wake this server's waiting LeaseWorks
+    store.on_work(core.ctx.work_signal.notify)
     core.reaper.start()
     core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)

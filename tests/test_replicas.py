@@ -11,7 +11,7 @@ import contextlib
 import itertools
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -21,13 +21,19 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import field_mask_pb2
 
 from jobcontrol.service.loadgen.served import free_port
-from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
+from jobcontrol.v1 import (
+    job_service_pb2,
+    job_service_pb2_grpc,
+    resources_pb2,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
 from tests.conftest import postgres_database
 from tests.http_target import Target, serving_target
 from tests.test_process import ServerProcess
 
 pytestmark = pytest.mark.slow
-R, J = resources_pb2, job_service_pb2
+R, J, W = resources_pb2, job_service_pb2, worker_service_pb2
 JSON = {"Accept": "application/json"}
 
 
@@ -46,6 +52,9 @@ class Replicas:
     def jobs(self, index: int | None = None) -> job_service_pb2_grpc.JobServiceAsyncStub:
         i = next(self._turn) % len(self.channels) if index is None else index
         return job_service_pb2_grpc.JobServiceStub(self.channels[i])
+
+    def worker(self, index: int) -> worker_service_pb2_grpc.WorkerServiceAsyncStub:
+        return worker_service_pb2_grpc.WorkerServiceStub(self.channels[index])
 
     def operations(self, index: int) -> operations_pb2_grpc.OperationsStub:
         return operations_pb2_grpc.OperationsStub(self.channels[index])
@@ -239,6 +248,47 @@ async def test_restart_of_every_replica_loses_nothing_acknowledged(
         for name, etag in acknowledged.items():
             job = await replicas.jobs(index).GetJob(J.GetJobRequest(name=name))
             assert (job.etag, job.display_name) == (etag, "kept")
+
+
+async def test_lease_waiting_on_one_replica_is_woken_by_work_made_on_another(
+    tmp_path: Path,
+) -> None:
+    """W14: Two servers polling for work only every 60 s: a LeaseWork waiting (up to 10 s)
+    on server A returns, within a few seconds, the task a client creates through server B,
+    and again once B's worker releases it; only B's NOTIFY can have woken A."""
+    group = Replicas(_servers(tmp_path, 2, JOBCONTROL_WORK_POLL_INTERVAL="60"))
+    await group.start()
+    loop = asyncio.get_running_loop()
+
+    async def woken_on_a(make: Callable[[], Awaitable[object]]) -> W.WorkItem:
+        request = W.LeaseWorkRequest(worker_id="a", max_items=1)
+        request.wait_timeout.seconds = 10
+        waiting = asyncio.ensure_future(group.worker(0).LeaseWork(request))
+        await asyncio.sleep(0.5)
+        assert not waiting.done(), "A found work before B made any"
+        await make()
+        made = loop.time()
+        [item] = (await asyncio.wait_for(waiting, 15)).items
+        assert loop.time() - made < 5, "A was not woken: it waited out its wait"
+        return item
+
+    try:
+        coll = await _collection(group.jobs(1), "w", R.BATCH)
+        job = await group.jobs(1).CreateJob(J.CreateJobRequest(
+            parent=coll.name, job_id="j",
+            job=R.Job(batch=R.BatchSpec(pool_info=R.PoolInfo(pool_id="p")))))  # fmt: skip
+        task = R.Task()
+        first = await woken_on_a(lambda: group.jobs(1).CreateTask(
+            J.CreateTaskRequest(parent=job.name, task_id="t", task=task)))  # fmt: skip
+        assert (first.target, first.attempt) == (f"{job.name}/tasks/t", 1)
+        await group.worker(0).ReleaseWork(W.ReleaseWorkRequest(lease_token=first.lease_token))
+        [held] = (await group.worker(1).LeaseWork(
+            W.LeaseWorkRequest(worker_id="b", max_items=1))).items  # fmt: skip
+        again = await woken_on_a(lambda: group.worker(1).ReleaseWork(
+            W.ReleaseWorkRequest(lease_token=held.lease_token)))  # fmt: skip
+        assert (again.target, again.attempt) == (first.target, 3)
+    finally:
+        await group.close()
 
 
 class GatewayProcess:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -281,3 +282,84 @@ async def test_lease_claim_skips_a_row_another_replica_is_claiming(
         assert await store.write(claim_then_race) == (2, None)
     finally:
         await other.close()
+
+
+class Notices:
+    """Calls of an `on_work` callback, awaitable one by one."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[None] = asyncio.Queue()
+
+    def __call__(self) -> None:
+        self.queue.put_nowait(None)
+
+    async def next(self, within: float = 5.0) -> bool:
+        try:
+            await asyncio.wait_for(self.queue.get(), within)
+        except TimeoutError:
+            return False
+        return True
+
+
+_announced = itertools.count()
+
+
+async def _announce(tx: Tx, fail: bool = False) -> None:
+    await tx.announce_work()
+    await tx.insert_collection(_collection(f"n{next(_announced)}"))
+    if fail:
+        raise DomainError(Reason.INVALID_FIELD, "refused after announcing")
+
+
+async def test_work_notice_reaches_every_replica_on_commit_only(store: Store, backend: str) -> None:
+    """W14: PostgreSQL: a write that announces work notifies the `on_work` callbacks of
+    every store on the database (its own and another replica's) once it commits; a
+    request whose SAVEPOINT rolled back (beside a kept neighbour that announced nothing)
+    sends nothing."""
+    if backend != "postgres":
+        pytest.skip("SQLite: one server per file, woken in-process")
+    other = open_store(store.url.render_as_string(hide_password=False), read_pool_size=1)
+    await other.open()
+    mine, theirs = Notices(), Notices()
+    try:
+        store.on_work(mine)
+        other.on_work(theirs)
+        assert await mine.next() and await theirs.next()  # listening (a wake, harmless)
+        results = await asyncio.gather(
+            store.write(lambda tx: _announce(tx, fail=True)),
+            store.write(lambda tx: tx.insert_collection(_collection("quiet"))),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], DomainError) and results[1] is None
+        assert not await mine.next(0.5) and not await theirs.next(0.1)
+        await store.write(_announce)
+        assert await mine.next() and await theirs.next()
+        await asyncio.gather(*(other.write(_announce) for _ in range(20)))
+        assert await mine.next() and await theirs.next()
+    finally:
+        await other.close()
+
+
+async def test_work_listener_reconnects_after_its_connection_is_killed(
+    store: Store, backend: str
+) -> None:
+    """W14: PostgreSQL: the listening connection terminated by the server is made again
+    (waiters are woken then: a notice may have been missed), and notices arrive again;
+    nothing fails meanwhile."""
+    if backend != "postgres":
+        pytest.skip("SQLite: no listening connection")
+    notices = Notices()
+    store.on_work(notices)
+    assert await notices.next()
+    killed = await store.read(
+        lambda tx: tx.conn.execute(  # type: ignore[attr-defined]
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND query LIKE 'LISTEN %'"
+            )
+        )
+    )
+    assert killed.scalar_one() == 1
+    assert await notices.next()  # listening again
+    await store.write(_announce)
+    assert await notices.next()

@@ -68,6 +68,7 @@ async def apply_action(
     await tx.update_job(job, engine.job_type_of(rules, job))
     await scheduling.replan(ctx, tx, rules, job)
     await _start_run(tx, job, action, now)
+    await tx.announce_work()
 
 
 class Actions:
@@ -128,6 +129,9 @@ class Actions:
             engine.stamp(job, now)
             await tx.update_job(job, engine.job_type_of(rules, job))
             await scheduling.replan(self.ctx, tx, rules, job)
+            await tx.announce_work()  # e.g. ENABLING -> ACTIVE: its tasks may be leased
             return engine.strip_input_only(rules, job)
 
-        return await self.ctx.write("TransitionJob", "", run)
+        job = await self.ctx.write("TransitionJob", "", run)
+        self.ctx.work_signal.notify()
+        return job

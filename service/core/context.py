@@ -38,7 +38,11 @@ class Context:
     action_timeout: float = 60.0
     schedule_wake: asyncio.Event = field(default_factory=asyncio.Event)
     # wakes workers' LeaseWork calls waiting on this server when work may be available
+    # (this server's use-cases, and on PostgreSQL every replica's notices: Store.on_work);
+    # a waiting LeaseWork also looks again this often (seconds): for leases that expired,
+    # and as a safety net for a notice that never came
     work_signal: Signal = field(default_factory=lambda: Signal())
+    work_poll_interval: float = 0.5
 
     async def write(self, method: str, request_id: str, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run a mutation on the writer. A `request_id` is scoped to (principal, method,

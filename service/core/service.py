@@ -55,6 +55,7 @@ def build_core(
     scheduler_min_interval: float = 60.0,
     action_timeout: float = 60.0,
     scheduler_concurrency: int = 1024,
+    work_poll_interval: float = 0.5,
 ) -> Core:
     """Wire the use-cases to a store, under `policy` (None: the open development mode)."""
     ctx = Context(
@@ -65,6 +66,7 @@ def build_core(
         lease_duration=lease_duration,
         scheduler_min_interval=scheduler_min_interval,
         action_timeout=action_timeout,
+        work_poll_interval=work_poll_interval,
     )
     if replica:
         ctx.replica = replica

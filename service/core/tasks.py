@@ -87,6 +87,7 @@ class Tasks:
             task.pk = await tx.insert_task(task)
             if kind is not None:
                 await tx.insert_work_item(uuid.uuid4().hex, kind, task.job_pk, task.pk, now)
+                await tx.announce_work()
             return task
 
         created = await self.ctx.write("CreateTask", request_id, run)
@@ -166,6 +167,7 @@ class Tasks:
                 await tx.update_job(job, engine.job_type_of(rules, job))
             if target is TaskState.COMPLETED:
                 await task_end.react(self.ctx, tx, job, task, now)
+            await tx.announce_work()
             return task
 
         task = await self.ctx.write("TransitionTask", "", run)

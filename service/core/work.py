@@ -36,9 +36,6 @@ MAX_MESSAGE = 4096
 LEASE_RANGE = (1.0, 3600.0)
 DEFAULT_LEASE = 30.0
 MAX_WAIT = 60.0
-# a waiting LeaseWork looks again at least this often: work made available by another
-# replica wakes no waiter here
-POLL = 0.5
 _MAX_ROUNDS = 10_000
 
 
@@ -161,7 +158,7 @@ class Work:
             left = deadline - loop.time()
             if taken or left <= 0:
                 return taken
-            await self.ctx.work_signal.wait(min(left, POLL))
+            await self.ctx.work_signal.wait(min(left, self.ctx.work_poll_interval))
         return []
 
     async def _take(
@@ -281,6 +278,7 @@ class Work:
         task.exit_code = outcome.exit_code
         if retry:
             task.retry_count += 1
+            await tx.announce_work()
             task.result = None
             _bump(task, TaskState.ACTIVE, now)
         else:
@@ -324,6 +322,7 @@ class Work:
             row, job = await self._live(tx, token)
             if not await tx.end_work(row.pk, token, done=False):
                 raise lost("it expired")
+            await tx.announce_work()
             if row.task is not None:
                 now = now_us()
                 _bump(row.task, TaskState.ACTIVE, now)

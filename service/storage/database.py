@@ -106,6 +106,15 @@ RETRIES = 5
 WRITER_LOCK_TIMEOUT = "50ms"
 
 
+# The channel a commit that made work available notifies (`Tx.announce_work`), and the
+# listener's keepalive: a query this often (answered within the timeout) tells a live
+# connection from one that died without a word; after a drop, reconnects back off from
+# 0.1 s to at most LISTEN_BACKOFF
+WORK_CHANNEL = "jobcontrol_work"
+LISTEN_KEEPALIVE = 30.0
+LISTEN_BACKOFF = 5.0
+
+
 def _sqlstate(exc: BaseException) -> str:
     for candidate in (exc, getattr(exc, "orig", None), getattr(exc, "__cause__", None)):
         code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
@@ -155,7 +164,11 @@ class PostgresStore:
     neighbours), with one COMMIT. Transaction control goes straight to asyncpg as simple
     queries, one round trip per request (`RELEASE item; SAVEPOINT item`). Races with
     other replicas are settled by the database: updates name the version they read, and a
-    request that loses a race (`Contention`) runs again in a later transaction."""
+    request that loses a race (`Contention`) runs again in a later transaction.
+
+    A batch in which a kept request announced work (`Tx.announce_work`) sends one NOTIFY
+    in its COMMIT (nothing for a request whose SAVEPOINT rolled back, nothing if the
+    commit fails). `on_work` keeps one more connection that LISTENs, on every replica."""
 
     def __init__(self, url: str, read_pool_size: int = 4, max_batch: int = 256) -> None:
         self.url: URL = make_url(url)
@@ -165,6 +178,10 @@ class PostgresStore:
         self._writer_task: asyncio.Task[None] | None = None
         self._write_engine: AsyncEngine | None = None
         self._read_engine: AsyncEngine | None = None
+        self._listen_engine: AsyncEngine | None = None
+        self._listen_task: asyncio.Task[None] | None = None
+        self._work_callbacks: list[Callable[[], None]] = []
+        self._listen_delay = 0.1
 
     def _engine(self, pool_size: int, max_overflow: int) -> AsyncEngine:
         return create_async_engine(
@@ -194,13 +211,72 @@ class PostgresStore:
         self._writer_task = asyncio.create_task(self._write_loop(), name="writer")
 
     async def close(self) -> None:
-        """Finish queued writes, stop the writer, dispose of the engines."""
+        """Finish queued writes, stop the writer and the listener, dispose of the
+        engines."""
         if self._writer_task is not None:
             await self._queue.put(None)
             await self._writer_task
-        for engine in (self._write_engine, self._read_engine):
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listen_task
+        for engine in (self._write_engine, self._read_engine, self._listen_engine):
             if engine is not None:
                 await engine.dispose()
+
+    def on_work(self, callback: Callable[[], None]) -> None:
+        """Call `callback` on every NOTIFY of work (from any replica, this one included),
+        and once each time the listening connection is (re)established: a notice sent
+        while it was down is lost, so waiters look again. The first call starts the
+        listener: one connection, reconnected with back-off, never raising."""
+        self._work_callbacks.append(callback)
+        if self._listen_task is None:
+            self._listen_engine = self._engine(1, 0)
+            self._listen_task = asyncio.create_task(self._listen_loop(), name="work-listener")
+
+    def _work_notified(self, *_args: Any) -> None:
+        for callback in self._work_callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("work callback failed")
+
+    async def _listen_loop(self) -> None:
+        """Listen until closed; a lost connection is made again after a jittered delay
+        that doubles per failed attempt (reset once listening)."""
+        while True:
+            try:
+                await self._listen_once()
+                why = "the connection closed"
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                why = f"{type(exc).__name__}: {exc}"
+            delay = self._listen_delay * random.uniform(0.5, 1.0)
+            log.warning("work listener: %s; reconnecting in %.1f s", why, delay)
+            await asyncio.sleep(delay)
+            self._listen_delay = min(self._listen_delay * 2, LISTEN_BACKOFF)
+
+    async def _listen_once(self) -> None:
+        """LISTEN on a connection of its own until it is gone (terminated, or silent
+        past a keepalive query's timeout)."""
+        assert self._listen_engine is not None
+        async with self._listen_engine.connect() as conn:
+            try:
+                raw = await self._raw(conn)
+                lost = asyncio.Event()
+                raw.add_termination_listener(lambda _conn: lost.set())
+                await raw.add_listener(WORK_CHANNEL, self._work_notified)
+                self._listen_delay = 0.1
+                self._work_notified()  # what was announced while not listening
+                while not lost.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), LISTEN_KEEPALIVE)
+                        break
+                    await asyncio.wait_for(raw.execute("SELECT 1"), LISTEN_KEEPALIVE)
+            finally:  # never back to the pool: the next attempt connects afresh
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
 
     @staticmethod
     async def _raw(conn: AsyncConnection) -> Any:
@@ -247,20 +323,25 @@ class PostgresStore:
 
     async def _commit(self, conn: AsyncConnection, raw: Any, batch: list[_Item]) -> None:
         outcomes: list[tuple[bool, Any]] = []
+        announced = False
         try:
             with pg_errors():
                 await raw.execute("BEGIN; SAVEPOINT item")
                 for fn, _future in batch:
+                    tx = PgTx(conn, raw, writer=True)
                     try:
                         with pg_errors():
-                            value = await fn(PgTx(conn, raw, writer=True))
+                            value = await fn(tx)
                     except Exception as exc:
                         await raw.execute("ROLLBACK TO item; RELEASE item; SAVEPOINT item")
                         outcomes.append((False, exc))
                     else:
                         await raw.execute("RELEASE item; SAVEPOINT item")
                         outcomes.append((True, value))
-                await raw.execute("RELEASE item; COMMIT")
+                        announced = announced or tx.announced
+                # the NOTIFY is part of the transaction: delivered on commit only
+                notify = f"SELECT pg_notify('{WORK_CHANNEL}', ''); " if announced else ""
+                await raw.execute(f"RELEASE item; {notify}COMMIT")
         except (DomainError, Contention) as exc:  # the commit itself failed: nothing written
             with contextlib.suppress(Exception):
                 await raw.execute("ROLLBACK")
@@ -318,6 +399,10 @@ class SqliteStore:
         self._engines: list[Engine] = []
         self._reader: Connection | None = None
         self._writer: Connection | None = None
+
+    def on_work(self, callback: Callable[[], None]) -> None:
+        """Nothing to listen to: one server per file, and its use-cases wake their own
+        waiters."""
 
     def _engine(self, writer: bool) -> Engine:
         engine = create_engine(self.url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)

@@ -593,7 +593,8 @@ class PgTx(SqlTx):
     (which cost more than the query) are skipped. JSON columns go through the codec
     SQLAlchemy's dialect installed on the connection (text in, decoded values out). In a
     write, `count_jobs` (a quota check) first locks the collection's row, so replicas
-    checking the same quota take turns."""
+    checking the same quota take turns. `announce_work` marks the request; the store
+    turns it into a NOTIFY."""
 
     _statements: ClassVar[dict[tuple[str, ...], str]] = {}
 
@@ -601,6 +602,12 @@ class PgTx(SqlTx):
         super().__init__(conn)
         self.raw = raw
         self.writer = writer
+        # whether this request made work available: the writer sends one NOTIFY in the
+        # COMMIT of a batch where a request that did so was kept (PostgresStore._commit)
+        self.announced = False
+
+    async def announce_work(self) -> None:
+        self.announced = self.writer
 
     async def get_collection(self, collection_id: str) -> Collection | None:
         found = await self.raw.fetchrow(_PG_SELECT_COLLECTION, collection_id)

@@ -176,3 +176,7 @@ class WorkTx:
                 .values(lease_token="", lease_owner="", lease_expire_time=0)
             )
         return bool(result.rowcount)
+
+    async def announce_work(self) -> None:
+        """Nothing here: one server per SQLite file, whose in-process signal wakes its
+        waiters (PgTx notifies the other replicas)."""

@@ -24,7 +24,7 @@ _HELP = {
     "database_url": "SQLAlchemy URL; SQLite via aiosqlite is the default "
     "(e.g. sqlite+aiosqlite:///data/jobcontrol.db)",
     "idempotency_window": "seconds a request_id's first reply is replayed",
-    "reaper_interval": "seconds between deletion-reaper passes when idle",
+    "reaper_interval": "seconds between reaper passes when idle (deletions, overdue tasks)",
     "purge_chunk": "rows purged per reaper transaction",
     "lease_duration": "seconds a replica holds background work unrenewed before another "
     "may take it over",

@@ -330,6 +330,7 @@ async def test_e8_update_applies_from_the_next_occurrence(jobs: Jobs, target: Ta
     await target.wait_for(1, "/a")
     job = await get(jobs, "upd")
     job.scheduled.action.request.uri = f"{target.url}/b"
+    job.etag = ""  # unconditional: the engine records the first attempt meanwhile
     await jobs.UpdateJob(
         JS.UpdateJobRequest(
             job=job, update_mask=field_mask_pb2.FieldMask(paths=["scheduled.action"])

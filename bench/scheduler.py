@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 from google.protobuf import timestamp_pb2
 
@@ -128,11 +132,11 @@ async def _history_lateness(target: str, cid: str) -> list[float]:
                 await asyncio.sleep(0.5)
 
 
-async def _background_load(target: str, sink: Target) -> None:
+async def _background_load(target: str, sink_url: str) -> None:
     """100 jobs each firing every second: about 100 actions a second."""
     await _collection(target, "load")
     spec = R.ScheduledSpec(
-        action=_action(f"{sink.url}/ok"),
+        action=_action(f"{sink_url}/ok"),
         recurrence=R.Recurrence(frequency=R.Recurrence.SECOND, interval=1),
     )
     async with grpc.aio.insecure_channel(target) as channel:
@@ -142,44 +146,77 @@ async def _background_load(target: str, sink: Target) -> None:
                                                     job=R.Job(scheduled=spec)))  # fmt: skip
 
 
-async def api_cost(sink: Target, duration: float) -> dict[str, float]:
-    """GetJob and UpdateJob at 64 in flight on a server whose engine is idle, then on one
-    whose engine runs ~100 actions/s (order idle busy busy idle)."""
+@contextlib.asynccontextmanager
+async def _sink_process() -> AsyncIterator[str]:
+    """bench.sink in a process of its own (not this load generator's loop); its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.sink", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        yield line.decode().strip()
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def _count(sink_url: str) -> int:
+    async with aiohttp.ClientSession() as http, http.get(f"{sink_url}/_count") as reply:
+        return int(await reply.text())
+
+
+async def api_cost(duration: float) -> dict[str, float]:
+    """P1 (GetJob / Echo) and P2 (UpdateJob / Echo), 64 in flight, on a server whose engine
+    is idle and on one whose engine runs ~100 actions/s against a target in another
+    process (order idle busy busy idle); also each op's throughput busy / idle."""
     plan = Plan(duration=duration, warmup=1, big=0, delete_pool=0)
     idle, busy = Runner(plan), Runner(plan)
-    try:
-        idle.server = await served.start(False, ENGINE)
-        busy.server = await served.start(False, ENGINE)
-        for server in (idle.server, busy.server):
-            server.http_url = "http://127.0.0.1:9"  # gRPC only
-            argv = ["--grpc", server.grpc_target, "--collection", "bench", "--jobs", "300"]
-            await population.seed(from_args(build_parser().parse_args(argv)), None)
-        await _background_load(busy.server.grpc_target, sink)
-        await asyncio.sleep(2)
-        fired_before = len(sink.seen)
-        began = time.monotonic()
-        runs: dict[str, list[float]] = {}
-        for op in ("get", "update"):
-            for name in ("idle", "busy", "busy", "idle"):
-                runner = idle if name == "idle" else busy
-                phase = await runner.phase(f"{op} engine {name}", "--mix", f"{op}=100", jobs=300)
-                runs.setdefault(f"{op} {name}", []).append(float(op_of(phase)["throughput"]))
-        rate = (len(sink.seen) - fired_before) / (time.monotonic() - began)
-    finally:
-        for runner in (idle, busy):
-            if runner.server is not None:
-                await runner.server.stop()
+    async with _sink_process() as sink_url:
+        try:
+            idle.server = await served.start(False, ENGINE)
+            busy.server = await served.start(False, ENGINE)
+            for server in (idle.server, busy.server):
+                server.http_url = "http://127.0.0.1:9"  # gRPC only
+                argv = ["--grpc", server.grpc_target, "--collection", "bench", "--jobs", "300"]
+                await population.seed(from_args(build_parser().parse_args(argv)), None)
+            await _background_load(busy.server.grpc_target, sink_url)
+            await asyncio.sleep(2)
+            fired_before = await _count(sink_url)
+            began = time.monotonic()
+            runs: dict[str, list[float]] = {}
+            for op in ("echo", "get", "update"):
+                for name in ("idle", "busy", "busy", "idle"):
+                    runner = idle if name == "idle" else busy
+                    phase = await runner.phase(f"{op} engine {name}", "--mix", f"{op}=100",
+                                               jobs=300)  # fmt: skip
+                    runs.setdefault(f"{op} {name}", []).append(float(op_of(phase)["throughput"]))
+            rate = (await _count(sink_url) - fired_before) / (time.monotonic() - began)
+        finally:
+            for runner in (idle, busy):
+                if runner.server is not None:
+                    await runner.server.stop()
     mean = {k: sum(v) / len(v) for k, v in runs.items()}
+    p1 = {n: mean[f"get {n}"] / mean[f"echo {n}"] for n in ("idle", "busy")}
+    p2 = {n: mean[f"update {n}"] / mean[f"echo {n}"] for n in ("idle", "busy")}
     return {
         **{f"{k} /s": v for k, v in mean.items()},
         "actions/s during the busy phases": rate,
-        "GetJob busy / idle": mean["get busy"] / mean["get idle"],
-        "UpdateJob busy / idle": mean["update busy"] / mean["update idle"],
+        "P1 GetJob/Echo idle": p1["idle"],
+        "P1 GetJob/Echo busy": p1["busy"],
+        "P2 UpdateJob/Echo idle": p2["idle"],
+        "P2 UpdateJob/Echo busy": p2["busy"],
+        "P1 busy / idle": p1["busy"] / p1["idle"],
+        "P2 busy / idle": p2["busy"] / p2["idle"],
+        "GetJob throughput busy / idle": mean["get busy"] / mean["get idle"],
+        "UpdateJob throughput busy / idle": mean["update busy"] / mean["update idle"],
     }
 
 
-async def run(duration: float) -> dict[str, Any]:
+async def run(duration: float, api_only: bool = False) -> dict[str, Any]:
     figures: dict[str, Any] = {}
+    if api_only:
+        return {"api with the engine busy": await api_cost(duration)}
     async with serving_target() as sink:
         one = await served.start(False, ENGINE)
         try:
@@ -197,8 +234,7 @@ async def run(duration: float) -> dict[str, Any]:
             finally:
                 for server in three:
                     await server.stop()
-        sink.seen.clear()
-        figures["api with the engine busy"] = await api_cost(sink, duration)
+    figures["api with the engine busy"] = await api_cost(duration)
     return figures
 
 
@@ -206,8 +242,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per API phase")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--api-only", action="store_true", help="only the API-cost figures")
     args = parser.parse_args()
-    figures = asyncio.run(run(args.duration))
+    figures = asyncio.run(run(args.duration, args.api_only))
     for group, values in figures.items():
         print(group)
         for name, value in values.items():

@@ -257,3 +257,40 @@ async def test_delete_waits_for_leased_tasks_and_asks_them_to_stop(
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{job} was not purged within {SETTLE_LIMIT} s")
+
+
+async def wait_state(clients: Any, name: str, state: int) -> res.Job:
+    """The job once it reached `state` (bounded by SETTLE_LIMIT)."""
+    job = await get_job(clients, name)
+    for _ in range(int(SETTLE_LIMIT / 0.05)):
+        if job.state == state:
+            return job
+        await asyncio.sleep(0.05)
+        job = await get_job(clients, name)
+    raise AssertionError(f"{name} is {res.State.Name(job.state)}, not {res.State.Name(state)}")
+
+
+async def test_job_past_max_wall_clock_time_is_terminated_by_the_service(
+    clients: Any, worker: Any, make_collection: Any
+) -> None:
+    """W22: a job past its constraints.max_wall_clock_time (from its creation) is
+    terminated by the service with reason MaxWallClockTimeExpiry: its running tasks are
+    asked to stop and the job is TERMINATING until they end, then COMPLETED; a job with
+    nothing running is COMPLETED at once; a job whose limit was removed in time runs on."""
+    limit = res.JobConstraints(max_wall_clock_time=seconds(1))
+    busy = await job_with(make_collection, clients, constraints=limit)
+    await task_with(clients, busy, "t1")
+    [item] = await lease(worker, lease_duration=seconds(60))
+    idle = await job_with(make_collection, clients, job_id="j2", constraints=limit)
+    kept = await job_with(make_collection, clients, job_id="j3", constraints=limit)
+    await clients.jobs.UpdateJob(jobs_pb.UpdateJobRequest(
+        job=res.Job(name=kept), update_mask={"paths": ["batch.constraints"]}))  # fmt: skip
+    ending = await wait_state(clients, busy, res.TERMINATING)
+    assert ending.batch.execution_info.terminate_reason == "MaxWallClockTimeExpiry"
+    beat = await worker.Heartbeat(pb.HeartbeatRequest(lease_token=item.lease_token))
+    assert beat.cancel_requested
+    await complete(worker, item, exit_code=143)
+    assert (await get_job(clients, busy)).state == res.COMPLETED
+    ended = await wait_state(clients, idle, res.COMPLETED)
+    assert ended.batch.execution_info.terminate_reason == "MaxWallClockTimeExpiry"
+    assert (await get_job(clients, kept)).state == res.ACTIVE

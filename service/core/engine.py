@@ -20,7 +20,13 @@ from jobcontrol.service.core.model import (
     State,
     now_us,
 )
-from jobcontrol.service.core.profiles import INPUT_ONLY_PATHS, SPEC_KEYS, ActionRule, ProfileRules
+from jobcontrol.service.core.profiles import (
+    INPUT_ONLY_PATHS,
+    SPEC_KEYS,
+    ActionRule,
+    ProfileRules,
+    rules_for,
+)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -53,10 +59,12 @@ def new_etag(uid: str, version: int) -> str:
 
 
 def stamp(job: Job, now: int) -> None:
-    """Record a write: new version, etag and update time."""
+    """Record a write: new version, etag and update time, and the deadline its spec and
+    state give it now."""
     job.version += 1
     job.etag = new_etag(job.uid, job.version)
     job.update_time = now
+    job.deadline = deadline_of(rules_for(job.profile), job)
 
 
 def refused(reason: Reason, job: Job, what: str) -> DomainError:
@@ -297,6 +305,17 @@ def check_min_intervals(spec: dict[str, Any], min_seconds: float, collection: Co
 def duration_seconds(value: str) -> float:
     """A proto3 JSON Duration ("90s", "1.5s") in seconds."""
     return float(str(value).removesuffix("s") or 0)
+
+
+def deadline_of(rules: ProfileRules, job: Job) -> int:
+    """When the service ends the job by its profile's time limit (µs; 0: no limit)."""
+    limit = rules.time_limit
+    if limit is None or job.state not in limit.live:
+        return 0
+    value = documents.get_path(job.spec, limit.path)
+    if not value:
+        return 0
+    return job.create_time + int(duration_seconds(value) * 1_000_000)
 
 
 def check_recurrence_quota(quota: Quota, spec: dict[str, Any], collection: Collection) -> None:

@@ -138,6 +138,8 @@ class Job:
     spec: dict[str, Any] = field(default_factory=dict)
     status: dict[str, Any] = field(default_factory=dict)
     delete_operation: str | None = None
+    # when the service ends the job by its profile's time limit (µs; 0: none)
+    deadline: int = 0
     force_delete: bool = False
     pk: int | None = None
 

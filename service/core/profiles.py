@@ -142,6 +142,20 @@ class ProfileRules:
     # spec paths (string values) that ListJobs filters may compare, e.g.
     # `batch.pool_info.pool_id`
     filter_paths: frozenset[str] = frozenset()
+    # the job's own time limit: past it (from its creation) the service applies the action
+    time_limit: TimeLimit | None = None
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    """A job's time limit: the spec path of a duration counted from the job's creation, the
+    states it holds in, and the client action (with its reason) the service applies once
+    it passed."""
+
+    path: str
+    live: frozenset[State]
+    action: Action
+    reason: str
 
 
 # Paths every job has that clients may never write (AIP OUTPUT_ONLY), besides per-profile
@@ -298,6 +312,12 @@ BATCH = ProfileRules(
     id_pattern=re.compile(r"[A-Za-z0-9_-]{1,64}"),
     client_tasks=True,
     filter_paths=frozenset({"batch.pool_info.pool_id"}),
+    time_limit=TimeLimit(
+        path="constraints.max_wall_clock_time",
+        live=_batch_live,
+        action=Action.TERMINATE,
+        reason="MaxWallClockTimeExpiry",
+    ),
 )
 
 _to_packaging = frozenset({S.CREATING, S.SHIPPING, S.RECEIVED, S.TRANSFERRING})

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobcontrol.service.core import engine
+from jobcontrol.service.core.actions import apply_action
 from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
 from jobcontrol.service.core.history import end_run
@@ -24,7 +25,13 @@ from jobcontrol.service.core.model import (
     now_us,
 )
 from jobcontrol.service.core.ports import Tx
-from jobcontrol.service.core.profiles import RUN_RESULTS, WORK_KINDS, WorkRule, rules_for
+from jobcontrol.service.core.profiles import (
+    PROFILES,
+    RUN_RESULTS,
+    WORK_KINDS,
+    WorkRule,
+    rules_for,
+)
 from jobcontrol.service.core.task_end import react, task_retry_limit, wall_clock_us
 from jobcontrol.service.core.tasks import settle
 from jobcontrol.service.core.work_records import Lease, WorkRow
@@ -37,6 +44,10 @@ LEASE_RANGE = (1.0, 3600.0)
 DEFAULT_LEASE = 30.0
 MAX_WAIT = 60.0
 _MAX_ROUNDS = 10_000
+# the states in which some profile's jobs have a time limit
+_LIMITED_STATES = frozenset(
+    s.value for p in PROFILES.values() if p.time_limit is not None for s in p.time_limit.live
+)
 
 
 @dataclass(frozen=True)
@@ -292,7 +303,9 @@ class Work:
 
     async def end_overdue(self, limit: int = 100) -> int:
         """End the running tasks past their wall-clock limit (failed, not retried: the
-        limit is the task's), with their jobs' reactions; how many ended."""
+        limit is the task's), with their jobs' reactions, and the jobs past their own time
+        limit (their profile's action, e.g. terminate with MaxWallClockTimeExpiry); how
+        many ended."""
 
         async def run(tx: Tx) -> int:
             ended = 0
@@ -308,6 +321,14 @@ class Work:
                 await self._settle(tx, job, now)
                 await react(self.ctx, tx, job, row.task, now)
                 ended += 1
+            for job in await tx.overdue_jobs(_LIMITED_STATES, limit):
+                limit_rule = rules_for(job.profile).time_limit
+                if limit_rule is not None and job.state in limit_rule.live:
+                    reason = limit_rule.reason
+                    await apply_action(
+                        self.ctx, tx, job, limit_rule.action, now_us(), reason=reason
+                    )
+                    ended += 1
             return ended
 
         ended = await self.ctx.store.write(run)

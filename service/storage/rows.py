@@ -80,6 +80,7 @@ def job(row: Any) -> Job:
         status=row.status,
         delete_operation=row.delete_operation,
         force_delete=bool(row.force_delete),
+        deadline=row.deadline or 0,
         pk=row.pk,
     )
 
@@ -106,6 +107,7 @@ def job_values(j: Job, job_type: str | None) -> dict[str, Any]:
         "job_type": job_type,
         "delete_operation": j.delete_operation,
         "force_delete": j.force_delete,
+        "deadline": j.deadline,
     }
 
 

@@ -91,11 +91,14 @@ jobs = Table(
     Column("job_type", String(32)),
     Column("delete_operation", String(64)),
     Column("force_delete", Boolean, nullable=False, default=False),
+    # when the service ends the job by its profile's time limit (µs; 0: none)
+    Column("deadline", BigInteger, nullable=False, server_default=text("0")),
     Index("ix_jobs_key", "collection_id", "job_key", unique=True),
     Index("ix_jobs_state", "collection_id", "state", "job_key"),
     Index("ix_jobs_create", "collection_id", "create_time", "job_key"),
     Index("ix_jobs_update", "collection_id", "update_time", "job_key"),
     Index("ix_jobs_delete_op", "delete_operation"),
+    Index("ix_jobs_deadline", "deadline"),
 )
 
 tasks = Table(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, delete, insert, or_, select, update
 
-from jobcontrol.service.core.model import TaskState
+from jobcontrol.service.core.model import Job, TaskState
 from jobcontrol.service.core.work_records import WorkRow
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.schema import DbNow, jobs, tasks, work_items
@@ -158,6 +158,23 @@ class WorkTx:
             .values(lease_expire_time=expire, progress=progress)
         )
         return bool(result.rowcount)
+
+    async def overdue_jobs(self, states: frozenset[str], limit: int) -> list[Job]:
+        """Jobs in `states` past their deadline on the database's clock, oldest deadline
+        first (on PostgreSQL locked, skipping rows another replica holds)."""
+        stmt = (
+            select(jobs)
+            .where(_J.deadline > 0, _J.deadline <= DbNow(), _J.state.in_(sorted(states)))
+            .order_by(_J.deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        found = []
+        for row in (await self.conn.execute(stmt)).all():
+            job = rows.job(row)
+            self._seen("jobs", job.pk, job.version)
+            found.append(job)
+        return found
 
     async def drop_work(self, pk: int) -> None:
         """Remove an item whatever its lease (the service ended its work)."""

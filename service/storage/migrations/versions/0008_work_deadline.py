@@ -1,4 +1,5 @@
-"""work_items.deadline: when the service ends a running task (its maxWallClockTime)
+"""deadlines: when the service ends a running task (work_items) or a job (jobs) by its
+maxWallClockTime
 
 Revision ID: 0008
 Revises: 0007
@@ -22,9 +23,17 @@ def upgrade() -> None:
             sa.Column("deadline", sa.BigInteger(), server_default=sa.text("0"), nullable=False)
         )
     op.create_index("ix_work_items_deadline", "work_items", ["deadline"], unique=False)
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(
+            sa.Column("deadline", sa.BigInteger(), server_default=sa.text("0"), nullable=False)
+        )
+    op.create_index("ix_jobs_deadline", "jobs", ["deadline"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_deadline", table_name="jobs")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("deadline")
     op.drop_index("ix_work_items_deadline", table_name="work_items")
     with op.batch_alter_table("work_items") as batch:
         batch.drop_column("deadline")

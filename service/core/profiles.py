@@ -142,6 +142,9 @@ class ProfileRules:
     # spec paths (string values) that ListJobs filters may compare, e.g.
     # `batch.pool_info.pool_id`
     filter_paths: frozenset[str] = frozenset()
+    # the spec field a FULL read (JobView) fills with the job's task statistics, computed
+    # when read and never stored (None: the profile's jobs have none)
+    statistics_path: str | None = None
 
 
 # Paths every job has that clients may never write (AIP OUTPUT_ONLY), besides per-profile
@@ -162,7 +165,12 @@ OUTPUT_ONLY_PATHS = frozenset(
     }
 )
 SPEC_OUTPUT_ONLY_PATHS = frozenset(
-    {"batch.execution_info", "transfer.percent_complete", "backup.last_result"}
+    {
+        "batch.execution_info",
+        "batch.statistics",
+        "transfer.percent_complete",
+        "backup.last_result",
+    }
 )
 # Stored, never returned (AIP INPUT_ONLY).
 INPUT_ONLY_PATHS = (
@@ -298,6 +306,7 @@ BATCH = ProfileRules(
     id_pattern=re.compile(r"[A-Za-z0-9_-]{1,64}"),
     client_tasks=True,
     filter_paths=frozenset({"batch.pool_info.pool_id"}),
+    statistics_path="statistics",
 )
 
 _to_packaging = frozenset({S.CREATING, S.SHIPPING, S.RECEIVED, S.TRANSFERRING})

@@ -33,7 +33,7 @@ from azure.core.exceptions import (
 )
 
 from jobcontrol.service.server import RunningServer
-from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2
+from jobcontrol.v1 import job_service_pb2, operator_service_pb2, resources_pb2, worker_service_pb2
 from tests.conftest import Clients, RunningGateway, record_rpcs, start_gateway
 from tests.helpers import json_error
 
@@ -1701,6 +1701,67 @@ async def test_expand_stats_returns_job_statistics_on_list_and_get(api: Api) -> 
         await api.call("GET", "/jobs/j1", params={"$select": "id,stats", "$expand": "stats"}), 200
     )
     assert set(selected) == {"odata.metadata", "id", "stats"}
+
+
+async def worked_job(api: Api, worker: Any) -> None:
+    """Job j1 (one retry allowed) whose t1 a worker ends with exit code 0 and whose t2
+    fails twice (exit code 3): one succeeded, one failed after one retry."""
+    await api.create("j1", constraints={"maxTaskRetryCount": 1})
+    for task_id in ("t1", "t2"):
+        await api.add_task("j1", task_id)
+    lease = worker_service_pb2.LeaseWorkRequest(worker_id="w1", max_items=2)
+    for exit_codes in ({"t1": 0, "t2": 3}, {"t2": 3}):
+        items = (await worker.LeaseWork(lease)).items
+        assert sorted(i.target.rsplit("/", 1)[-1] for i in items) == sorted(exit_codes)
+        for item in items:
+            code = exit_codes[item.target.rsplit("/", 1)[-1]]
+            await worker.CompleteWork(worker_service_pb2.CompleteWorkRequest(
+                lease_token=item.lease_token, exit_code=code))  # fmt: skip
+
+
+async def test_expand_stats_counts_the_jobs_tasks_in_one_full_get_job(
+    api: Api, worker: Any, batch_gateway: RunningGateway
+) -> None:
+    """B16: Get / List with $expand=stats show the core's task statistics
+    (numSucceededTasks, numFailedTasks, numTaskRetries; wallClockTime stays PT0S) from
+    one GetJob / ListJobs asking view FULL; without $expand the view is BASIC."""
+    await worked_job(api, worker)
+    views: list[tuple[str, int]] = []
+    upstream = batch_gateway.app.upstream
+    real = upstream.call
+
+    async def recorded(method: str, request: Any, *args: Any, **kwargs: Any) -> Any:
+        views.append((method.rsplit("/", 1)[-1], request.view))
+        return await real(method, request, *args, **kwargs)
+
+    upstream.call = recorded  # type: ignore[method-assign]
+    got = json_of(await api.call("GET", "/jobs/j1", params={"$expand": "stats"}), 200)
+    listed = json_of(await api.call("GET", "/jobs", params={"$expand": "stats"}), 200)["value"]
+    for job in (got, listed[0]):
+        stats = job["stats"]
+        figures = (stats["numSucceededTasks"], stats["numFailedTasks"], stats["numTaskRetries"])
+        assert figures == (1, 1, 1), stats
+        assert stats["wallClockTime"] == "PT0S"
+    assert "stats" not in json_of(await api.call("GET", "/jobs/j1"), 200)
+    assert "stats" not in json_of(await api.call("GET", "/jobs"), 200)["value"][0]
+    full, basic = job_service_pb2.JOB_VIEW_FULL, job_service_pb2.JOB_VIEW_BASIC
+    assert views == [("GetJob", full), ("ListJobs", full), ("GetJob", basic), ("ListJobs", basic)]
+
+
+async def test_sdk_get_job_expand_stats_counts_tasks(
+    sdk: BatchClient, api: Api, worker: Any
+) -> None:
+    """B16: SDK get_job(expand=["stats"]) and list_jobs(expand=["stats"]) read the task
+    figures as job_statistics."""
+    await worked_job(api, worker)
+    job = await in_thread(sdk.get_job, "j1", expand=["stats"])
+    [listed] = await in_thread(lambda: list(sdk.list_jobs(expand=["stats"])))
+    for stats in (job.job_statistics, listed.job_statistics):
+        assert stats is not None
+        assert (stats.succeeded_tasks_count, stats.failed_tasks_count) == (1, 1)
+        assert stats.task_retries_count == 1
+    plain = await in_thread(sdk.get_job, "j1")
+    assert plain.job_statistics is None
 
 
 async def test_sdk_list_jobs_with_filter_and_expand_stats(sdk: BatchClient) -> None:

@@ -264,13 +264,18 @@ def encode_job(job: r.Job, base: str) -> dict[str, Any]:
 
 
 def encode_stats(job: r.Job, url: str) -> dict[str, Any]:
-    """BatchJobStatistics: no compute runs here, so every usage figure is zero."""
+    """BatchJobStatistics: the task figures are the core's (`batch.statistics`, read with
+    JOB_VIEW_FULL). No compute runs here, so every usage figure is zero; wallClockTime
+    too, as the core keeps no start time of a task's attempts to sum their run time."""
     zero = "PT0S"
+    figures = job.batch.statistics
     return {"url": url, "startTime": encode_time(job.create_time),
             "lastUpdateTime": encode_time(job.update_time), "userCPUTime": zero,
             "kernelCPUTime": zero, "wallClockTime": zero, "readIOps": 0, "writeIOps": 0,
-            "readIOGiB": 0.0, "writeIOGiB": 0.0, "numSucceededTasks": 0, "numFailedTasks": 0,
-            "numTaskRetries": 0, "waitTime": zero}  # fmt: skip
+            "readIOGiB": 0.0, "writeIOGiB": 0.0,
+            "numSucceededTasks": figures.num_succeeded_tasks,
+            "numFailedTasks": figures.num_failed_tasks,
+            "numTaskRetries": figures.num_task_retries, "waitTime": zero}  # fmt: skip
 
 
 # --- tasks ---------------------------------------------------------------------------------

@@ -95,7 +95,12 @@ def _read_options(incoming: Incoming, members: frozenset[str], expands: bool) ->
 def build_get_job(incoming: Incoming) -> pb.GetJobRequest:
     """GetJob ($select, $expand and the If-* headers checked first)."""
     _read_options(incoming, query.JOB_MEMBERS, expands=True)
-    return pb.GetJobRequest(name=_job_name(incoming))
+    return pb.GetJobRequest(name=_job_name(incoming), view=_view(incoming))
+
+
+def _view(incoming: Incoming) -> pb.JobView.ValueType:
+    """FULL (the core's task statistics) only when `$expand=stats` asks for them."""
+    return pb.JOB_VIEW_FULL if query.decode_expand(_params(incoming)) else pb.JOB_VIEW_BASIC
 
 
 def _job_json(incoming: Incoming, job: r.Job, stats: bool) -> dict[str, Any]:
@@ -134,6 +139,7 @@ def build_list_jobs(incoming: Incoming) -> pb.ListJobsRequest:
         page_size=query.decode_page_size(params),
         page_token=params.get("$skiptoken", ""),
         allow_missing=True,
+        view=_view(incoming),
     )
     found = decode_filter(params.get("$filter", ""), JOB_FIELDS)
     if found is not None:

@@ -22,6 +22,34 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _JobView:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobViewEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobView.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_VIEW_UNSPECIFIED: _JobView.ValueType  # 0
+    """BASIC."""
+    JOB_VIEW_BASIC: _JobView.ValueType  # 1
+    """The job as stored."""
+    JOB_VIEW_FULL: _JobView.ValueType  # 2
+    """Also the figures computed from its tasks when read (batch: `batch.statistics`),
+    one more query per job.
+    """
+
+class JobView(_JobView, metaclass=_JobViewEnumTypeWrapper):
+    """How much of a job a read returns (AIP-157)."""
+
+JOB_VIEW_UNSPECIFIED: JobView.ValueType  # 0
+"""BASIC."""
+JOB_VIEW_BASIC: JobView.ValueType  # 1
+"""The job as stored."""
+JOB_VIEW_FULL: JobView.ValueType  # 2
+"""Also the figures computed from its tasks when read (batch: `batch.statistics`),
+one more query per job.
+"""
+Global___JobView: _TypeAlias = JobView  # noqa: Y015
+
 class _TaskDisposition:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -305,15 +333,18 @@ class GetJobRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
+    view: Global___JobView.ValueType
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        view: Global___JobView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -331,6 +362,7 @@ class ListJobsRequest(_message.Message):
     SKIP_FIELD_NUMBER: _builtins.int
     ALLOW_MISSING_FIELD_NUMBER: _builtins.int
     STRUCTURED_FILTER_FIELD_NUMBER: _builtins.int
+    VIEW_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     page_size: _builtins.int
     """1-1000; 0 means 50."""
@@ -346,6 +378,8 @@ class ListJobsRequest(_message.Message):
     """Results to skip before this page (AIP-158), after the page token's position."""
     allow_missing: _builtins.bool
     """A missing parent collection lists as empty instead of NOT_FOUND."""
+    view: Global___JobView.ValueType
+    """As GetJobRequest.view, for every job of the page."""
     @_builtins.property
     def structured_filter(self) -> _resources_pb2.Filter:
         """`filter` as data; both given: both must hold. Also STARTS_WITH on string fields, and
@@ -363,10 +397,11 @@ class ListJobsRequest(_message.Message):
         skip: _builtins.int = ...,
         allow_missing: _builtins.bool = ...,
         structured_filter: _resources_pb2.Filter | None = ...,
+        view: Global___JobView.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["structured_filter", b"structured_filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing", b"allow_missing", "filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "skip", b"skip", "structured_filter", b"structured_filter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_missing", b"allow_missing", "filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "skip", b"skip", "structured_filter", b"structured_filter", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

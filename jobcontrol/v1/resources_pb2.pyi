@@ -834,6 +834,7 @@ class BatchSpec(_message.Message):
     JOB_RELEASE_TASK_FIELD_NUMBER: _builtins.int
     COMMON_ENVIRONMENT_SETTINGS_FIELD_NUMBER: _builtins.int
     NETWORK_CONFIGURATION_FIELD_NUMBER: _builtins.int
+    STATISTICS_FIELD_NUMBER: _builtins.int
     priority: _builtins.int
     """-1000..1000."""
     max_parallel_tasks: _builtins.int
@@ -871,6 +872,12 @@ class BatchSpec(_message.Message):
     def network_configuration(self) -> _struct_pb2.Struct:
         """Azure Batch's BatchJobNetworkConfiguration JSON, stored and returned as given."""
 
+    @_builtins.property
+    def statistics(self) -> Global___BatchStatistics:
+        """Figures computed from the job's tasks when read; set only in the FULL view
+        (GetJobRequest.view, ListJobsRequest.view), never stored.
+        """
+
     def __init__(
         self,
         *,
@@ -889,10 +896,11 @@ class BatchSpec(_message.Message):
         job_release_task: _struct_pb2.Struct | None = ...,
         common_environment_settings: _abc.Iterable[Global___EnvironmentSetting] | None = ...,
         network_configuration: _struct_pb2.Struct | None = ...,
+        statistics: Global___BatchStatistics | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "_uses_task_dependencies", b"_uses_task_dependencies", "allow_task_preemption", b"allow_task_preemption", "constraints", b"constraints", "execution_info", b"execution_info", "job_manager_task", b"job_manager_task", "job_preparation_task", b"job_preparation_task", "job_release_task", b"job_release_task", "max_parallel_tasks", b"max_parallel_tasks", "network_configuration", b"network_configuration", "pool_info", b"pool_info", "priority", b"priority", "uses_task_dependencies", b"uses_task_dependencies"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "_uses_task_dependencies", b"_uses_task_dependencies", "allow_task_preemption", b"allow_task_preemption", "constraints", b"constraints", "execution_info", b"execution_info", "job_manager_task", b"job_manager_task", "job_preparation_task", b"job_preparation_task", "job_release_task", b"job_release_task", "max_parallel_tasks", b"max_parallel_tasks", "network_configuration", b"network_configuration", "pool_info", b"pool_info", "priority", b"priority", "statistics", b"statistics", "uses_task_dependencies", b"uses_task_dependencies"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "_uses_task_dependencies", b"_uses_task_dependencies", "allow_task_preemption", b"allow_task_preemption", "common_environment_settings", b"common_environment_settings", "constraints", b"constraints", "execution_info", b"execution_info", "job_manager_task", b"job_manager_task", "job_preparation_task", b"job_preparation_task", "job_release_task", b"job_release_task", "max_parallel_tasks", b"max_parallel_tasks", "metadata", b"metadata", "network_configuration", b"network_configuration", "on_all_tasks_complete", b"on_all_tasks_complete", "on_task_failure", b"on_task_failure", "pool_info", b"pool_info", "priority", b"priority", "uses_task_dependencies", b"uses_task_dependencies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption", "_max_parallel_tasks", b"_max_parallel_tasks", "_priority", b"_priority", "_uses_task_dependencies", b"_uses_task_dependencies", "allow_task_preemption", b"allow_task_preemption", "common_environment_settings", b"common_environment_settings", "constraints", b"constraints", "execution_info", b"execution_info", "job_manager_task", b"job_manager_task", "job_preparation_task", b"job_preparation_task", "job_release_task", b"job_release_task", "max_parallel_tasks", b"max_parallel_tasks", "metadata", b"metadata", "network_configuration", b"network_configuration", "on_all_tasks_complete", b"on_all_tasks_complete", "on_task_failure", b"on_task_failure", "pool_info", b"pool_info", "priority", b"priority", "statistics", b"statistics", "uses_task_dependencies", b"uses_task_dependencies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__allow_task_preemption: _TypeAlias = _typing.Literal["allow_task_preemption"]  # noqa: Y015
     _WhichOneofArgType__allow_task_preemption: _TypeAlias = _typing.Literal["_allow_task_preemption", b"_allow_task_preemption"]  # noqa: Y015
@@ -912,6 +920,39 @@ class BatchSpec(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__uses_task_dependencies) -> _WhichOneofReturnType__uses_task_dependencies | None: ...
 
 Global___BatchSpec: _TypeAlias = BatchSpec  # noqa: Y015
+
+@_typing.final
+class BatchStatistics(_message.Message):
+    """A batch job's task figures, computed from its tasks as they are when read. No wall
+    clock time: a task keeps no start time of its attempts (its state_transition_time is
+    the last change), so the time its attempts ran cannot be summed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NUM_SUCCEEDED_TASKS_FIELD_NUMBER: _builtins.int
+    NUM_FAILED_TASKS_FIELD_NUMBER: _builtins.int
+    NUM_TASK_RETRIES_FIELD_NUMBER: _builtins.int
+    num_succeeded_tasks: _builtins.int
+    """Tasks COMPLETED with result SUCCESS."""
+    num_failed_tasks: _builtins.int
+    """Tasks COMPLETED with result FAILURE (after any retries)."""
+    num_task_retries: _builtins.int
+    """Failed attempts that were retried, summed over the job's tasks (Task.retry_count)."""
+    def __init__(
+        self,
+        *,
+        num_succeeded_tasks: _builtins.int = ...,
+        num_failed_tasks: _builtins.int = ...,
+        num_task_retries: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["num_failed_tasks", b"num_failed_tasks", "num_succeeded_tasks", b"num_succeeded_tasks", "num_task_retries", b"num_task_retries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchStatistics: _TypeAlias = BatchStatistics  # noqa: Y015
 
 @_typing.final
 class EnvironmentSetting(_message.Message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from jobcontrol.service.core.context import Context
 from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import DomainError, Reason, bad_field
 from jobcontrol.service.core.model import Collection, Job, Operation, State, now_us
-from jobcontrol.service.core.ports import JobQuery, Tx
+from jobcontrol.service.core.ports import JobQuery, TaskStatistics, Tx
 from jobcontrol.service.core.profiles import DeleteMode, ProfileRules, rules_for
 from jobcontrol.service.core.validation import check_document
 
@@ -42,6 +43,29 @@ async def load_job(tx: Tx, collection_id: str, job_id: str) -> Job:
         name = f"collections/{collection_id}/jobs/{job_id}"
         raise DomainError(Reason.JOB_NOT_FOUND, f"{name} not found", {"job": name}, resource=name)
     return job
+
+
+async def with_statistics(tx: Tx, jobs: list[Job]) -> list[Job]:
+    """The jobs with their task statistics in their profile's statistics field (copies;
+    nothing stored), from one aggregate query over their tasks."""
+    kept = [j for j in jobs if rules_for(j.profile).statistics_path]
+    if not kept:
+        return jobs
+    found = await tx.task_statistics([j.pk or 0 for j in kept])
+    out: list[Job] = []
+    for job in jobs:
+        path = rules_for(job.profile).statistics_path
+        if path is None:
+            out.append(job)
+            continue
+        figures = found.get(job.pk or 0, TaskStatistics())
+        statistics = {
+            "num_succeeded_tasks": figures.succeeded,
+            "num_failed_tasks": figures.failed,
+            "num_task_retries": figures.retries,
+        }
+        out.append(dataclasses.replace(job, spec={**job.spec, path: statistics}))
+    return out
 
 
 def parse_order(order_by: str) -> tuple[str, bool]:
@@ -158,6 +182,9 @@ class Jobs:
         job.display_name = doc.get("display_name") or ""
         job.labels = dict(doc.get("labels") or {})
         job.spec = dict(doc.get(rules.spec_key) or {})
+        if rules.statistics_path:
+            # computed when read (FULL), never stored: a client's is ignored (AIP-203)
+            job.spec.pop(rules.statistics_path, None)
 
     @staticmethod
     async def _check_quota(tx: Tx, rules: ProfileRules, collection: Collection) -> None:
@@ -170,12 +197,14 @@ class Jobs:
             if active >= quota.max_active_jobs:
                 raise engine.quota_error(collection, "max_active_jobs", quota.max_active_jobs)
 
-    async def get(self, name: str) -> Job:
-        """GetJob."""
+    async def get(self, name: str, full: bool = False) -> Job:
+        """GetJob; `full` (JOB_VIEW_FULL) adds the task statistics its profile keeps."""
         collection_id, job_id = names.job_name(name)
 
         async def run(tx: Tx) -> Job:
             job = await load_job(tx, collection_id, job_id)
+            if full:
+                (job,) = await with_statistics(tx, [job])
             return engine.strip_input_only(rules_for(job.profile), job)
 
         return await self.ctx.store.read(run)
@@ -190,9 +219,11 @@ class Jobs:
         skip: int = 0,
         structured: filters.Node | None = None,
         allow_missing: bool = False,
+        full: bool = False,
     ) -> JobPage:
         """ListJobs: keyset pagination with opaque tokens bound to the query; with
-        `allow_missing` a missing collection lists as empty."""
+        `allow_missing` a missing collection lists as empty; `full` as in `get`, one
+        query for the page."""
         collection_id = names.collection_name(parent, "parent")
         size = pages.page_size(page_size)
         tree = filters.both(filters.parse(filter_text), structured)
@@ -208,7 +239,8 @@ class Jobs:
             if allow_missing and await tx.get_collection(collection_id) is None:
                 return []
             await load_collection(tx, collection_id)
-            return await tx.list_jobs(query)
+            found = await tx.list_jobs(query)
+            return await with_statistics(tx, found) if full else found
 
         def sort_key(last: Job) -> list[Any]:
             key = job_key(rules_for(last.profile), last.job_id)

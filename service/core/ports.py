@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -49,6 +49,16 @@ class TaskCounts:
     failed: int = 0
 
 
+@dataclass(frozen=True)
+class TaskStatistics:
+    """A job's task figures: tasks completed by result, and the failed attempts that were
+    retried, summed over all its tasks."""
+
+    succeeded: int = 0
+    failed: int = 0
+    retries: int = 0
+
+
 class Tx(Protocol):
     """Reads and writes inside one transaction. Write methods are only called from
     `Store.write`, which serialises them on one writer."""
@@ -80,6 +90,8 @@ class Tx(Protocol):
         self, job_pk: int, job_name: str, after: str | None, limit: int, filter: Node | None = None
     ) -> list[Task]: ...
     async def count_tasks(self, job_pk: int) -> TaskCounts: ...
+    # one aggregate query over the tasks of all the jobs; a job without tasks is absent
+    async def task_statistics(self, job_pks: Sequence[int]) -> dict[int, TaskStatistics]: ...
     async def insert_task(self, task: Task) -> int: ...
     async def update_task(self, task: Task) -> None: ...
     async def running_tasks(self, job_pk: int) -> int: ...

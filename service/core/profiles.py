@@ -144,6 +144,9 @@ class ProfileRules:
     filter_paths: frozenset[str] = frozenset()
     # the job's own time limit: past it (from its creation) the service applies the action
     time_limit: TimeLimit | None = None
+    # the spec field a FULL read (JobView) fills with the job's task statistics, computed
+    # when read and never stored (None: the profile's jobs have none)
+    statistics_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +179,12 @@ OUTPUT_ONLY_PATHS = frozenset(
     }
 )
 SPEC_OUTPUT_ONLY_PATHS = frozenset(
-    {"batch.execution_info", "transfer.percent_complete", "backup.last_result"}
+    {
+        "batch.execution_info",
+        "batch.statistics",
+        "transfer.percent_complete",
+        "backup.last_result",
+    }
 )
 # Stored, never returned (AIP INPUT_ONLY).
 INPUT_ONLY_PATHS = (
@@ -318,6 +326,7 @@ BATCH = ProfileRules(
         action=Action.TERMINATE,
         reason="MaxWallClockTimeExpiry",
     ),
+    statistics_path="statistics",
 )
 
 _to_packaging = frozenset({S.CREATING, S.SHIPPING, S.RECEIVED, S.TRANSFERRING})

@@ -116,7 +116,8 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
 
     @guarded
     async def GetJob(self, request: pb.GetJobRequest, context: Ctx) -> Any:
-        return convert.job_to_proto(await self.core.jobs.get(request.name))
+        full = request.view == pb.JOB_VIEW_FULL
+        return convert.job_to_proto(await self.core.jobs.get(request.name, full))
 
     @guarded
     async def ListJobs(self, request: pb.ListJobsRequest, context: Ctx) -> Any:
@@ -129,6 +130,7 @@ class JobServicer(job_service_pb2_grpc.JobServiceServicer):
             request.skip,
             convert.structured_filter(request, filters.JOB_FIELDS),
             request.allow_missing,
+            request.view == pb.JOB_VIEW_FULL,
         )
         return pb.ListJobsResponse(
             jobs=[convert.job_to_proto(j) for j in page.jobs],

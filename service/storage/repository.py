@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import orjson
-from sqlalchemy import JSON, Table, and_, delete, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy import (
+    JSON,
+    Table,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    not_,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from jobcontrol.service.core import filters
@@ -23,7 +36,7 @@ from jobcontrol.service.core.model import (
     TaskResult,
     TaskState,
 )
-from jobcontrol.service.core.ports import JobQuery, TaskCounts
+from jobcontrol.service.core.ports import JobQuery, TaskCounts, TaskStatistics
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.dialect_state import DialectStateTx
 from jobcontrol.service.storage.occurrences import OccurrencesTx
@@ -308,6 +321,29 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
             succeeded=counts.get(TaskResult.SUCCESS.value, 0),
             failed=counts.get(TaskResult.FAILURE.value, 0),
         )
+
+    async def task_statistics(self, job_pks: Sequence[int]) -> dict[int, TaskStatistics]:
+        if not job_pks:
+            return {}
+        completed = tasks.c.state == TaskState.COMPLETED.value
+
+        def ended(result: TaskResult) -> Any:
+            return func.sum(case((and_(completed, tasks.c.result == result.value), 1), else_=0))
+
+        stmt = (
+            select(
+                tasks.c.job_pk,
+                ended(TaskResult.SUCCESS),
+                ended(TaskResult.FAILURE),
+                func.sum(tasks.c.retry_count),
+            )
+            .where(tasks.c.job_pk.in_(list(job_pks)))
+            .group_by(tasks.c.job_pk)
+        )
+        return {
+            pk: TaskStatistics(int(ok or 0), int(failed or 0), int(retries or 0))
+            for pk, ok, failed, retries in await self._all(stmt)
+        }
 
     async def running_tasks(self, job_pk: int) -> int:
         stmt = (

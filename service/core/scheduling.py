@@ -158,8 +158,15 @@ class Scheduler:
         claimed = await self.ctx.store.write(
             lambda tx: tx.claim_occurrences(self.ctx.replica, lease_us, free, LOOKAHEAD_US)
         )
+        # their jobs in one read, at the claim (up to LOOKAHEAD_US before they are due): a
+        # change in that last second applies from the next occurrence; the attempt's
+        # record re-reads the job in its write (a job disabled or gone meanwhile ends the
+        # occurrence there)
+        pks = [o.job_pk for o in claimed]
+        found = await self.ctx.store.read(lambda tx: tx.jobs_by_pk(pks)) if claimed else {}
         for occurrence in claimed:
-            task = asyncio.create_task(self._attempt(occurrence))
+            job = found.get(occurrence.job_pk)
+            task = asyncio.create_task(self._attempt(occurrence, job))
             self._running[task] = dataclasses.replace(occurrence)  # as claimed
             task.add_done_callback(self._ended)
         return 0.0 if claimed else min(self.tick, 0.05)
@@ -168,14 +175,11 @@ class Scheduler:
         self._running.pop(task, None)
         self.ctx.schedule_wake.set()
 
-    async def _attempt(self, occurrence: Occurrence) -> None:
+    async def _attempt(self, occurrence: Occurrence, job: Job | None) -> None:
         try:
             early = (occurrence.due_time - now_us()) / 1_000_000
             if early > 0:  # claimed ahead: fire on time
                 await asyncio.sleep(early)
-            job = await self.ctx.store.read(
-                lambda tx: tx.get_job(occurrence.collection_id, occurrence.job_key)
-            )
             outcome: ActionOutcome | None = None
             start = end = now_us()
             if job is not None and job.pk == occurrence.job_pk and job.state is State.ENABLED:

@@ -263,6 +263,11 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
         stmt = select(jobs).where(jobs.c.delete_operation == operation).order_by(jobs.c.pk)
         return [self._job(r) for r in await self._all(stmt.limit(limit))]
 
+    async def jobs_by_pk(self, pks: list[int]) -> dict[int, Job]:
+        """The jobs among `pks` that exist, by pk (one statement)."""
+        found = await self._all(select(jobs).where(jobs.c.pk.in_(sorted(set(pks)))))
+        return {job.pk: job for job in map(self._job, found) if job.pk is not None}
+
     # tasks -------------------------------------------------------------------------
 
     async def get_task(self, job_pk: int, job_name: str, task_id: str) -> Task | None:

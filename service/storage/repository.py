@@ -38,7 +38,7 @@ from jobcontrol.service.storage.schema import (
     tasks,
     work_items,
 )
-from jobcontrol.service.storage.work import WorkTx
+from jobcontrol.service.storage.work import SqliteWorkTx, WorkTx
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,
@@ -483,7 +483,7 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
 
 # --- SQLite: the hot statements as prepared SQL on the DBAPI connection ----------------
 
-_JSON = frozenset(c.name for t in (jobs, collections, operations) for c in t.c
+_JSON = frozenset(c.name for t in (jobs, collections, operations, tasks) for c in t.c
                   if isinstance(c.type, JSON))  # fmt: skip
 
 
@@ -514,9 +514,10 @@ def _params(values: dict[str, Any]) -> list[Any]:
     return [orjson.dumps(v).decode() if k in _JSON else v for k, v in values.items()]
 
 
-class SqliteTx(SqlTx):
+class SqliteTx(SqliteWorkTx, SqlTx):
     """`SqlTx` on a synchronous SQLite connection, with the statements every request runs
-    (get, update and delete of one job) as fixed SQL on the DBAPI connection: SQLAlchemy's
+    (get, update and delete of one job; a worker's lease and completion of a task) as
+    fixed SQL on the DBAPI connection: SQLAlchemy's
     per-statement compilation and result processing cost more than the query itself. The
     SQL is derived from schema.py, and JSON columns are encoded as SQLAlchemy's JSON type
     does (text)."""
@@ -551,6 +552,17 @@ class SqliteTx(SqlTx):
         sql = self._sql(keys, lambda: f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} "
                         "WHERE pk = ?")  # fmt: skip
         self.dbapi.execute(sql, [*_params(values), job.pk])
+
+    async def update_task(self, task: Task) -> None:
+        values = rows.task_values(task)
+        expected = self.versions.get(("tasks", task.pk))
+        checked = "" if expected is None else " AND version = ?"
+        keys = ("update tasks", checked, *values)
+        sql = self._sql(keys, lambda: f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in values)} "
+                        f"WHERE pk = ?{checked}")  # fmt: skip
+        params = [*_params(values), task.pk, *(() if expected is None else (expected,))]
+        self._applied(self.dbapi.execute(sql, params))
+        self._seen("tasks", task.pk, task.version)
 
     async def insert_operation(self, op: Operation) -> None:
         values = rows.operation_values(op)

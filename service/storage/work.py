@@ -3,10 +3,15 @@ statements that run on SQLite and PostgreSQL alike, leases timed on the database
 
 from __future__ import annotations
 
+import sqlite3
+from collections import namedtuple
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
 from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.sql.elements import Label
 
 from jobcontrol.service.core.model import TaskState
 from jobcontrol.service.core.work_records import WorkRow
@@ -145,3 +150,98 @@ class WorkTx:
                 .values(lease_token="", lease_owner="", lease_expire_time=0)
             )
         return bool(result.rowcount)
+
+
+# --- SQLite: the statements of every lease and completion as fixed SQL on the DBAPI
+# connection (see SqliteTx); the same statements as above, written out once
+
+_SQLITE_NOW = str(DbNow().compile(dialect=sqlite.dialect()))
+_NAMES = [c.name for c in _COLUMNS]
+_SELECT = ", ".join(
+    f"{c.element.table.name}.{c.element.name} AS {c.name}"
+    if isinstance(c, Label)
+    else f"{c.table.name}.{c.name}"
+    for c in _COLUMNS
+)
+_FROM_SQL = (
+    "work_items JOIN jobs ON jobs.pk = work_items.job_pk "
+    "LEFT OUTER JOIN tasks ON tasks.pk = work_items.task_pk"
+)
+_EXPIRED = "work_items.lease_token != '' AND work_items.lease_expire_time <= ?"
+_LIVE = f"work_items.lease_token = ? AND work_items.lease_expire_time > {_SQLITE_NOW}"
+_PROPERTIES_AT = _NAMES.index(tasks.c.properties.name)
+WorkSqlRow = namedtuple("WorkSqlRow", _NAMES)  # type: ignore[misc]
+WorkSqlRowNow = namedtuple("WorkSqlRowNow", [*_NAMES, "db_now"])  # type: ignore[misc]
+
+
+def _candidates_sql(states: int) -> str:
+    return (
+        f"SELECT {_SELECT} FROM {_FROM_SQL} WHERE work_items.kind = ? "
+        f"AND jobs.state IN ({', '.join('?' * states)}) "
+        f"AND (tasks.state = ? OR tasks.state = ? AND {_EXPIRED} "
+        f"OR work_items.task_pk IS NULL AND (work_items.lease_token = '' OR {_EXPIRED})) "
+        "ORDER BY work_items.pk LIMIT ?"
+    )
+
+
+_GET_WORK = (
+    f"SELECT {_SELECT}, {_SQLITE_NOW} AS db_now FROM {_FROM_SQL} WHERE work_items.work_id = ?"
+)
+_TAKE_WORK = (
+    "UPDATE work_items SET lease_token = ?, lease_owner = ?, attempt = ?, "
+    "lease_expire_time = ?, lease_duration = ? WHERE pk = ?"
+)
+_RENEW_WORK = f"UPDATE work_items SET lease_expire_time = ?, progress = ? WHERE pk = ? AND {_LIVE}"
+_DELETE_WORK = f"DELETE FROM work_items WHERE pk = ? AND {_LIVE}"
+_FREE_WORK = (
+    "UPDATE work_items SET lease_token = '', lease_owner = '', lease_expire_time = 0 "
+    f"WHERE pk = ? AND {_LIVE}"
+)
+
+
+def _decoded(found: tuple[Any, ...], row_type: Any) -> Any:
+    values = list(found)
+    if values[_PROPERTIES_AT] is not None:  # JSON, as SQLAlchemy's type reads it
+        values[_PROPERTIES_AT] = orjson.loads(values[_PROPERTIES_AT])
+    return row_type._make(values)
+
+
+class SqliteWorkTx(WorkTx):
+    """`WorkTx` on SQLite's DBAPI connection: SQLAlchemy's per-statement compilation and
+    result processing cost more than these queries (a lease runs two statements an item,
+    a completion four)."""
+
+    dbapi: sqlite3.Connection
+    _candidates: ClassVar[dict[int, str]] = {}
+
+    async def db_now(self) -> int:
+        return int(self.dbapi.execute(f"SELECT {_SQLITE_NOW}").fetchone()[0])
+
+    async def work_candidates(
+        self, kind: str, job_states: frozenset[str], limit: int, now: int
+    ) -> list[WorkRow]:
+        states = sorted(job_states)
+        sql = self._candidates.get(len(states))
+        if sql is None:
+            sql = self._candidates[len(states)] = _candidates_sql(len(states))
+        params = (kind, *states, TaskState.ACTIVE.value, TaskState.RUNNING.value, now, now, limit)
+        found = self.dbapi.execute(sql, params).fetchall()
+        return [self._row(_decoded(r, WorkSqlRow), now) for r in found]
+
+    async def get_work(self, work_id: str) -> WorkRow | None:
+        found = self.dbapi.execute(_GET_WORK, (work_id,)).fetchone()
+        if found is None:
+            return None
+        row = _decoded(found, WorkSqlRowNow)
+        return self._row(row, int(row.db_now))
+
+    async def take_work(
+        self, pk: int, token: str, owner: str, attempt: int, expire: int, duration: int
+    ) -> None:
+        self.dbapi.execute(_TAKE_WORK, (token, owner, attempt, expire, duration, pk))
+
+    async def renew_work(self, pk: int, token: str, expire: int, progress: str) -> bool:
+        return self.dbapi.execute(_RENEW_WORK, (expire, progress, pk, token)).rowcount > 0
+
+    async def end_work(self, pk: int, token: str, done: bool) -> bool:
+        return self.dbapi.execute(_DELETE_WORK if done else _FREE_WORK, (pk, token)).rowcount > 0

@@ -543,7 +543,11 @@ class SqliteTx(SqliteWorkTx, SqlTx):
         )
 
     async def get_job(self, collection_id: str, key: str) -> Job | None:
-        found = self.dbapi.execute(_SELECT_JOB, (collection_id, key)).fetchone()
+        read, self.job_read = self.job_read, None
+        if read is not None and read[:3] == (collection_id, key, self.dbapi.total_changes):
+            found = read[3]  # read with its work item, and no row has changed since
+        else:
+            found = self.dbapi.execute(_SELECT_JOB, (collection_id, key)).fetchone()
         return None if found is None else rows.job(_decoded(found, _JOB_JSON_AT, JobRow))
 
     async def update_job(self, job: Job, job_type: str | None) -> None:

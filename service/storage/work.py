@@ -184,9 +184,12 @@ def _candidates_sql(states: int) -> str:
     )
 
 
+# an item's row with its job's (every caller reads the job next: see SqliteTx.get_job)
 _GET_WORK = (
-    f"SELECT {_SELECT}, {_SQLITE_NOW} AS db_now FROM {_FROM_SQL} WHERE work_items.work_id = ?"
+    f"SELECT {_SELECT}, {_SQLITE_NOW} AS db_now, {', '.join(f'jobs.{c.name}' for c in jobs.c)} "
+    f"FROM {_FROM_SQL} WHERE work_items.work_id = ?"
 )
+_JOB_AT = len(_NAMES) + 1
 _TAKE_WORK = (
     "UPDATE work_items SET lease_token = ?, lease_owner = ?, attempt = ?, "
     "lease_expire_time = ?, lease_duration = ? WHERE pk = ?"
@@ -212,6 +215,9 @@ class SqliteWorkTx(WorkTx):
     a completion four)."""
 
     dbapi: sqlite3.Connection
+    # the job row `get_work` read with its item: (collection id, job key, the connection's
+    # total_changes then, the row); `get_job` uses it while no row has changed since
+    job_read: tuple[str, str, int, tuple[Any, ...]] | None = None
     _candidates: ClassVar[dict[int, str]] = {}
 
     async def db_now(self) -> int:
@@ -232,7 +238,9 @@ class SqliteWorkTx(WorkTx):
         found = self.dbapi.execute(_GET_WORK, (work_id,)).fetchone()
         if found is None:
             return None
-        row = _decoded(found, WorkSqlRowNow)
+        row = _decoded(found[:_JOB_AT], WorkSqlRowNow)
+        self.job_read = (row.j_collection_id, row.j_job_key, self.dbapi.total_changes,
+                         found[_JOB_AT:])  # fmt: skip
         return self._row(row, int(row.db_now))
 
     async def take_work(

@@ -11,7 +11,7 @@ CreateTask. W worker loops in this process, generated stubs over one channel, ru
 phases run in the order A B B A and each figure is the mean of its two runs. Every loop
 is bounded in count and time.
 
-    python -m bench.worker                # about 3 minutes
+    python -m bench.worker                # about 4 minutes
     python -m bench.worker --json out.json
 """
 
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,11 +91,14 @@ async def seed(target: str, cid: str, count: int) -> float:
     return time.perf_counter() - began
 
 
-async def work(target: str, shape: Shape, duration: float) -> dict[str, float]:
+async def work(target: str, shape: Shape, duration: float,
+               cpu: Callable[[], float] = lambda: 0.0) -> dict[str, float]:  # fmt: skip
     """`shape.workers` loops of LeaseWork(max_items=batch) + CompleteWork of each item
     (concurrently) until `duration` passes or a lease comes back empty; items done per
-    second (from the first lease to the last completion)."""
+    second (from the first lease to the last completion), and the server's CPU per item
+    (`cpu`: its CPU seconds so far)."""
     done = leases = 0
+    cpu_before = cpu()
     latencies: list[float] = []
     async with grpc.aio.insecure_channel(target) as channel:
         stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
@@ -132,9 +136,11 @@ async def work(target: str, shape: Shape, duration: float) -> dict[str, float]:
 
         await asyncio.gather(*(loop(i) for i in range(shape.workers)))
         elapsed = time.perf_counter() - began
+    cpu_used = cpu() - cpu_before
     latencies.sort()
     return {
         "items/s": done / elapsed,
+        "server cpu ms/item": cpu_used * 1000 / done if done else 0.0,
         "items": float(done),
         "leases": float(leases),
         "seconds": elapsed,
@@ -143,9 +149,11 @@ async def work(target: str, shape: Shape, duration: float) -> dict[str, float]:
     }
 
 
-async def echo(target: str, duration: float) -> dict[str, float]:
+async def echo(target: str, duration: float,
+               cpu: Callable[[], float] = lambda: 0.0) -> dict[str, float]:  # fmt: skip
     """Echo through the same kind of client (generated stub), 64 in flight."""
     count = 0
+    cpu_before = cpu()
     async with grpc.aio.insecure_channel(target) as channel:
         stub = diagnostics_service_pb2_grpc.DiagnosticsServiceStub(channel)
         began = time.perf_counter()
@@ -162,11 +170,18 @@ async def echo(target: str, duration: float) -> dict[str, float]:
 
         await asyncio.gather(*(loop() for _ in range(ECHO_IN_FLIGHT)))
         elapsed = time.perf_counter() - began
-    return {"req/s": count / elapsed}
+    cpu_used = cpu() - cpu_before
+    return {"req/s": count / elapsed, "server cpu ms/req": cpu_used * 1000 / max(count, 1)}
 
 
-async def measure(target: str, tasks: int, duration: float, warmup: float) -> dict[str, Any]:
+async def measure(server: served.ServedServer, tasks: int, duration: float,
+                  warmup: float) -> dict[str, Any]:  # fmt: skip
     """Seed, warm up, then Echo and each shape in the order A B B A."""
+    target = server.grpc_target
+
+    def cpu() -> float:
+        return server.cpu()["server"]
+
     seeded = await seed(target, "work", tasks)
     print(f"  seeded {tasks:,} tasks in {seeded:.1f} s ({tasks / seeded:,.0f}/s)", flush=True)
     await echo(target, warmup)
@@ -175,10 +190,10 @@ async def measure(target: str, tasks: int, duration: float, warmup: float) -> di
     runs: dict[str, list[dict[str, float]]] = {}
     for name in [*order, *reversed(order)]:
         if name == "echo":
-            found = await echo(target, duration)
+            found = await echo(target, duration, cpu)
         else:
             shape = next(s for s in SHAPES if s.name == name)
-            found = await work(target, shape, duration)
+            found = await work(target, shape, duration, cpu)
         runs.setdefault(name, []).append(found)
         rate = found.get("items/s", found.get("req/s", 0.0))
         shown = json.dumps({k: round(v, 1) for k, v in found.items()})
@@ -193,6 +208,8 @@ async def measure(target: str, tasks: int, duration: float, warmup: float) -> di
         label = f"{shape.name} (W={shape.workers}, max_items={shape.batch})"
         figures[f"{label} items/s"] = rate
         figures[f"{label} / Echo"] = rate / echo_rate
+        figures[f"{label} server CPU ms/item"] = mean[shape.name]["server cpu ms/item"]
+    figures["Echo server CPU ms/req"] = mean["echo"]["server cpu ms/req"]
     return figures
 
 
@@ -200,7 +217,7 @@ async def on_server(env: dict[str, str], tasks: int, duration: float,
                     warmup: float) -> dict[str, Any]:  # fmt: skip
     server = await served.start(False, env)
     try:
-        return await measure(server.grpc_target, tasks, duration, warmup)
+        return await measure(server, tasks, duration, warmup)
     finally:
         await server.stop()
 
@@ -223,7 +240,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up")
-    parser.add_argument("--tasks", type=int, default=40_000, help="tasks in the pool")
+    parser.add_argument("--tasks", type=int, default=30_000, help="tasks in the pool")
     parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()

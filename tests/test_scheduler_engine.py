@@ -21,7 +21,9 @@ import httpx
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
 
+from jobcontrol.service.core.model import ActionOutcome
 from jobcontrol.service.server import RunningServer, start_server
+from jobcontrol.service.storage.repository import Contention
 from jobcontrol.v1 import job_service_pb2, job_service_pb2_grpc, resources_pb2
 from tests.conftest import make_settings, start_gateway
 from tests.helpers import expect_error
@@ -618,3 +620,41 @@ async def test_e20_unreadable_pfx_fails_the_attempt(
         f" be read: {message}"
     )
     assert tls_target.seen == []
+
+
+async def test_e21_an_attempt_recorded_again_after_contention_counts_once(
+    tmp_path: Path, target: Target, backend: str
+) -> None:
+    """E21: The record of an attempt runs again in a later transaction when it loses a
+    race (PostgreSQL contention); the rerun starts from the occurrence as claimed: one
+    history entry with retry count 0, and the retry planned once (retry count 1)."""
+    if backend != "postgres":
+        pytest.skip("one SQLite writer per file: a write never loses a race")
+    async with (
+        scheduling(tmp_path, scheduler_concurrency=0) as server,
+        collection_c(server) as stub,
+    ):
+        spec = R.ScheduledSpec(action=action(f"{target.url}/x", count=3, interval=1))
+        await create(stub, "raced", spec)
+        core, hour = server.core, 3_600_000_000
+        [claimed] = await server.store.write(
+            lambda tx: tx.claim_occurrences(core.ctx.replica, hour, 10, hour)
+        )
+        runs = 0
+
+        async def lose_first_race(tx: Any) -> None:
+            nonlocal runs
+            now = int(time.time() * 1_000_000)
+            await core.scheduler._finish(tx, claimed, ActionOutcome(False, "boom"), now, now)
+            runs += 1
+            if runs == 1:
+                raise Contention("lost a race (test)")
+
+        await server.store.write(lose_first_race)
+        assert runs == 2
+        entries = await history(stub, "raced")
+        assert [(e.retry_count, e.status) for e in entries] == [(0, R.HistoryEntry.FAILED)]
+        [again] = await server.store.write(
+            lambda tx: tx.claim_occurrences(core.ctx.replica, hour, 10, hour)
+        )
+        assert (again.retry_count, again.phase, again.pk) == (1, "MAIN", claimed.pk)

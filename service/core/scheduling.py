@@ -213,7 +213,10 @@ class Scheduler:
         end: int,
     ) -> None:
         """Record one attempt (None: the job was disabled, ended or deleted meanwhile, so
-        the occurrence ends without running), fenced on the lease."""
+        the occurrence ends without running), fenced on the lease. The next step is worked
+        out on a copy: a transaction run again (PostgreSQL contention) starts from the
+        occurrence as claimed, not from the last run's step."""
+        occurrence = dataclasses.replace(occurrence)
         job = await tx.get_job(occurrence.collection_id, occurrence.job_key)
         if job is None or job.pk != occurrence.job_pk or job.state is not State.ENABLED:
             await tx.finish_attempt(occurrence, self.ctx.replica, done=True)

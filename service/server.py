@@ -15,7 +15,9 @@ import grpc
 from google.longrunning import operations_grpc_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
+from jobcontrol.metrics import MetricsServer, start_metrics_server
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
@@ -26,6 +28,7 @@ from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
 from jobcontrol.service.rpc.dialect_state import DialectStateServicer
 from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
+from jobcontrol.service.rpc.metrics import MetricsInterceptor
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
 from jobcontrol.service.rpc.worker import WorkerServicer
@@ -67,6 +70,9 @@ class RunningServer:
     store: SqliteStore | PostgresStore
     health: health.aio.HealthServicer
     runner: HttpActionRunner
+    # this server's own metrics (never the process-global registry) and their listener
+    registry: CollectorRegistry
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight calls finish for `grace` seconds, then close
@@ -78,6 +84,8 @@ class RunningServer:
         await self.core.reaper.stop()
         await self.runner.close()
         await self.store.close()
+        if self.metrics is not None:
+            await self.metrics.aclose()
 
 
 def _options(settings: Settings) -> list[tuple[str, int]]:
@@ -147,9 +155,11 @@ async def start_server(settings: Settings) -> RunningServer:
     core.reaper.start()
     core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
-    server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor(), auth], options=_options(settings)
-    )
+    registry = CollectorRegistry(auto_describe=True)
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), auth]
+    if settings.metrics_address:  # outermost: it counts calls auth refuses too
+        interceptors.insert(0, MetricsInterceptor(registry))
+    server = grpc.aio.server(interceptors=interceptors, options=_options(settings))
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(core), server)
     operator_service_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(core), server)
     diagnostics_service_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
@@ -178,7 +188,11 @@ async def start_server(settings: Settings) -> RunningServer:
     host = settings.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
-    return RunningServer(server, address, core, store, health_servicer, runner)
+    running = RunningServer(server, address, core, store, health_servicer, runner, registry)
+    if settings.metrics_address:
+        running.metrics = start_metrics_server(settings.metrics_address, registry)
+        log.info("metrics", extra={"url": running.metrics.url})
+    return running
 
 
 async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:
@@ -200,6 +214,9 @@ async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subproc
         settings.http_address,
         "--log-level",
         settings.log_level,
+        # the server's own listener is not the gateway's (it inherits the environment)
+        "--metrics-address",
+        settings.gateway_metrics_address,
         env=env,
     )
 

@@ -1,0 +1,115 @@
+"""Prometheus metrics: each process (server, gateway) serves its own registry at
+/metrics on --metrics-address, scraped here over real HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+
+from jobcontrol.service.server import RunningServer, start_server
+from jobcontrol.v1 import diagnostics_service_pb2, job_service_pb2, job_service_pb2_grpc
+from tests.conftest import Clients, make_settings, secured_settings
+
+ECHO = {"grpc_service": "jobcontrol.v1.DiagnosticsService", "grpc_method": "Echo"}
+GET_JOB = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "GetJob"}
+
+
+def sample(name: str, value: str, labels: dict[str, str], **more: str) -> str:
+    """One sample line as the exposition writes it (labels in name order)."""
+    pairs = sorted({"grpc_type": "UNARY", **labels, **more}.items())
+    rendered = ",".join(f'{k}="{v}"' for k, v in pairs)
+    return f"{name}{{{rendered}}} {value}"
+
+
+async def scrape(url: str) -> list[str]:
+    async with httpx.AsyncClient(timeout=10) as client:
+        reply = await client.get(url)
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    return reply.text.splitlines()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    """A server with its metrics listener on a free loopback port."""
+    running = await start_server(make_settings(tmp_path, metrics_address="127.0.0.1:0"))
+    try:
+        yield running
+    finally:
+        await running.stop(grace=1.0)
+
+
+async def test_grpc_server_metrics(server: RunningServer, clients: Clients) -> None:
+    assert server.metrics is not None
+    await clients.diag.Echo(diagnostics_service_pb2.EchoRequest(message="hi"))
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await clients.jobs.GetJob(job_service_pb2.GetJobRequest(name="collections/no/jobs/no"))
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    lines = await scrape(server.metrics.url)
+    for line in (
+        sample("grpc_server_started_total", "1.0", ECHO),
+        sample("grpc_server_handled_total", "1.0", ECHO, grpc_code="OK"),
+        sample("grpc_server_started_total", "1.0", GET_JOB),
+        sample("grpc_server_handled_total", "1.0", GET_JOB, grpc_code="NOT_FOUND"),
+        sample("grpc_server_handling_seconds_count", "1.0", ECHO),
+        sample("grpc_server_handling_seconds_bucket", "1.0", ECHO, le="+Inf"),
+        sample("grpc_server_handling_seconds_count", "1.0", GET_JOB),
+        "# TYPE grpc_server_handling_seconds histogram",
+    ):
+        assert line in lines, "\n".join(lines)
+    # go-grpc-prometheus's buckets (the Go client's DefBuckets), nothing else
+    echo_bucket = sample("grpc_server_handling_seconds_bucket", "", ECHO, le="").split("le=")[0]
+    buckets = [
+        line.split('le="')[1].split('"')[0] for line in lines if line.startswith(echo_bucket)
+    ]
+    assert buckets == [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0",
+        "+Inf",
+    ]  # fmt: skip
+    assert not [line for line in lines if "_created" in line]
+    assert not [line for line in lines if 'grpc_code="OK"' in line and "GetJob" in line]
+
+
+async def test_servers_keep_their_own_registries(
+    server: RunningServer, clients: Clients, tmp_path: Path
+) -> None:
+    other = await start_server(make_settings(tmp_path / "b", metrics_address="127.0.0.1:0"))
+    try:
+        assert other.metrics is not None and server.metrics is not None
+        await clients.diag.Echo(diagnostics_service_pb2.EchoRequest(message="hi"))
+        assert sample("grpc_server_started_total", "1.0", ECHO) in await scrape(server.metrics.url)
+        assert not [line for line in await scrape(other.metrics.url) if "Echo" in line]
+    finally:
+        await other.stop(grace=1.0)
+
+
+async def test_metrics_off_by_default(tmp_path: Path) -> None:
+    running = await start_server(make_settings(tmp_path))
+    try:
+        assert running.metrics is None
+    finally:
+        await running.stop(grace=1.0)
+
+
+async def test_refusals_of_auth_are_counted(tmp_path: Path) -> None:
+    settings, _ = secured_settings(tmp_path)
+    running = await start_server(dataclasses.replace(settings, metrics_address="127.0.0.1:0"))
+    try:
+        assert running.metrics is not None
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            stub = job_service_pb2_grpc.JobServiceStub(channel)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.GetJob(job_service_pb2.GetJobRequest(name="collections/a/jobs/b"))
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        lines = await scrape(running.metrics.url)
+        assert (
+            sample("grpc_server_handled_total", "1.0", GET_JOB, grpc_code="UNAUTHENTICATED")
+            in lines
+        )
+    finally:
+        await running.stop(grace=1.0)

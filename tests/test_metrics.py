@@ -13,7 +13,7 @@ import pytest
 
 from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import diagnostics_service_pb2, job_service_pb2, job_service_pb2_grpc
-from tests.conftest import Clients, make_settings, secured_settings
+from tests.conftest import Clients, make_settings, secured_settings, start_gateway
 
 ECHO = {"grpc_service": "jobcontrol.v1.DiagnosticsService", "grpc_method": "Echo"}
 GET_JOB = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "GetJob"}
@@ -113,3 +113,50 @@ async def test_refusals_of_auth_are_counted(tmp_path: Path) -> None:
         )
     finally:
         await running.stop(grace=1.0)
+
+
+async def test_gateway_http_metrics(server: RunningServer) -> None:
+    gateway, stop = await start_gateway(server.address, metrics_address="127.0.0.1:0")
+    try:
+        metrics = gateway.app.metrics
+        assert metrics is not None
+        async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+            created = await http.post("/v1/collections?collectionId=c1", json={"profile": "BATCH"})
+            assert created.status_code == 200, created.text
+            assert (await http.get("/v1/collections/c1")).status_code == 200
+            assert (await http.get("/v1/collections/nope")).status_code == 404
+            assert (await http.get("/no/such/route")).status_code == 404
+            assert (await http.get("/healthz")).status_code == 200
+        lines = await scrape(metrics.url)
+        native = {"dialect": "native"}
+        get = "/v1/{name=collections/*}"
+        for line in (
+            http_sample("1.0", native, route="/v1/collections", method="POST", status="200"),
+            http_sample("1.0", native, route=get, method="GET", status="200"),
+            http_sample("1.0", native, route=get, method="GET", status="404"),
+            http_sample("1.0", native, route="unmatched", method="GET", status="404"),
+            http_sample(
+                "1.0", {"dialect": "gateway"}, route="/healthz", method="GET", status="200"
+            ),
+            sample_of(
+                "http_request_duration_seconds_count", "2.0", native, route=get, method="GET"
+            ),
+            "# TYPE http_request_duration_seconds histogram",
+        ):
+            assert line in lines, "\n".join(lines)
+        assert not [line for line in lines if "nope" in line or "/no/such" in line]
+    finally:
+        await stop()
+    assert gateway.app.metrics is not None
+    with pytest.raises(httpx.TransportError):  # the listener stopped with the gateway
+        await scrape(gateway.app.metrics.url)
+
+
+def sample_of(name: str, value: str, labels: dict[str, str], **more: str) -> str:
+    pairs = sorted({**labels, **more}.items())
+    rendered = ",".join(f'{k}="{v}"' for k, v in pairs)
+    return f"{name}{{{rendered}}} {value}"
+
+
+def http_sample(value: str, labels: dict[str, str], **more: str) -> str:
+    return sample_of("http_requests_total", value, labels, **more)

@@ -22,6 +22,7 @@ from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
 from jobcontrol.service.http_actions import HttpActionRunner
+from jobcontrol.service.metrics import ServerMetrics
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
@@ -129,12 +130,40 @@ def default_poll(store: SqliteStore | PostgresStore) -> float:
     return 5.0 if isinstance(store, PostgresStore) else 0.5
 
 
+def _watch(measured: ServerMetrics, core: Core, store: SqliteStore | PostgresStore) -> None:
+    """The engine reports to `measured`; gauges read the store and the scheduler."""
+    core.ctx.metrics = measured
+    measured.gauge(
+        "jobcontrol_writer_queue_depth", "Writes queued for the writer.", store.queue_depth
+    )
+    measured.gauge(
+        "jobcontrol_scheduler_attempts_in_flight",
+        "Attempts of scheduled actions running (or claimed ahead) on this server.",
+        core.scheduler.in_flight,
+    )
+    if isinstance(store, PostgresStore):
+        measured.gauge(
+            "jobcontrol_db_read_pool_in_use",
+            "Read connections checked out of the pool.",
+            store.pool_in_use,
+        )
+        measured.gauge(
+            "jobcontrol_db_read_pool_size",
+            "Read connections the pool may hold (--read-pool-size).",
+            lambda: float(store.read_pool_size),
+        )
+
+
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
     auth_config.check_exposure(settings)
     policy, rules = auth_config.load_policy(settings), auth_config.token_rules(settings)
     runner = _action_runner(settings)
     store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)
+    registry = CollectorRegistry(auto_describe=True)
+    measured = ServerMetrics(registry) if settings.metrics_address else None
+    if measured is not None:
+        store.metrics = measured
     await store.open()
     core = build_core(
         store,
@@ -150,12 +179,13 @@ async def start_server(settings: Settings) -> RunningServer:
         scheduler_concurrency=settings.scheduler_concurrency,
         work_poll_interval=settings.work_poll_interval or default_poll(store),
     )
+    if measured is not None:
+        _watch(measured, core, store)
     # other replicas' notices of work wake this server's waiting LeaseWorks
     store.on_work(core.ctx.work_signal.notify)
     core.reaper.start()
     core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
-    registry = CollectorRegistry(auto_describe=True)
     interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), auth]
     if settings.metrics_address:  # outermost: it counts calls auth refuses too
         interceptors.insert(0, MetricsInterceptor(registry))

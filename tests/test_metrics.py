@@ -12,8 +12,22 @@ import httpx
 import pytest
 
 from jobcontrol.service.server import RunningServer, start_server
-from jobcontrol.v1 import diagnostics_service_pb2, job_service_pb2, job_service_pb2_grpc
+from jobcontrol.v1 import (
+    diagnostics_service_pb2,
+    job_service_pb2,
+    job_service_pb2_grpc,
+    resources_pb2,
+)
 from tests.conftest import Clients, make_settings, secured_settings, start_gateway
+from tests.http_target import serving_target
+from tests.test_scheduler_engine import (
+    action,
+    collection_c,
+    create,
+    eventually,
+    scheduling,
+    state_is,
+)
 
 ECHO = {"grpc_service": "jobcontrol.v1.DiagnosticsService", "grpc_method": "Echo"}
 GET_JOB = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "GetJob"}
@@ -160,3 +174,40 @@ def sample_of(name: str, value: str, labels: dict[str, str], **more: str) -> str
 
 def http_sample(value: str, labels: dict[str, str], **more: str) -> str:
     return sample_of("http_requests_total", value, labels, **more)
+
+
+async def test_writer_and_scheduler_metrics(tmp_path: Path) -> None:
+    """A one-shot job whose main and error actions fail (no retries): two failed attempts,
+    one faulted occurrence, their lateness; the writer's batches and queue."""
+    async with (
+        serving_target() as target,
+        scheduling(tmp_path, metrics_address="127.0.0.1:0") as running,
+        collection_c(running) as jobs,
+    ):
+        assert running.metrics is not None
+        act = action(f"{target.url}/fail", none=True)
+        act.error_action.CopyFrom(action(f"{target.url}/fail", none=True))
+        await create(jobs, "bad", resources_pb2.ScheduledSpec(action=act))
+        await state_is(jobs, "bad", resources_pb2.State.FAULTED)
+        url = running.metrics.url
+        wanted = {
+            'jobcontrol_scheduler_attempts_total{outcome="failed",phase="MAIN"} 1.0',
+            'jobcontrol_scheduler_attempts_total{outcome="failed",phase="ERROR"} 1.0',
+            'jobcontrol_scheduler_occurrences_total{outcome="faulted"} 1.0',
+            "jobcontrol_scheduler_lateness_seconds_count 2.0",
+            "jobcontrol_scheduler_attempts_in_flight 0.0",
+            "jobcontrol_writer_queue_depth 0.0",
+        }
+
+        async def recorded() -> bool:
+            return wanted <= set(await scrape(url))
+
+        await eventually(recorded, "metrics recorded")
+        lines = await scrape(url)
+        batches = [x for x in lines if x.startswith("jobcontrol_writer_batch_size_count ")]
+        commits = [x for x in lines if x.startswith("jobcontrol_writer_commit_seconds_count ")]
+        # the collection, the job, the claim, two attempts' records at least
+        assert batches and float(batches[0].split()[1]) >= 5, lines
+        assert commits and commits[0].split()[1] == batches[0].split()[1]
+        assert 'jobcontrol_writer_batch_size_bucket{le="1.0"}' in "\n".join(lines)
+        assert not [x for x in lines if x.startswith("jobcontrol_db_read_pool")]  # SQLite

@@ -51,6 +51,18 @@ class ServerMetrics:
             registry=registry,
         )
 
+        self.expired = Counter(
+            "jobcontrol_work_leases_expired_total",
+            "Work items leased again after their last lease expired, by kind.",
+            ("kind",),
+            registry=registry,
+        )
+        self.overdue = Counter(
+            "jobcontrol_reaper_overdue_ended_total",
+            "Tasks and jobs the reaper ended past their wall-clock limits.",
+            registry=registry,
+        )
+
     def gauge(self, name: str, documentation: str, read: Callable[[], float]) -> None:
         """A gauge read from `read` at every scrape (nothing on the hot paths)."""
         Gauge(name, documentation, registry=self.registry).set_function(read)
@@ -67,6 +79,12 @@ class ServerMetrics:
 
     def lateness(self, seconds: float) -> None:
         self.late.observe(max(seconds, 0.0))
+
+    def lease_expired(self, kind: str) -> None:
+        self.expired.labels(kind).inc()
+
+    def overdue_ended(self, count: int) -> None:
+        self.overdue.inc(count)
 
 
 __all__ = ["ServerMetrics"]

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -18,6 +20,7 @@ from jobcontrol.v1 import (
     job_service_pb2_grpc,
     resources_pb2,
 )
+from jobcontrol.v1 import worker_service_pb2 as worker_pb
 from tests.conftest import Clients, make_settings, secured_settings, start_gateway
 from tests.http_target import serving_target
 from tests.test_scheduler_engine import (
@@ -28,6 +31,7 @@ from tests.test_scheduler_engine import (
     scheduling,
     state_is,
 )
+from tests.test_worker import add_task, batch_job, lease, seconds
 
 ECHO = {"grpc_service": "jobcontrol.v1.DiagnosticsService", "grpc_method": "Echo"}
 GET_JOB = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "GetJob"}
@@ -211,3 +215,22 @@ async def test_writer_and_scheduler_metrics(tmp_path: Path) -> None:
         assert commits and commits[0].split()[1] == batches[0].split()[1]
         assert 'jobcontrol_writer_batch_size_bucket{le="1.0"}' in "\n".join(lines)
         assert not [x for x in lines if x.startswith("jobcontrol_db_read_pool")]  # SQLite
+
+
+async def test_expired_leases_are_counted(
+    server: RunningServer, clients: Clients, worker: Any, make_collection: Any
+) -> None:
+    """An item leased again after its lease expired counts; one given back does not."""
+    assert server.metrics is not None
+    job = await batch_job(make_collection, clients)
+    await add_task(clients, job, "t1")
+    [first] = await lease(worker, lease_duration=seconds(1))
+    await asyncio.sleep(1.2)
+    [second] = await lease(worker, who="w2")
+    assert second.attempt == 2
+    await worker.ReleaseWork(worker_pb.ReleaseWorkRequest(lease_token=second.lease_token))
+    [third] = await lease(worker, who="w3")
+    assert third.work_id == first.work_id
+    lines = await scrape(server.metrics.url)
+    assert 'jobcontrol_work_leases_expired_total{kind="batch.task"} 1.0' in lines, lines
+    assert "jobcontrol_reaper_overdue_ended_total 0.0" in lines

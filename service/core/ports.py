@@ -246,6 +246,15 @@ class Metrics(Protocol):
         """An attempt started this long after it was due."""
         ...
 
+    def lease_expired(self, kind: str) -> None:
+        """A work item of `kind` was leased again after its last lease expired (a worker
+        died, stalled or lost touch)."""
+        ...
+
+    def overdue_ended(self, count: int) -> None:
+        """The reaper ended `count` tasks and jobs past their wall-clock limits."""
+        ...
+
 
 class NoMetrics:
     """Metrics off: nothing is measured."""
@@ -260,6 +269,12 @@ class NoMetrics:
         pass
 
     def lateness(self, seconds: float) -> None:
+        pass
+
+    def lease_expired(self, kind: str) -> None:
+        pass
+
+    def overdue_ended(self, count: int) -> None:
         pass
 
 

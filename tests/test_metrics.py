@@ -13,6 +13,7 @@ import grpc
 import httpx
 import pytest
 
+from jobcontrol.service.loadgen.served import free_port
 from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
@@ -23,6 +24,7 @@ from jobcontrol.v1 import (
 from jobcontrol.v1 import worker_service_pb2 as worker_pb
 from tests.conftest import Clients, make_settings, secured_settings, start_gateway
 from tests.http_target import serving_target
+from tests.test_process import ServerProcess
 from tests.test_scheduler_engine import (
     action,
     collection_c,
@@ -35,6 +37,7 @@ from tests.test_worker import add_task, batch_job, lease, seconds
 
 ECHO = {"grpc_service": "jobcontrol.v1.DiagnosticsService", "grpc_method": "Echo"}
 GET_JOB = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "GetJob"}
+GET_COLLECTION = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "GetCollection"}
 
 
 def sample(name: str, value: str, labels: dict[str, str], **more: str) -> str:
@@ -234,3 +237,39 @@ async def test_expired_leases_are_counted(
     lines = await scrape(server.metrics.url)
     assert 'jobcontrol_work_leases_expired_total{kind="batch.task"} 1.0' in lines, lines
     assert "jobcontrol_reaper_overdue_ended_total 0.0" in lines
+
+
+@pytest.mark.slow
+async def test_jobctl_serve_and_its_gateway_each_serve_their_own_metrics(
+    tmp_path: Path,
+) -> None:
+    """Real processes: `jobctl serve` with JOBCONTROL_METRICS_ADDRESS and
+    JOBCONTROL_GATEWAY_METRICS_ADDRESS; the gateway child does not inherit the server's
+    address (it would not start), and each process's /metrics has its own series."""
+    server_metrics = f"127.0.0.1:{free_port()}"
+    gateway_metrics = f"127.0.0.1:{free_port()}"
+    env = {
+        "JOBCONTROL_METRICS_ADDRESS": server_metrics,
+        "JOBCONTROL_GATEWAY_METRICS_ADDRESS": gateway_metrics,
+    }
+    process = ServerProcess(tmp_path / "jobs.db", with_gateway=True, env=env)
+    try:
+        await process.start()
+        await process.wait_http()
+        async with httpx.AsyncClient(base_url=process.base_url, timeout=10) as http:
+            assert (await http.get("/v1/collections/nope")).status_code == 404
+        served = await scrape(f"http://{server_metrics}/metrics")
+        proxied = await scrape(f"http://{gateway_metrics}/metrics")
+        assert (
+            sample("grpc_server_handled_total", "1.0", GET_COLLECTION, grpc_code="NOT_FOUND")
+            in served
+        )
+        assert not [line for line in served if line.startswith("http_requests_total")]
+        route = {"route": "/v1/{name=collections/*}", "method": "GET", "status": "404"}
+        assert sample_of("http_requests_total", "1.0", {"dialect": "native"}, **route) in proxied
+        assert not [line for line in proxied if line.startswith("grpc_server_")]
+        assert await process.terminate() == 0
+    finally:
+        if process.proc is not None and process.proc.returncode is None:
+            process.proc.kill()
+            await process.proc.wait()

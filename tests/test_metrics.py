@@ -148,6 +148,10 @@ async def test_gateway_http_metrics(server: RunningServer) -> None:
             assert (await http.get("/v1/collections/nope")).status_code == 404
             assert (await http.get("/no/such/route")).status_code == 404
             assert (await http.get("/healthz")).status_code == 200
+            # a legacy dialect: Azure Scheduler's Get Job Collection of a missing one
+            legacy = "/sub1/cloudServices/cs1/resources/scheduler/jobCollections/jc1"
+            missing = await http.get(legacy, headers={"x-ms-version": "2013-06-01"})
+            assert missing.status_code == 404, missing.text
         lines = await scrape(metrics.url)
         native = {"dialect": "native"}
         get = "/v1/{name=collections/*}"
@@ -163,9 +167,17 @@ async def test_gateway_http_metrics(server: RunningServer) -> None:
                 "http_request_duration_seconds_count", "2.0", native, route=get, method="GET"
             ),
             "# TYPE http_request_duration_seconds histogram",
+            http_sample(
+                "1.0",
+                {"dialect": "scheduler"},
+                route="/{sub}/cloudServices/{cs}/resources/scheduler/jobCollections/{jc}",
+                method="GET",
+                status="404",
+            ),
         ):
             assert line in lines, "\n".join(lines)
-        assert not [line for line in lines if "nope" in line or "/no/such" in line]
+        raw = ("nope", "/no/such", "sub1", "jc1")
+        assert not [line for line in lines if any(path in line for path in raw)]
     finally:
         await stop()
     assert gateway.app.metrics is not None

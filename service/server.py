@@ -220,7 +220,11 @@ async def start_server(settings: Settings) -> RunningServer:
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
     running = RunningServer(server, address, core, store, health_servicer, runner, registry)
     if settings.metrics_address:
-        running.metrics = start_metrics_server(settings.metrics_address, registry)
+        try:
+            running.metrics = start_metrics_server(settings.metrics_address, registry)
+        except SystemExit:  # the address is taken or malformed: stop what started
+            await running.stop(0)
+            raise
         log.info("metrics", extra={"url": running.metrics.url})
     return running
 

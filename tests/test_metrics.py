@@ -285,3 +285,12 @@ async def test_jobctl_serve_and_its_gateway_each_serve_their_own_metrics(
         if process.proc is not None and process.proc.returncode is None:
             process.proc.kill()
             await process.proc.wait()
+
+
+async def test_a_taken_metrics_address_stops_the_start(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    assert server.metrics is not None
+    taken = make_settings(tmp_path / "b", metrics_address=server.metrics.address)
+    with pytest.raises(SystemExit, match="--metrics-address"):
+        await start_server(taken)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import orjson
 from cryptography import x509
 from google.longrunning import operations_pb2
 from grpc_health.v1 import health_pb2
+from prometheus_client import CollectorRegistry
 
 from jobcontrol.gateway import openapi
 from jobcontrol.gateway.config import GatewaySettings
@@ -21,7 +23,9 @@ from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
 from jobcontrol.gateway.dialects.veeam import VeeamDialect
 from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Receive, Request, Response, Scope, Send
+from jobcontrol.gateway.metrics import HttpMetrics
 from jobcontrol.gateway.upstream import Channel, Upstream
+from jobcontrol.metrics import MetricsServer, start_metrics_server
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     job_service_pb2,
@@ -69,12 +73,19 @@ class GatewayApp:
             dialect.base_url = settings.base_url
         spec = openapi.document(self.native.bindings, "jobcontrol native REST mapping", "v1")
         self.openapi_json = orjson.dumps(spec)
+        # this gateway's own metrics (never the process-global registry); off: not measured
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.http_metrics = HttpMetrics(self.registry) if settings.metrics_address else None
+        self.metrics: MetricsServer | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             request = Request(scope, receive)
+            started = time.perf_counter()
             response = await self.dispatch(request)
             await response.send(send, head_only=request.method == "HEAD")
+            if self.http_metrics is not None:
+                self.http_metrics.observe(response, request.method, request.path, started)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
@@ -122,12 +133,17 @@ class GatewayApp:
             if message["type"] == "lifespan.startup":
                 try:
                     await self.upstream.open()
-                except Exception as exc:  # report, do not crash the server loop
+                    if self.settings.metrics_address:
+                        address = self.settings.metrics_address
+                        self.metrics = start_metrics_server(address, self.registry)
+                except (Exception, SystemExit) as exc:  # report, do not crash the server loop
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.upstream.close()
+                if self.metrics is not None:
+                    await self.metrics.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -13,6 +13,8 @@ class GatewaySettings:
     grpc_target: str = "127.0.0.1:50051"
     max_body: int = 1024 * 1024
     log_level: str = "WARNING"
+    # HOST:PORT of this gateway's Prometheus `/metrics` listener; empty: no metrics
+    metrics_address: str = ""
     # "none": serve on any address although the gateway has no identity of its own
     auth: str = ""
     # the URL clients reach the gateway at, for the links in responses (default: the

@@ -29,6 +29,7 @@ _HELP = {
     "grpc_target": "HOST:PORT of the jobcontrol gRPC server",
     "max_body": "largest request body in bytes, larger is 413 (every dialect)",
     "log_level": "uvicorn log level",
+    "metrics_address": "HOST:PORT serving Prometheus metrics at /metrics (empty: off)",
     "auth": "`none`: serve on a non-loopback address without a gateway identity",
     "public_url": "URL clients reach the gateway at, for links (default: http(s)://ADDRESS)",
     "tls_cert": "PEM certificate of the HTTP listener (TLS)",

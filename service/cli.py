@@ -42,6 +42,9 @@ _HELP = {
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
+    "metrics_address": "HOST:PORT serving Prometheus metrics at /metrics (empty: off)",
+    "gateway_metrics_address": "HOST:PORT of the gateway's /metrics, when this command runs "
+    "the gateway (empty: off)",
     "auth": "`none` to serve without authentication on any address (without it and with no "
     "authentication configured, only loopback addresses may be bound)",
     "auth_jwks": "JWKS file or http(s) URL whose keys verify bearer JWTs",

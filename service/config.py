@@ -47,6 +47,10 @@ class Settings:
     # seconds SIGTERM waits for in-flight calls
     shutdown_grace: float = 10.0
     log_level: str = "INFO"
+    # HOST:PORT of this process's Prometheus `/metrics` listener; empty: no metrics
+    metrics_address: str = ""
+    # the same for the gateway `jobctl serve` runs (its own process, its own registry)
+    gateway_metrics_address: str = ""
     # "none": serve without authentication on any address (else, with no authentication
     # configured, only loopback addresses may be bound)
     auth: str = ""

@@ -15,17 +15,21 @@ import grpc
 from google.longrunning import operations_grpc_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
+from jobcontrol.metrics import MetricsServer, start_metrics_server
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
 from jobcontrol.service.http_actions import HttpActionRunner
+from jobcontrol.service.metrics import ServerMetrics
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
 from jobcontrol.service.rpc.dialect_state import DialectStateServicer
 from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
+from jobcontrol.service.rpc.metrics import MetricsInterceptor
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
 from jobcontrol.service.rpc.worker import WorkerServicer
@@ -67,6 +71,9 @@ class RunningServer:
     store: SqliteStore | PostgresStore
     health: health.aio.HealthServicer
     runner: HttpActionRunner
+    # this server's own metrics (never the process-global registry) and their listener
+    registry: CollectorRegistry
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight calls finish for `grace` seconds, then close
@@ -78,6 +85,8 @@ class RunningServer:
         await self.core.reaper.stop()
         await self.runner.close()
         await self.store.close()
+        if self.metrics is not None:
+            await self.metrics.aclose()
 
 
 def _options(settings: Settings) -> list[tuple[str, int]]:
@@ -121,12 +130,40 @@ def default_poll(store: SqliteStore | PostgresStore) -> float:
     return 5.0 if isinstance(store, PostgresStore) else 0.5
 
 
+def _watch(measured: ServerMetrics, core: Core, store: SqliteStore | PostgresStore) -> None:
+    """The engine reports to `measured`; gauges read the store and the scheduler."""
+    core.ctx.metrics = measured
+    measured.gauge(
+        "jobcontrol_writer_queue_depth", "Writes queued for the writer.", store.queue_depth
+    )
+    measured.gauge(
+        "jobcontrol_scheduler_attempts_in_flight",
+        "Attempts of scheduled actions running (or claimed ahead) on this server.",
+        core.scheduler.in_flight,
+    )
+    if isinstance(store, PostgresStore):
+        measured.gauge(
+            "jobcontrol_db_read_pool_in_use",
+            "Read connections checked out of the pool.",
+            store.pool_in_use,
+        )
+        measured.gauge(
+            "jobcontrol_db_read_pool_size",
+            "Read connections the pool may hold (--read-pool-size).",
+            lambda: float(store.read_pool_size),
+        )
+
+
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
     auth_config.check_exposure(settings)
     policy, rules = auth_config.load_policy(settings), auth_config.token_rules(settings)
     runner = _action_runner(settings)
     store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)
+    registry = CollectorRegistry(auto_describe=True)
+    measured = ServerMetrics(registry) if settings.metrics_address else None
+    if measured is not None:
+        store.metrics = measured
     await store.open()
     core = build_core(
         store,
@@ -142,14 +179,17 @@ async def start_server(settings: Settings) -> RunningServer:
         scheduler_concurrency=settings.scheduler_concurrency,
         work_poll_interval=settings.work_poll_interval or default_poll(store),
     )
+    if measured is not None:
+        _watch(measured, core, store)
     # other replicas' notices of work wake this server's waiting LeaseWorks
     store.on_work(core.ctx.work_signal.notify)
     core.reaper.start()
     core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
-    server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor(), auth], options=_options(settings)
-    )
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), auth]
+    if settings.metrics_address:  # outermost: it counts calls auth refuses too
+        interceptors.insert(0, MetricsInterceptor(registry))
+    server = grpc.aio.server(interceptors=interceptors, options=_options(settings))
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(core), server)
     operator_service_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(core), server)
     diagnostics_service_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
@@ -178,7 +218,15 @@ async def start_server(settings: Settings) -> RunningServer:
     host = settings.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
-    return RunningServer(server, address, core, store, health_servicer, runner)
+    running = RunningServer(server, address, core, store, health_servicer, runner, registry)
+    if settings.metrics_address:
+        try:
+            running.metrics = start_metrics_server(settings.metrics_address, registry)
+        except SystemExit:  # the address is taken or malformed: stop what started
+            await running.stop(0)
+            raise
+        log.info("metrics", extra={"url": running.metrics.url})
+    return running
 
 
 async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:
@@ -200,6 +248,9 @@ async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subproc
         settings.http_address,
         "--log-level",
         settings.log_level,
+        # the server's own listener is not the gateway's (it inherits the environment)
+        "--metrics-address",
+        settings.gateway_metrics_address,
         env=env,
     )
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from jobcontrol.gateway import conditional, templates
+from jobcontrol.gateway import conditional, metrics, templates
 from jobcontrol.gateway.dialect_state import DialectState
 from jobcontrol.gateway.dialects.error_table import ErrorRow, ErrorTable
 from jobcontrol.gateway.dialects.incoming import Incoming
@@ -187,6 +187,8 @@ class Dialect:
             log.exception("unhandled error in %s", request.path)
             response = self._error(internal_error(), incoming)
         response = self.finish(response, incoming)
+        route = incoming.route.template.source if incoming.route is not None else None
+        metrics.mark(response, self.name, route)
         try:
             await self.record(response, incoming, state)
         except Exception as exc:  # the answer stands; only the record is missing

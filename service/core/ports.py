@@ -222,3 +222,60 @@ class Store(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class Metrics(Protocol):
+    """What the core and the storage report to the server's metrics (service/metrics.py
+    implements it with prometheus_client; the core never imports it). Each call is one
+    counter increment or one histogram observation: cheap on the hot paths."""
+
+    def write_batch(self, size: int, seconds: float) -> None:
+        """The writer committed (or failed to commit) `size` requests in `seconds`."""
+        ...
+
+    def attempt(self, phase: str, outcome: str) -> None:
+        """A scheduled action's attempt was recorded: its phase (MAIN, ERROR) and outcome
+        (succeeded, failed, skipped: the job was no longer enabled, lease_lost)."""
+        ...
+
+    def occurrence(self, outcome: str) -> None:
+        """An occurrence ended: completed or faulted."""
+        ...
+
+    def lateness(self, seconds: float) -> None:
+        """An attempt started this long after it was due."""
+        ...
+
+    def lease_expired(self, kind: str) -> None:
+        """A work item of `kind` was leased again after its last lease expired (a worker
+        died, stalled or lost touch)."""
+        ...
+
+    def overdue_ended(self, count: int) -> None:
+        """The reaper ended `count` tasks and jobs past their wall-clock limits."""
+        ...
+
+
+class NoMetrics:
+    """Metrics off: nothing is measured."""
+
+    def write_batch(self, size: int, seconds: float) -> None:
+        pass
+
+    def attempt(self, phase: str, outcome: str) -> None:
+        pass
+
+    def occurrence(self, outcome: str) -> None:
+        pass
+
+    def lateness(self, seconds: float) -> None:
+        pass
+
+    def lease_expired(self, kind: str) -> None:
+        pass
+
+    def overdue_ended(self, count: int) -> None:
+        pass
+
+
+NO_METRICS: Metrics = NoMetrics()

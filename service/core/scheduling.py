@@ -36,6 +36,9 @@ from jobcontrol.service.core.profiles import ProfileRules, rules_for
 log = logging.getLogger("jobcontrol.scheduler")
 MAIN, ERROR = "MAIN", "ERROR"
 ACTION_NAMES = {MAIN: "MainAction", ERROR: "ErrorAction"}
+# what the metrics are told of an attempt and of an occurrence that ended
+SUCCEEDED, FAILED, SKIPPED, LEASE_LOST = "succeeded", "failed", "skipped", "lease_lost"
+COMPLETED, FAULTED = "completed", "faulted"
 # Decision (issue 15): a job without a retry policy retries every minute, 4 times
 DEFAULT_RETRY_INTERVAL = 60.0
 DEFAULT_RETRY_COUNT = 4
@@ -108,6 +111,10 @@ class Scheduler:
     def start(self) -> None:
         """Run in the background until `stop`."""
         self._task = asyncio.create_task(self._loop(), name="scheduler")
+
+    def in_flight(self) -> int:
+        """Attempts running (or claimed ahead of their due time) now."""
+        return len(self._running)
 
     async def stop(self) -> None:
         """Stop claiming and cancel the attempts in flight, releasing their leases so that
@@ -182,6 +189,7 @@ class Scheduler:
                 await asyncio.sleep(early)
             outcome: ActionOutcome | None = None
             start = end = now_us()
+            phase = occurrence.phase
             if job is not None and job.pk == occurrence.job_pk and job.state is State.ENABLED:
                 headers = {
                     "x-ms-scheduler-jobid": job.job_id,
@@ -191,6 +199,7 @@ class Scheduler:
                     ),
                     "x-ms-client-request-id": occurrence.occurrence_id,
                 }
+                self.ctx.metrics.lateness((start - occurrence.due_time) / 1_000_000)
                 outcome = await self.runner.run(
                     _action_of(job, occurrence.phase), headers, self.ctx.action_timeout
                 )
@@ -198,7 +207,10 @@ class Scheduler:
             finish = functools.partial(
                 self._finish, occurrence=occurrence, outcome=outcome, start=start, end=end
             )
-            await self.ctx.store.write(finish)
+            recorded, ended = await self.ctx.store.write(finish)
+            self.ctx.metrics.attempt(phase, recorded)
+            if ended:
+                self.ctx.metrics.occurrence(ended)
         except asyncio.CancelledError:
             raise
         except Exception:  # the lease expires and the attempt runs again
@@ -211,24 +223,25 @@ class Scheduler:
         outcome: ActionOutcome | None,
         start: int,
         end: int,
-    ) -> None:
+    ) -> tuple[str, str]:
         """Record one attempt (None: the job was disabled, ended or deleted meanwhile, so
-        the occurrence ends without running), fenced on the lease. The next step is worked
-        out on a copy: a transaction run again (PostgreSQL contention) starts from the
-        occurrence as claimed, not from the last run's step."""
+        the occurrence ends without running), fenced on the lease; what happened (for the
+        metrics): the attempt's outcome, and the occurrence's if it ended. The next step is
+        worked out on a copy: a transaction run again (PostgreSQL contention) starts from
+        the occurrence as claimed, not from the last run's step."""
         occurrence = dataclasses.replace(occurrence)
         job = await tx.get_job(occurrence.collection_id, occurrence.job_key)
         if job is None or job.pk != occurrence.job_pk or job.state is not State.ENABLED:
             await tx.finish_attempt(occurrence, self.ctx.replica, done=True)
-            return
+            return SKIPPED, SKIPPED
         if outcome is None:  # enabled again between the read and now: run it again
             occurrence.due_time = now_us()
             await tx.finish_attempt(occurrence, self.ctx.replica, done=False)
-            return
+            return SKIPPED, ""
         attempt = (occurrence.phase, occurrence.retry_count)
         done, faulted = self._next_step(job, occurrence, outcome, end)
         if not await tx.finish_attempt(occurrence, self.ctx.replica, done):
-            return  # the lease was lost: another replica owns this attempt now
+            return LEASE_LOST, ""  # another replica owns this attempt now
         rules = rules_for(job.profile)
         status = job.status
         entry = HistoryEntry(
@@ -260,6 +273,8 @@ class Scheduler:
         await tx.update_job(job, engine.job_type_of(rules, job))
         if done:
             await replan(self.ctx, tx, rules, job)
+        recorded = SUCCEEDED if outcome.ok else FAILED
+        return recorded, (FAULTED if faulted else COMPLETED) if done else ""
 
     @staticmethod
     def _next_step(

@@ -5,6 +5,7 @@ lease is fenced by its token."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -163,9 +164,18 @@ class Work:
             wait = min(wait, max(time_left - 0.05, 0.0))
         deadline = loop.time() + wait
         for _ in range(_MAX_ROUNDS):
-            taken = await self.ctx.store.write(
-                lambda tx: self._take(tx, kinds, count, req.worker_id, duration)
+            expired: list[str] = []  # the kinds of items taken over from expired leases
+            take = functools.partial(
+                self._take,
+                kinds=kinds,
+                count=count,
+                owner=req.worker_id,
+                duration=duration,
+                expired=expired,
             )
+            taken = await self.ctx.store.write(take)
+            for kind in expired:
+                self.ctx.metrics.lease_expired(kind)
             left = deadline - loop.time()
             if taken or left <= 0:
                 return taken
@@ -173,13 +183,22 @@ class Work:
         return []
 
     async def _take(
-        self, tx: Tx, kinds: tuple[str, ...], count: int, owner: str, duration: int
+        self,
+        tx: Tx,
+        kinds: tuple[str, ...],
+        count: int,
+        owner: str,
+        duration: int,
+        expired: list[str],
     ) -> list[Lease]:
         now = await tx.db_now()
         taken: list[Lease] = []
+        expired.clear()  # a transaction run again (contention) counts afresh
         for kind in kinds:
             states = frozenset(s.value for s in WORK_KINDS[kind].lease_job_states)
             for row in await tx.work_candidates(kind, states, count - len(taken), now):
+                if row.lease_token:  # a candidate still holding a token: its lease expired
+                    expired.append(kind)
                 taken.append(await self._grant(tx, row, owner, now, duration))
             if len(taken) >= count:
                 break
@@ -334,6 +353,7 @@ class Work:
 
         ended = await self.ctx.store.write(run)
         if ended:
+            self.ctx.metrics.overdue_ended(ended)
             self._woken(True, True)
         return ended
 

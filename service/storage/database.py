@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from jobcontrol.service.core.errors import DomainError, Reason
-from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.ports import NO_METRICS, Metrics, Tx
 from jobcontrol.service.storage.migrate import upgrade
 from jobcontrol.service.storage.repository import Contention, PgTx, SqliteTx
 
@@ -182,6 +183,8 @@ class PostgresStore:
         self._listen_task: asyncio.Task[None] | None = None
         self._work_callbacks: list[Callable[[], None]] = []
         self._listen_delay = 0.1
+        # batch sizes and commit seconds of the writer (the server sets it before `open`)
+        self.metrics: Metrics = NO_METRICS
 
     def _engine(self, pool_size: int, max_overflow: int) -> AsyncEngine:
         return create_async_engine(
@@ -223,6 +226,15 @@ class PostgresStore:
         for engine in (self._write_engine, self._read_engine, self._listen_engine):
             if engine is not None:
                 await engine.dispose()
+
+    def queue_depth(self) -> int:
+        """Writes queued for the writer, not yet in a transaction."""
+        return self._queue.qsize()
+
+    def pool_in_use(self) -> int:
+        """Read connections checked out of the pool now."""
+        engine = self._read_engine
+        return 0 if engine is None else int(engine.sync_engine.pool.checkedout())  # type: ignore[attr-defined]
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` on every NOTIFY of work (from any replica, this one included),
@@ -315,7 +327,11 @@ class PostgresStore:
                     while True:
                         batch, stop = await next_batch(self._queue, self.max_batch)
                         if batch:
-                            await self._commit(conn, raw, batch)
+                            started = time.perf_counter()
+                            try:
+                                await self._commit(conn, raw, batch)
+                            finally:
+                                self.metrics.write_batch(len(batch), time.perf_counter() - started)
                         if stop:
                             return
             except DomainError:  # the connection is gone: the next batch gets a new one
@@ -399,10 +415,16 @@ class SqliteStore:
         self._engines: list[Engine] = []
         self._reader: Connection | None = None
         self._writer: Connection | None = None
+        # batch sizes and commit seconds of the writer (the server sets it before `open`)
+        self.metrics: Metrics = NO_METRICS
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Nothing to listen to: one server per file, and its use-cases wake their own
         waiters."""
+
+    def queue_depth(self) -> int:
+        """Writes queued for the writer, not yet in a transaction."""
+        return self._queue.qsize()
 
     def _engine(self, writer: bool) -> Engine:
         engine = create_engine(self.url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
@@ -478,9 +500,11 @@ class SqliteStore:
             batch, stop = await next_batch(self._queue, self.max_batch)
             if not batch:
                 return
+            started = time.perf_counter()
             outcomes = await loop.run_in_executor(
                 self._thread, self._commit, [fn for fn, _ in batch]
             )
+            self.metrics.write_batch(len(batch), time.perf_counter() - started)
             for index, (_fn, future) in enumerate(batch):
                 if future.done():
                     continue

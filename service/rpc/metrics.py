@@ -1,0 +1,162 @@
+"""gRPC server metrics with go-grpc-prometheus's names and labels, for grpc.aio (which
+py-grpc-prometheus does not support): `grpc_server_started_total`,
+`grpc_server_handled_total` (with `grpc_code`, the status name: OK, NOT_FOUND, ...) and the
+`grpc_server_handling_seconds` histogram, labelled `grpc_type` (UNARY, CLIENT_STREAMING,
+SERVER_STREAMING, BIDI_STREAMING, as py-grpc-prometheus), `grpc_service`, `grpc_method`."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from jobcontrol.metrics import DEFAULT_BUCKETS
+
+UNARY, CLIENT_STREAMING = "UNARY", "CLIENT_STREAMING"
+SERVER_STREAMING, BIDI_STREAMING = "SERVER_STREAMING", "BIDI_STREAMING"
+_LABELS = ("grpc_type", "grpc_service", "grpc_method")
+
+
+class _Method:
+    """One method's bound series (labels resolved once, not per call)."""
+
+    def __init__(self, interceptor: MetricsInterceptor, kind: str, full: str) -> None:
+        service, _, method = full.lstrip("/").rpartition("/")
+        self.labels = (kind, service, method)
+        self.started = interceptor.started.labels(*self.labels)
+        self.seconds = interceptor.seconds.labels(*self.labels)
+        self._handled = interceptor.handled
+        self._codes: dict[grpc.StatusCode, Any] = {}
+
+    def done(self, context: Any, started: float, failed: BaseException | None) -> None:
+        self.seconds.observe(time.perf_counter() - started)
+        code = _code(context, failed)
+        child = self._codes.get(code)
+        if child is None:
+            child = self._codes[code] = self._handled.labels(*self.labels, code.name)
+        child.inc()
+
+
+def _code(context: Any, failed: BaseException | None) -> grpc.StatusCode:
+    """The call's status: the one the handler set (abort, set_code), else OK, CANCELLED
+    for a call the client or the server's stop cancelled, or UNKNOWN for an exception grpc
+    turns into UNKNOWN."""
+    code = context.code()
+    if code is None:
+        if failed is None:
+            return grpc.StatusCode.OK
+        if isinstance(failed, asyncio.CancelledError):
+            return grpc.StatusCode.CANCELLED
+        return grpc.StatusCode.UNKNOWN
+    if isinstance(code, grpc.StatusCode):
+        return code
+    for member in grpc.StatusCode:  # grpc.aio may hold the integer value
+        if member.value[0] == code:
+            return member
+    return grpc.StatusCode.UNKNOWN
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Counts and times every call it sees; put it outermost so that calls refused by
+    later interceptors (authentication, permission) are counted too."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.started = Counter(
+            "grpc_server_started_total",
+            "Total number of RPCs started on the server.",
+            _LABELS,
+            registry=registry,
+        )
+        self.handled = Counter(
+            "grpc_server_handled_total",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            (*_LABELS, "grpc_code"),
+            registry=registry,
+        )
+        self.seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level "
+            "handled by the server.",
+            _LABELS,
+            buckets=DEFAULT_BUCKETS,
+            registry=registry,
+        )
+        self._methods: dict[tuple[str, str], _Method] = {}
+
+    def _method(self, kind: str, full: str) -> _Method:
+        found = self._methods.get((kind, full))
+        if found is None:
+            found = self._methods[(kind, full)] = _Method(self, kind, full)
+        return found
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        if handler.unary_unary is not None:
+            kind, inner, wrap = UNARY, handler.unary_unary, grpc.unary_unary_rpc_method_handler
+        elif handler.unary_stream is not None:
+            kind, inner = SERVER_STREAMING, handler.unary_stream
+            wrap = grpc.unary_stream_rpc_method_handler
+        elif handler.stream_unary is not None:
+            kind, inner = CLIENT_STREAMING, handler.stream_unary
+            wrap = grpc.stream_unary_rpc_method_handler
+        else:
+            kind, inner = BIDI_STREAMING, handler.stream_stream
+            wrap = grpc.stream_stream_rpc_method_handler
+        method = self._method(kind, details.method)
+        streams = kind in (SERVER_STREAMING, BIDI_STREAMING)
+        # a streaming reply is an async generator, or a coroutine writing with context.write
+        wrapped = _generator(inner, method) if streams and not _is_coroutine(inner) else None
+        return wrap(
+            wrapped or _coroutine(inner, method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _is_coroutine(function: Any) -> bool:
+    return inspect.iscoroutinefunction(function)
+
+
+def _coroutine(inner: Any, method: _Method) -> Callable[[Any, Any], Awaitable[Any]]:
+    async def wrapped(request: Any, context: Any) -> Any:
+        method.started.inc()
+        started, failed = time.perf_counter(), None
+        try:
+            return await inner(request, context)
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            method.done(context, started, failed)
+
+    return wrapped
+
+
+def _generator(inner: Any, method: _Method) -> Callable[[Any, Any], AsyncIterator[Any]]:
+    async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
+        method.started.inc()
+        started, failed = time.perf_counter(), None
+        try:
+            async for reply in inner(request, context):
+                yield reply
+        except BaseException as exc:
+            failed = exc
+            raise
+        finally:
+            method.done(context, started, failed)
+
+    return wrapped
+
+
+__all__ = ["MetricsInterceptor"]

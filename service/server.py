@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
+from jobcontrol.service.health import HealthMonitor
 from jobcontrol.service.http_actions import HttpActionRunner
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
@@ -67,10 +68,13 @@ class RunningServer:
     store: SqliteStore | PostgresStore
     health: health.aio.HealthServicer
     runner: HttpActionRunner
+    monitor: HealthMonitor | None = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight calls finish for `grace` seconds, then close
         the reaper and the store (queued writes are committed first)."""
+        if self.monitor is not None:
+            await self.monitor.stop()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
@@ -173,12 +177,14 @@ async def start_server(settings: Settings) -> RunningServer:
         await store.close()
         raise SystemExit(f"cannot listen on {settings.grpc_address}")
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # SERVING or not from the first probe on, then every --health-interval
+    monitor = HealthMonitor(store, health_servicer, SERVICE_NAMES, settings.health_interval)
+    await monitor.probe()
+    monitor.start()
     host = settings.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
-    return RunningServer(server, address, core, store, health_servicer, runner)
+    return RunningServer(server, address, core, store, health_servicer, runner, monitor)
 
 
 async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subprocess.Process:

@@ -363,15 +363,22 @@ class PostgresStore:
             try:
                 with pg_errors():
                     async with self._write_engine.connect() as conn:
-                        raw = await self._raw(conn)
-                        await raw.execute(f"SET lock_timeout = '{WRITER_LOCK_TIMEOUT}'")
-                        connected = True
-                        while True:
-                            batch, stop = await next_batch(self._queue, self.max_batch)
-                            if batch:
-                                await self._commit(conn, raw, batch)
-                            if stop:
-                                return
+                        try:
+                            raw = await self._raw(conn)
+                            await raw.execute(f"SET lock_timeout = '{WRITER_LOCK_TIMEOUT}'")
+                            connected = True
+                            while True:
+                                batch, stop = await next_batch(self._queue, self.max_batch)
+                                if batch:
+                                    await self._commit(conn, raw, batch)
+                                if stop:
+                                    return
+                        except (DomainError, Contention):
+                            # never back to the pool: its errors came through the driver,
+                            # so the pool would hand the dead connection out again
+                            with contextlib.suppress(Exception):
+                                await conn.invalidate()
+                            raise
             except (DomainError, Contention) as exc:
                 # the connection is gone: the next batch gets a new one; while none can
                 # be made, what has queued fails (UNAVAILABLE: retry) rather than wait

@@ -180,9 +180,9 @@ async def test_schema_not_at_head_is_not_serving(
 
 
 async def test_readyz_follows_the_store_livez_the_process(fast: RunningServer) -> None:
-    """H3: the gateway's /readyz is 503 {"status": "unavailable", "reason": ...} while the
-    server's health is NOT_SERVING (its store failing) and 200 {"status": "ok"} again
-    after; H4: /livez (and its alias /healthz) is 200 {"status": "ok"} throughout."""
+    """H3, H4: the gateway's /readyz is 503 {"status": "unavailable", "reason": ...} while
+    the server's health is NOT_SERVING (its store failing) and 200 {"status": "ok"} again
+    after; /livez (and its alias /healthz) is 200 {"status": "ok"} throughout."""
     gateway, stop = await start_gateway(fast.address)
     try:
         async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:

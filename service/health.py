@@ -19,6 +19,12 @@ log = logging.getLogger("jobcontrol.health")
 PROBE_TIMEOUT = 2.0
 
 
+def check_interval(interval: float) -> None:
+    """Refuse an interval that would make the monitor spin."""
+    if not interval > 0:
+        raise SystemExit(f"--health-interval {interval:g}: expected a positive number")
+
+
 class HealthMonitor:
     """Probes `store` every `interval` seconds and reports the outcome to `servicer` for
     `names` (and "")."""

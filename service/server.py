@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
-from jobcontrol.service.health import HealthMonitor
+from jobcontrol.service.health import HealthMonitor, check_interval
 from jobcontrol.service.http_actions import HttpActionRunner
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
@@ -128,6 +128,7 @@ def default_poll(store: SqliteStore | PostgresStore) -> float:
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
     auth_config.check_exposure(settings)
+    check_interval(settings.health_interval)
     policy, rules = auth_config.load_policy(settings), auth_config.token_rules(settings)
     runner = _action_runner(settings)
     store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)

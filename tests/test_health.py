@@ -218,3 +218,9 @@ async def test_stopping_server_stops_the_monitor(tmp_path: Path) -> None:
     assert running.monitor is not None
     await running.stop(grace=0.5)
     assert running.monitor._task is not None and running.monitor._task.done()
+
+
+async def test_health_interval_must_be_positive(tmp_path: Path) -> None:
+    """H1: `--health-interval` 0 or less is refused at start (the monitor would spin)."""
+    with pytest.raises(SystemExit, match="health-interval"):
+        await start_server(make_settings(tmp_path, health_interval=0.0))

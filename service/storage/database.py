@@ -122,7 +122,8 @@ async def check_store(
     seconds, is `head`; an empty write through the group-commit writer commits within
     `within` seconds."""
     if writer is None or writer.done():
-        return "the writer has stopped"
+        died = writer is not None and not writer.cancelled() and writer.exception()
+        return f"the writer has stopped: {died!r}" if died else "the writer has stopped"
     try:
         revisions = await asyncio.wait_for(store.read(_revisions), within)
     except TimeoutError:

@@ -101,15 +101,20 @@ class GatewayApp:
 
     def _builtin(self, path: str) -> Callable[[], Awaitable[Response]] | None:
         return {
-            "/healthz": self._healthz,
+            "/livez": self._livez,
+            "/healthz": self._livez,
             "/readyz": self._readyz,
             "/openapi.json": self._openapi,
         }.get(path)
 
-    async def _healthz(self) -> Response:
+    async def _livez(self) -> Response:
+        """The process serves HTTP (nothing upstream is asked); `/healthz` is its alias."""
         return Response(200, b'{"status":"ok"}')
 
     async def _readyz(self) -> Response:
+        """200 while the server's overall health ("") is SERVING; 503 when it is anything
+        else (its store failing, its schema not this code's, shutting down) or cannot be
+        asked within 2 s."""
         try:
             reply = await self.upstream.call(
                 HEALTH_CHECK,
@@ -118,11 +123,13 @@ class GatewayApp:
                 deadline=2.0,
             )
         except GatewayError as exc:
-            return Response(503, orjson.dumps({"status": "unavailable", "reason": exc.message}))
+            reason = f"the gRPC server cannot be reached: {exc.message}"
+            return Response(503, orjson.dumps({"status": "unavailable", "reason": reason}))
         if reply.status != health_pb2.HealthCheckResponse.SERVING:
             status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            return Response(503, orjson.dumps({"status": status.lower()}))
-        return Response(200, b'{"status":"serving"}')
+            reason = f"the gRPC server reports {status}"
+            return Response(503, orjson.dumps({"status": "unavailable", "reason": reason}))
+        return Response(200, b'{"status":"ok"}')
 
     async def _openapi(self) -> Response:
         return Response(200, self.openapi_json)

@@ -44,6 +44,9 @@ class Settings:
     max_batch: int = 256
     # read connections beside the single writer
     read_pool_size: int = 4
+    # seconds between health probes of the store (a read, a no-op write, the schema
+    # revision), each bounded by the interval or 2 s, whichever is longer
+    health_interval: float = 2.0
     # seconds SIGTERM waits for in-flight calls
     shutdown_grace: float = 10.0
     log_level: str = "INFO"

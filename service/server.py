@@ -21,6 +21,7 @@ from jobcontrol.metrics import MetricsServer, start_metrics_server
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.service import Core, build_core
+from jobcontrol.service.health import HealthMonitor, check_interval
 from jobcontrol.service.http_actions import HttpActionRunner
 from jobcontrol.service.metrics import ServerMetrics
 from jobcontrol.service.rpc.auth import AuthInterceptor
@@ -74,10 +75,13 @@ class RunningServer:
     # this server's own metrics (never the process-global registry) and their listener
     registry: CollectorRegistry
     metrics: MetricsServer | None = None
+    monitor: HealthMonitor | None = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight calls finish for `grace` seconds, then close
         the reaper and the store (queued writes are committed first)."""
+        if self.monitor is not None:
+            await self.monitor.stop()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
@@ -157,6 +161,7 @@ def _watch(measured: ServerMetrics, core: Core, store: SqliteStore | PostgresSto
 async def start_server(settings: Settings) -> RunningServer:
     """Open storage (migrations applied), start the reaper and the gRPC server."""
     auth_config.check_exposure(settings)
+    check_interval(settings.health_interval)
     policy, rules = auth_config.load_policy(settings), auth_config.token_rules(settings)
     runner = _action_runner(settings)
     store = open_store(settings.database_url, settings.read_pool_size, settings.max_batch)
@@ -213,12 +218,16 @@ async def start_server(settings: Settings) -> RunningServer:
         await store.close()
         raise SystemExit(f"cannot listen on {settings.grpc_address}")
     await server.start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    # SERVING or not from the first probe on, then every --health-interval
+    monitor = HealthMonitor(store, health_servicer, SERVICE_NAMES, settings.health_interval)
+    await monitor.probe()
+    monitor.start()
     host = settings.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
-    running = RunningServer(server, address, core, store, health_servicer, runner, registry)
+    running = RunningServer(
+        server, address, core, store, health_servicer, runner, registry, monitor=monitor
+    )
     if settings.metrics_address:
         try:
             running.metrics = start_metrics_server(settings.metrics_address, registry)

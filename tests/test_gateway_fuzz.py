@@ -37,7 +37,7 @@ async def test_serve_runs_grpc_and_gateway_together(served: ServerProcess) -> No
                 break
             except httpx.TransportError:
                 await asyncio.sleep(0.1)
-        assert (r.status_code, r.json()) == (200, {"status": "serving"})
+        assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
 async def test_schemathesis_finds_no_server_error(served: ServerProcess) -> None:

@@ -356,10 +356,12 @@ async def test_request_id_and_deadline_are_forwarded(
 
 
 async def test_healthz_and_readyz(http: httpx.AsyncClient) -> None:
-    """/healthz: the process is up; /readyz: the upstream health check is SERVING."""
+    """/healthz (as /livez): the process is up; /readyz: the upstream health check is
+    SERVING."""
     assert (await http.get("/healthz")).json() == {"status": "ok"}
+    assert (await http.get("/livez")).json() == {"status": "ok"}
     r = await http.get("/readyz")
-    assert (r.status_code, r.json()) == (200, {"status": "serving"})
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
 async def test_readyz_is_503_without_upstream() -> None:
@@ -372,7 +374,9 @@ async def test_readyz_is_503_without_upstream() -> None:
         async with httpx.AsyncClient(base_url=gateway.base_url) as http:
             r = await http.get("/readyz")
             assert r.status_code == 503 and r.json()["status"] == "unavailable"
+            assert r.json()["reason"].startswith("the gRPC server cannot be reached")
             assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/livez")).status_code == 200
     finally:
         await stop()
 

@@ -221,6 +221,12 @@ class Store(Protocol):
         notice may have been missed."""
         ...
 
+    async def check(self, within: float) -> str:
+        """Why this store cannot serve ("" when it can): its writer has stopped, a read
+        or a no-op write through the writer fails or takes longer than `within`
+        seconds, or the database's schema revision is not this code's."""
+        ...
+
     async def close(self) -> None: ...
 
 

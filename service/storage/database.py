@@ -23,7 +23,7 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 import orjson
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -31,8 +31,9 @@ from sqlalchemy.pool import NullPool
 
 from jobcontrol.service.core.errors import DomainError, Reason
 from jobcontrol.service.core.ports import NO_METRICS, Metrics, Tx
+from jobcontrol.service.storage import migrate
 from jobcontrol.service.storage.migrate import upgrade
-from jobcontrol.service.storage.repository import Contention, PgTx, SqliteTx
+from jobcontrol.service.storage.repository import Contention, PgTx, SqliteTx, SqlTx
 
 T = TypeVar("T")
 log = logging.getLogger("jobcontrol.storage")
@@ -94,6 +95,52 @@ async def next_batch(
             return batch, False
         item = queue.get_nowait()
     return batch, True
+
+
+async def _revisions(tx: Tx) -> list[str]:
+    rows = await cast(SqlTx, tx).conn.execute(text("SELECT version_num FROM alembic_version"))
+    return sorted(str(row[0]) for row in rows)
+
+
+async def _nothing(_tx: Tx) -> None:
+    """The health probe's write: an empty request in the writer's next batch (a SAVEPOINT
+    and its RELEASE; BEGIN and COMMIT when nothing else is queued)."""
+
+
+def _why(exc: DomainError) -> str:
+    cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+    return f"{exc.message}{cause}"[:300]
+
+
+async def check_store(
+    store: SqliteStore | PostgresStore,
+    writer: asyncio.Task[None] | None,
+    head: str,
+    within: float,
+) -> str:
+    """`Store.check`: the writer task is alive; the schema revision, read through the read
+    path (a statement that reads the database, not a bare `SELECT 1`) within `within`
+    seconds, is `head`; an empty write through the group-commit writer commits within
+    `within` seconds."""
+    if writer is None or writer.done():
+        died = writer is not None and not writer.cancelled() and writer.exception()
+        return f"the writer has stopped: {died!r}" if died else "the writer has stopped"
+    try:
+        revisions = await asyncio.wait_for(store.read(_revisions), within)
+    except TimeoutError:
+        return f"a read took longer than {within:g} s"
+    except DomainError as exc:
+        return f"a read failed: {_why(exc)}"
+    if revisions != [head]:
+        found = ", ".join(revisions) or "none"
+        return f"the database schema is at revision {found}, this code's is {head}"
+    try:
+        await asyncio.wait_for(store.write(_nothing), within)
+    except TimeoutError:
+        return f"a write did not commit within {within:g} s"
+    except DomainError as exc:
+        return f"a write failed: {_why(exc)}"
+    return ""
 
 
 # SQLSTATEs of a lost race with another transaction: serialization failure, deadlock,
@@ -185,6 +232,7 @@ class PostgresStore:
         self._listen_delay = 0.1
         # batch sizes and commit seconds of the writer (the server sets it before `open`)
         self.metrics: Metrics = NO_METRICS
+        self._head = migrate.head()
 
     def _engine(self, pool_size: int, max_overflow: int) -> AsyncEngine:
         return create_async_engine(
@@ -212,6 +260,10 @@ class PostgresStore:
                     raise
                 await raw.execute("COMMIT")
         self._writer_task = asyncio.create_task(self._write_loop(), name="writer")
+
+    async def check(self, within: float) -> str:
+        """`service.core.ports.Store.check` (see `check_store`)."""
+        return await check_store(self, self._writer_task, self._head, within)
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer and the listener, dispose of the
@@ -320,22 +372,48 @@ class PostgresStore:
     async def _write_loop(self) -> None:
         assert self._write_engine is not None
         while True:
+            connected = False
             try:
-                async with self._write_engine.connect() as conn:
-                    raw = await self._raw(conn)
-                    await raw.execute(f"SET lock_timeout = '{WRITER_LOCK_TIMEOUT}'")
-                    while True:
-                        batch, stop = await next_batch(self._queue, self.max_batch)
-                        if batch:
-                            started = time.perf_counter()
-                            try:
-                                await self._commit(conn, raw, batch)
-                            finally:
-                                self.metrics.write_batch(len(batch), time.perf_counter() - started)
-                        if stop:
-                            return
-            except DomainError:  # the connection is gone: the next batch gets a new one
+                with pg_errors():
+                    async with self._write_engine.connect() as conn:
+                        try:
+                            raw = await self._raw(conn)
+                            await raw.execute(f"SET lock_timeout = '{WRITER_LOCK_TIMEOUT}'")
+                            connected = True
+                            while True:
+                                batch, stop = await next_batch(self._queue, self.max_batch)
+                                if batch:
+                                    started = time.perf_counter()
+                                    try:
+                                        await self._commit(conn, raw, batch)
+                                    finally:
+                                        self.metrics.write_batch(
+                                            len(batch), time.perf_counter() - started
+                                        )
+                                if stop:
+                                    return
+                        except (DomainError, Contention):
+                            # never back to the pool: its errors came through the driver,
+                            # so the pool would hand the dead connection out again
+                            with contextlib.suppress(Exception):
+                                await conn.invalidate()
+                            raise
+            except (DomainError, Contention) as exc:
+                # the connection is gone: the next batch gets a new one; while none can
+                # be made, what has queued fails (UNAVAILABLE: retry) rather than wait
+                if not connected and self._fail_queued(exc):
+                    return
                 await asyncio.sleep(0.1)
+
+    def _fail_queued(self, exc: Exception) -> bool:
+        """Fail every queued write with `exc`; whether the stop marker was among them."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if item is None:
+                return True
+            if not item[1].done():
+                item[1].set_exception(exc)
+        return False
 
     async def _commit(self, conn: AsyncConnection, raw: Any, batch: list[_Item]) -> None:
         outcomes: list[tuple[bool, Any]] = []
@@ -417,6 +495,7 @@ class SqliteStore:
         self._writer: Connection | None = None
         # batch sizes and commit seconds of the writer (the server sets it before `open`)
         self.metrics: Metrics = NO_METRICS
+        self._head = migrate.head()
 
     def on_work(self, callback: Callable[[], None]) -> None:
         """Nothing to listen to: one server per file, and its use-cases wake their own
@@ -454,6 +533,11 @@ class SqliteStore:
             self._finish(conn, dbapi, commit=False)
             raise
         self._finish(conn, dbapi, commit=True)
+
+    async def check(self, within: float) -> str:
+        """`service.core.ports.Store.check` (see `check_store`; the read runs on the loop
+        and cannot be cut short, but a WAL read waits for no lock)."""
+        return await check_store(self, self._writer_task, self._head, within)
 
     async def close(self) -> None:
         """Finish queued writes, stop the writer, close the connections."""

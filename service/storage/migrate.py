@@ -32,6 +32,11 @@ def config(connection: Connection | None = None) -> Config:
     return cfg
 
 
+def head() -> str:
+    """The newest revision this code knows (what a database it serves must be at)."""
+    return str(ScriptDirectory.from_config(config()).get_current_head())
+
+
 def upgrade(connection: Connection) -> None:
     """Bring the schema to the newest revision, inside the caller's transaction."""
     if connection.dialect.name == "postgresql":

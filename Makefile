@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-pg test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest bench-auth clean
+.PHONY: install run run-pg test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest bench-auth bench-observability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-full: install
 
 bench-auth: install
 	$(BIN)/python -m bench.auth
+
+bench-observability: install
+	$(BIN)/python -m bench.observability
 
 bench-rest: install
 	$(BIN)/python scripts/rest_bench.py

@@ -25,9 +25,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
 from jobcontrol import tracing
+from jobcontrol.service import logs
 from jobcontrol.service.loadgen.served import free_port
+from jobcontrol.service.server import start_server
 from jobcontrol.v1 import job_service_pb2 as JS
 from jobcontrol.v1 import job_service_pb2_grpc, resources_pb2
+from tests.conftest import make_settings
 from tests.http_target import serving_target
 from tests.test_process import READY
 from tests.test_scheduler_engine import action, state_is
@@ -437,3 +440,44 @@ async def test_the_otel_flag_turns_traces_on(tmp_path: Path) -> None:
                 ),
                 "both processes' spans",
             )
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_writes_and_reads_are_traced(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O1: on PostgreSQL too (a server in this process, its own provider): a call's write is
+    a `db.write` beneath its gRPC span, the group commit a `db.transaction` linked to it,
+    a read a `db.read`; stopping the server exports what it held."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    monkeypatch.setattr(logs, "trace_fields", None)  # restored after: set by the server
+    async with collector() as got:
+        running = await start_server(make_settings(tmp_path, otel=got.url))
+        assert type(running.store).__name__ == "PostgresStore"
+        try:
+            header, trace_id, client_span = _traceparent()
+            metadata = (("traceparent", header), ("x-request-id", "req-pg"))
+            async with grpc.aio.insecure_channel(running.address) as channel:
+                jobs = job_service_pb2_grpc.JobServiceStub(channel)
+                await jobs.CreateCollection(
+                    JS.CreateCollectionRequest(
+                        collection_id="pg",
+                        collection=resources_pb2.Collection(profile=resources_pb2.BATCH),
+                    ),
+                    metadata=metadata,
+                )
+                await jobs.GetCollection(
+                    JS.GetCollectionRequest(name="collections/pg"), metadata=metadata
+                )
+        finally:
+            await running.stop(grace=1.0)
+        spans = got.of(trace_id)
+        calls = [s for s in spans if s.kind == SERVER_KIND]
+        assert [s.parent for s in calls] == [client_span, client_span], spans
+        assert {s.attributes.get(tracing.REQUEST_ID) for s in calls} == {"req-pg"}
+        write = _one(spans, lambda s: s.name == "db.write", "the write")
+        read = _one(spans, lambda s: s.name == "db.read", "the read")
+        assert write.parent == calls[0].span_id and read.parent == calls[1].span_id
+        assert write.attributes.get(tracing.REQUEST_ID) == "req-pg"
+        linked = [s for s in got.spans if (trace_id, calls[0].span_id) in s.links]
+        assert [s.name for s in linked] == ["db.transaction"]

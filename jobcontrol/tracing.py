@@ -13,7 +13,7 @@ context propagation. Every span started while a request id is known carries it a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +27,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
     ALWAYS_ON,
+    Decision,
     ParentBased,
     Sampler,
+    SamplingResult,
     TraceIdRatioBased,
 )
 
@@ -58,7 +60,36 @@ def sampler(env: Mapping[str, str] | None = None) -> Sampler:
     }
     if name not in known:
         raise SystemExit(f"OTEL_TRACES_SAMPLER: {name!r} is not one of {', '.join(known)}")
-    return known[name]()
+    return LinkedSampler(known[name]())
+
+
+class LinkedSampler(Sampler):
+    """`inner`, except that a root span linked to a sampled span (the writer's transaction,
+    linked to the requests it commits) is sampled: it is kept whenever one of its requests
+    is, whatever the ratio."""
+
+    def __init__(self, inner: Sampler) -> None:
+        self.inner = inner
+
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
+        root = not trace.get_current_span(parent_context).get_span_context().is_valid
+        if links and root and any(link.context.trace_flags.sampled for link in links):
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, attributes)
+        return self.inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return self.inner.get_description()
 
 
 class RequestIdProcessor(SpanProcessor):

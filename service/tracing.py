@@ -92,7 +92,11 @@ class ServerTracing:
         EngineTracer(self._sql, sync, self._usage)  # type: ignore[no-untyped-call]
 
     def write(self, fn: Callable[[Any], Awaitable[T]]) -> Callable[[Any], Awaitable[T]]:
-        """`fn` running under the queuing request's context (see the module docstring)."""
+        """`fn` running under the queuing request's context (see the module docstring);
+        a write outside any traced request or attempt (a health probe, the scheduler's
+        claims, the reaper) as it is."""
+        if not trace.get_current_span().get_span_context().is_valid:
+            return fn
         return Traced(self, fn)
 
     @contextlib.contextmanager

@@ -21,6 +21,7 @@ import grpc
 import httpx
 import pytest
 from aiohttp import web
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
@@ -357,9 +358,25 @@ async def test_sampling_is_parent_based_at_the_configured_ratio(tmp_path: Path) 
             )
             read = [s for s in got.of(trace_id) if s.name == "db.read"]
             assert read and read[0].attributes.get(tracing.REQUEST_ID), got.of(trace_id)
+            # a sampled write: the transaction that commits it is kept too (linked)
+            header, written, _ = _traceparent()
+            created = await http.post(
+                "/v1/collections?collectionId=kept",
+                json={"profile": "SCHEDULED"},
+                headers={"traceparent": header},
+            )
+            assert created.status_code == 200, created.text
+            await got.wait(
+                lambda: any(link[0] == written for s in got.spans for link in s.links),
+                "the sampled write's transaction",
+            )
         # stopped: everything either process held has been exported
         assert not [s for s in got.spans if s.attributes.get(tracing.REQUEST_ID) == "r-0"]
-        assert {s.trace_id for s in got.spans} == {trace_id}
+        linked = {s.trace_id for s in got.spans if s.name == "db.transaction"}
+        assert {s.trace_id for s in got.spans} == {trace_id, written, *linked}
+        for span in got.spans:
+            if span.trace_id in linked:
+                assert {t for t, _ in span.links} == {written}
 
 
 def test_sampler_from_the_standard_variables() -> None:
@@ -370,6 +387,14 @@ def test_sampler_from_the_standard_variables() -> None:
         {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
     )
     assert ratio.get_description().startswith("ParentBased{root:TraceIdRatioBased{0.1}")
+    # a root linked to a sampled span (the writer's transaction) is kept even at ratio 0
+    never = tracing.sampler(
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+    )
+    sampled = trace.SpanContext(1, 2, is_remote=False, trace_flags=trace.TraceFlags(1))
+    kept = never.should_sample(None, 3, "db.transaction", links=[trace.Link(sampled)])
+    assert kept.decision.is_sampled()
+    assert not never.should_sample(None, 3, "anything").decision.is_sampled()
     for bad in (
         {"OTEL_TRACES_SAMPLER": "sometimes"},
         {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"},

@@ -12,7 +12,6 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
-from opentelemetry.sdk.trace import TracerProvider
 
 from jobcontrol import tracing
 
@@ -30,7 +29,7 @@ class GatewayTracing:
     """The gateway's provider, middleware and client interceptors."""
 
     def __init__(self, flag: str) -> None:
-        self.provider: TracerProvider = tracing.provider(SERVICE, flag, request_id.get)
+        self.provider = tracing.Provider(SERVICE, flag, request_id.get)
 
     def middleware(self, app: Any) -> Any:
         """`app` inside the HTTP server span (no spans of its own per receive and send)."""
@@ -43,6 +42,5 @@ class GatewayTracing:
         return list(aio_client_interceptors(tracer_provider=self.provider))  # type: ignore[no-untyped-call]
 
     def shutdown(self) -> None:
-        """Export what is queued, then stop."""
-        self.provider.force_flush(5000)
-        self.provider.shutdown()
+        """Export what is queued (at most 2 s more), then stop."""
+        self.provider.close()

@@ -13,6 +13,7 @@ context propagation. Every span started while a request id is known carries it a
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -115,13 +116,25 @@ def _exporter(flag: str) -> OTLPSpanExporter:
     return OTLPSpanExporter()
 
 
-def provider(service_name: str, flag: str, request_id: Callable[[], str]) -> TracerProvider:
-    """This process's TracerProvider (exporting to the configured collector; the batch
+class Provider(TracerProvider):
+    """This process's TracerProvider, exporting to the configured collector (the batch
     processor reads the standard OTEL_BSP_* variables)."""
-    made = TracerProvider(sampler=sampler(), resource=Resource.create({SERVICE_NAME: service_name}))
-    made.add_span_processor(RequestIdProcessor(request_id))
-    made.add_span_processor(BatchSpanProcessor(_exporter(flag)))
-    return made
+
+    def __init__(self, service_name: str, flag: str, request_id: Callable[[], str]) -> None:
+        super().__init__(sampler=sampler(), resource=Resource.create({SERVICE_NAME: service_name}))
+        self.exporter = _exporter(flag)
+        self.add_span_processor(RequestIdProcessor(request_id))
+        self.add_span_processor(BatchSpanProcessor(self.exporter))
+
+    def close(self) -> None:
+        """Export what is queued, waiting at most 2 s (a collector that is down, retried
+        with back-off, would hold the stop for the exporter's whole timeout), then stop."""
+        # force_flush exports in the caller's thread, retrying past any timeout it is given
+        flushing = threading.Thread(target=self.force_flush, daemon=True)
+        flushing.start()
+        flushing.join(2.0)
+        self.exporter.shutdown()  # type: ignore[no-untyped-call]  # ends a retry in progress: what is left is dropped
+        self.shutdown()
 
 
 def log_fields() -> dict[str, str]:

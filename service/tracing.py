@@ -30,7 +30,6 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.propagate import inject
-from opentelemetry.sdk.trace import TracerProvider
 
 from jobcontrol import tracing
 from jobcontrol.service.rpc.context import request_id
@@ -62,7 +61,7 @@ class ServerTracing:
     """The server's provider and what the server, store and scheduler use of it."""
 
     def __init__(self, flag: str) -> None:
-        self.provider: TracerProvider = tracing.provider(SERVICE, flag, request_id.get)
+        self.provider = tracing.Provider(SERVICE, flag, request_id.get)
         self.tracer = self.provider.get_tracer("jobcontrol.service")
         self._sql = tracing.ChildOnlyTracer(
             self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
@@ -143,6 +142,5 @@ class ServerTracing:
             yield
 
     def shutdown(self) -> None:
-        """Export what is queued, then stop."""
-        self.provider.force_flush(5000)
-        self.provider.shutdown()
+        """Export what is queued (at most 2 s more), then stop."""
+        self.provider.close()

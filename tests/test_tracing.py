@@ -506,3 +506,29 @@ async def test_postgres_writes_and_reads_are_traced(
         assert write.attributes.get(tracing.REQUEST_ID) == "req-pg"
         linked = [s for s in got.spans if (trace_id, calls[0].span_id) in s.links]
         assert [s.name for s in linked] == ["db.transaction"]
+
+
+async def test_a_collector_that_is_down_fails_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O5: a collector that cannot be reached fails no request, and stopping waits for it
+    about 2 s at most (the exporter's retries are cut short; their spans are dropped)."""
+    monkeypatch.setattr(logs, "trace_fields", None)
+    down = f"http://127.0.0.1:{free_port()}"
+    running = await start_server(make_settings(tmp_path, otel=down))
+    try:
+        header, _, _ = _traceparent()
+        async with grpc.aio.insecure_channel(running.address) as channel:
+            jobs = job_service_pb2_grpc.JobServiceStub(channel)
+            created = await jobs.CreateCollection(
+                JS.CreateCollectionRequest(
+                    collection_id="down",
+                    collection=resources_pb2.Collection(profile=resources_pb2.BATCH),
+                ),
+                metadata=(("traceparent", header),),
+            )
+            assert created.name == "collections/down"
+    finally:
+        began = time.monotonic()
+        await running.stop(grace=1.0)
+    assert time.monotonic() - began < 5.0

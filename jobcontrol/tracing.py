@@ -159,6 +159,8 @@ class ChildOnlyTracer(trace.Tracer):
         return self.inner.start_span(name, *args, **kwargs)
 
     def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return trace.use_span(trace.INVALID_SPAN)
         return self.inner.start_as_current_span(name, *args, **kwargs)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 from cryptography import x509
@@ -26,6 +28,7 @@ from jobcontrol.gateway.http import Receive, Request, Response, Scope, Send
 from jobcontrol.gateway.metrics import HttpMetrics
 from jobcontrol.gateway.upstream import Channel, Upstream
 from jobcontrol.metrics import MetricsServer, start_metrics_server
+from jobcontrol.settings import otel_enabled
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     job_service_pb2,
@@ -77,6 +80,15 @@ class GatewayApp:
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_metrics = HttpMetrics(self.registry) if settings.metrics_address else None
         self.metrics: MetricsServer | None = None
+        # traces (gateway/tracing.py); None: off, and OpenTelemetry is never imported
+        self.tracing: Any = None
+        if otel_enabled(settings.otel):
+            from jobcontrol.gateway import tracing
+            from jobcontrol.gateway.dialects import base
+
+            self.tracing = tracing.GatewayTracing(settings.otel)
+            self.upstream.interceptors = self.tracing.client_interceptors()
+            base.on_request_id = tracing.tag_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -151,6 +163,8 @@ class GatewayApp:
                 await self.upstream.close()
                 if self.metrics is not None:
                     await self.metrics.aclose()
+                if self.tracing is not None:
+                    await asyncio.to_thread(self.tracing.shutdown)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

@@ -15,6 +15,9 @@ class GatewaySettings:
     log_level: str = "WARNING"
     # HOST:PORT of this gateway's Prometheus `/metrics` listener; empty: no metrics
     metrics_address: str = ""
+    # the OTLP/HTTP collector's base URL for traces; empty: off unless
+    # OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+    otel: str = ""
     # "none": serve on any address although the gateway has no identity of its own
     auth: str = ""
     # the URL clients reach the gateway at, for the links in responses (default: the

@@ -30,6 +30,8 @@ _HELP = {
     "max_body": "largest request body in bytes, larger is 413 (every dialect)",
     "log_level": "uvicorn log level",
     "metrics_address": "HOST:PORT serving Prometheus metrics at /metrics (empty: off)",
+    "otel": "OTLP/HTTP collector base URL for traces, e.g. http://127.0.0.1:4318 (empty: off "
+    "unless OTEL_EXPORTER_OTLP_ENDPOINT is set)",
     "auth": "`none`: serve on a non-loopback address without a gateway identity",
     "public_url": "URL clients reach the gateway at, for links (default: http(s)://ADDRESS)",
     "tls_cert": "PEM certificate of the HTTP listener (TLS)",
@@ -68,8 +70,9 @@ def uvicorn_config(settings: GatewaySettings, **bind: Any) -> uvicorn.Config:
             "ssl_ca_certs": bundle,
             "ssl_cert_reqs": ssl.CERT_OPTIONAL if bundle else ssl.CERT_NONE,
         }
+    app = create_app(settings)
     return uvicorn.Config(
-        create_app(settings),
+        app.tracing.middleware(app) if app.tracing is not None else app,
         loop="uvloop",
         http=guarded_protocol(limits),
         lifespan="on",

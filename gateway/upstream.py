@@ -25,13 +25,19 @@ class Channel:
     token_file: str = ""
 
 
-def _connect(config: Channel) -> tuple[grpc.aio.Channel, str]:
-    """The channel of `config` and the gateway's `Bearer` authorization ("" without)."""
+def _connect(
+    config: Channel, interceptors: Sequence[Any] | None = None
+) -> tuple[grpc.aio.Channel, str]:
+    """The channel of `config` (with the traces' `interceptors` when on) and the gateway's
+    `Bearer` authorization ("" without)."""
     options = [("grpc.keepalive_time_ms", 30_000)]
     token = Path(config.token_file).read_text().strip() if config.token_file else ""
     authorization = f"Bearer {token}" if token else ""
     if not config.tls_ca and not config.tls_cert:
-        return grpc.aio.insecure_channel(config.target, options=options), authorization
+        channel = grpc.aio.insecure_channel(
+            config.target, options=options, interceptors=interceptors
+        )
+        return channel, authorization
 
     def read(path: str) -> bytes | None:
         return Path(path).read_bytes() if path else None
@@ -39,7 +45,10 @@ def _connect(config: Channel) -> tuple[grpc.aio.Channel, str]:
     credentials = grpc.ssl_channel_credentials(
         read(config.tls_ca), read(config.tls_key), read(config.tls_cert)
     )
-    return grpc.aio.secure_channel(config.target, credentials, options=options), authorization
+    channel = grpc.aio.secure_channel(
+        config.target, credentials, options=options, interceptors=interceptors
+    )
+    return channel, authorization
 
 
 class Upstream:
@@ -52,10 +61,12 @@ class Upstream:
         self._callables: dict[str, Any] = {}
         # "Bearer <the gateway's token>", sent on the calls it makes for dialect users
         self.authorization = ""
+        # the traces' client interceptors (gateway/tracing.py); None: off
+        self.interceptors: list[Any] | None = None
 
     async def open(self) -> None:
         """Open the channel (lazy connect) and read the gateway's token."""
-        self._channel, self.authorization = _connect(self.config)
+        self._channel, self.authorization = _connect(self.config, self.interceptors)
 
     async def close(self) -> None:
         """Close the channel."""

@@ -27,6 +27,17 @@ def load_settings(cls: type[S], env: Mapping[str, str] | None = None, **override
     return cls(**values)
 
 
+# the standard variables naming an OTLP collector: any of them turns traces on
+OTLP_ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def otel_enabled(flag: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether a process traces (jobcontrol/tracing.py): `--otel URL` given, or a standard
+    OTLP endpoint variable set. Off, OpenTelemetry is never imported."""
+    env = os.environ if env is None else env
+    return bool(flag or any(env.get(name) for name in OTLP_ENDPOINT_VARIABLES))
+
+
 def is_loopback(address: str) -> bool:
     """Whether HOST:PORT (or HOST) names a loopback interface."""
     host = address.rpartition(":")[0].strip("[]") if ":" in address else address

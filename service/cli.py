@@ -47,6 +47,9 @@ _HELP = {
     "metrics_address": "HOST:PORT serving Prometheus metrics at /metrics (empty: off)",
     "gateway_metrics_address": "HOST:PORT of the gateway's /metrics, when this command runs "
     "the gateway (empty: off)",
+    "otel": "OTLP/HTTP collector base URL for OpenTelemetry traces, e.g. "
+    "http://127.0.0.1:4318 (empty: off unless OTEL_EXPORTER_OTLP_ENDPOINT is set; sampling "
+    "by OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG)",
     "auth": "`none` to serve without authentication on any address (without it and with no "
     "authentication configured, only loopback addresses may be bound)",
     "auth_jwks": "JWKS file or http(s) URL whose keys verify bearer JWTs",

@@ -54,6 +54,9 @@ class Settings:
     metrics_address: str = ""
     # the same for the gateway `jobctl serve` runs (its own process, its own registry)
     gateway_metrics_address: str = ""
+    # the OTLP/HTTP collector's base URL (e.g. http://127.0.0.1:4318) for traces; empty:
+    # traces are off unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
+    otel: str = ""
     # "none": serve without authentication on any address (else, with no authentication
     # configured, only loopback addresses may be bound)
     auth: str = ""

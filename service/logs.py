@@ -6,9 +6,12 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 from jobcontrol.service.rpc.context import request_id
 
+# the current span's trace_id and span_id for each line (set when traces are on)
+trace_fields: Callable[[], dict[str, str]] | None = None
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -24,6 +27,8 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
             "request_id": request_id.get(),
         }
+        if trace_fields is not None:
+            out.update(trace_fields())
         out.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)

@@ -10,6 +10,7 @@ import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.longrunning import operations_grpc_pb2
@@ -35,7 +36,7 @@ from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
 from jobcontrol.service.rpc.worker import WorkerServicer
 from jobcontrol.service.storage.database import PostgresStore, SqliteStore, open_store
-from jobcontrol.settings import ENV_PREFIX
+from jobcontrol.settings import ENV_PREFIX, otel_enabled
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
     diagnostics_service_pb2_grpc,
@@ -76,6 +77,8 @@ class RunningServer:
     registry: CollectorRegistry
     metrics: MetricsServer | None = None
     monitor: HealthMonitor | None = None
+    # traces (service/tracing.py); None: off
+    tracing: Any = None
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let in-flight calls finish for `grace` seconds, then close
@@ -91,6 +94,8 @@ class RunningServer:
         await self.store.close()
         if self.metrics is not None:
             await self.metrics.aclose()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.shutdown)
 
 
 def _options(settings: Settings) -> list[tuple[str, int]]:
@@ -126,6 +131,20 @@ def _action_runner(settings: Settings) -> HttpActionRunner:
         return HttpActionRunner(ca_file=settings.action_ca_file)
     except (OSError, ValueError, ssl.SSLError) as exc:
         raise SystemExit(f"--action-ca-file {settings.action_ca_file}: {exc}") from exc
+
+
+def _tracing(settings: Settings) -> Any:
+    """The server's traces when on (`--otel` or an OTLP endpoint variable); None: off, and
+    nothing of OpenTelemetry is imported."""
+    if not otel_enabled(settings.otel):
+        return None
+    from jobcontrol import tracing
+    from jobcontrol.service import logs
+    from jobcontrol.service.tracing import ServerTracing
+
+    made = ServerTracing(settings.otel)
+    logs.trace_fields = tracing.log_fields
+    return made
 
 
 def default_poll(store: SqliteStore | PostgresStore) -> float:
@@ -169,6 +188,8 @@ async def start_server(settings: Settings) -> RunningServer:
     measured = ServerMetrics(registry) if settings.metrics_address else None
     if measured is not None:
         store.metrics = measured
+    traced = _tracing(settings)
+    store.tracing = traced
     await store.open()
     core = build_core(
         store,
@@ -186,12 +207,16 @@ async def start_server(settings: Settings) -> RunningServer:
     )
     if measured is not None:
         _watch(measured, core, store)
+    core.ctx.tracing = traced
     # other replicas' notices of work wake this server's waiting LeaseWorks
     store.on_work(core.ctx.work_signal.notify)
     core.reaper.start()
     core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
-    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(), auth]
+    tag = traced.tag_request_id if traced is not None else None
+    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(tag), auth]
+    if traced is not None:  # the call's span is current inside, where the request id is
+        interceptors.insert(0, traced.interceptor())
     if settings.metrics_address:  # outermost: it counts calls auth refuses too
         interceptors.insert(0, MetricsInterceptor(registry))
     server = grpc.aio.server(interceptors=interceptors, options=_options(settings))
@@ -226,7 +251,15 @@ async def start_server(settings: Settings) -> RunningServer:
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
     running = RunningServer(
-        server, address, core, store, health_servicer, runner, registry, monitor=monitor
+        server,
+        address,
+        core,
+        store,
+        health_servicer,
+        runner,
+        registry,
+        monitor=monitor,
+        tracing=traced,
     )
     if settings.metrics_address:
         try:
@@ -260,6 +293,8 @@ async def start_gateway(settings: Settings, grpc_target: str) -> asyncio.subproc
         # the server's own listener is not the gateway's (it inherits the environment)
         "--metrics-address",
         settings.gateway_metrics_address,
+        "--otel",
+        settings.otel,
         env=env,
     )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +40,8 @@ from jobcontrol.gateway.upstream import Upstream
 log = logging.getLogger("jobcontrol.gateway")
 PRINCIPAL_HEADER = "x-jobcontrol-principal"
 GRANTS_HEADER = "x-jobcontrol-grants"
+# with traces on (gateway/tracing.py): told each request's id once its dialect decides it
+on_request_id: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,8 @@ class Dialect:
         """Route, check headers, read the body, build -> call -> render; every failure in
         the dialect's format."""
         incoming = Incoming(request, self.new_request_id(request), self)
+        if on_request_id is not None:
+            on_request_id(incoming.request_id)
         state = DialectState(upstream, incoming)
         try:
             self.prepare(request)

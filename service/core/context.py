@@ -14,7 +14,7 @@ from jobcontrol.service.core import access, replay
 from jobcontrol.service.core.access import Policy
 from jobcontrol.service.core.errors import Reason, bad_field
 from jobcontrol.service.core.model import now_us
-from jobcontrol.service.core.ports import NO_METRICS, Metrics, Store, Tx
+from jobcontrol.service.core.ports import NO_METRICS, Metrics, Store, Tracing, Tx
 
 T = TypeVar("T")
 MAX_REQUEST_ID = 128
@@ -45,6 +45,8 @@ class Context:
     work_poll_interval: float = 0.5
     # what the engine reports (the server's Prometheus registry when metrics are on)
     metrics: Metrics = NO_METRICS
+    # traces of the scheduler's attempts; None: traces off
+    tracing: Tracing | None = None
 
     async def write(self, method: str, request_id: str, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run a mutation on the writer. A `request_id` is scoped to (principal, method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -285,3 +286,16 @@ class NoMetrics:
 
 
 NO_METRICS: Metrics = NoMetrics()
+
+
+class Tracing(Protocol):
+    """Traces of the scheduler's attempts (service/tracing.py; None when traces are off:
+    nothing is called)."""
+
+    def attempt(self, attributes: dict[str, str]) -> AbstractContextManager[None]:
+        """An attempt's span: the root of its own trace."""
+        ...
+
+    def action(self, headers: dict[str, str]) -> AbstractContextManager[None]:
+        """The HTTP action's client span; its `traceparent` is added to `headers`."""
+        ...

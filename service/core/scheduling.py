@@ -183,10 +183,23 @@ class Scheduler:
         self.ctx.schedule_wake.set()
 
     async def _attempt(self, occurrence: Occurrence, job: Job | None) -> None:
+        early = (occurrence.due_time - now_us()) / 1_000_000
+        if early > 0:  # claimed ahead: fire on time
+            await asyncio.sleep(early)
+        if self.ctx.tracing is None:
+            await self._run_attempt(occurrence, job)
+            return
+        attributes = {
+            "jobcontrol.occurrence_id": occurrence.occurrence_id,
+            "jobcontrol.phase": occurrence.phase,
+        }
+        if job is not None:
+            attributes["jobcontrol.job"] = f"{job.collection_id}/{job.job_id}"
+        with self.ctx.tracing.attempt(attributes):
+            await self._run_attempt(occurrence, job)
+
+    async def _run_attempt(self, occurrence: Occurrence, job: Job | None) -> None:
         try:
-            early = (occurrence.due_time - now_us()) / 1_000_000
-            if early > 0:  # claimed ahead: fire on time
-                await asyncio.sleep(early)
             outcome: ActionOutcome | None = None
             start = end = now_us()
             phase = occurrence.phase
@@ -200,9 +213,15 @@ class Scheduler:
                     "x-ms-client-request-id": occurrence.occurrence_id,
                 }
                 self.ctx.metrics.lateness((start - occurrence.due_time) / 1_000_000)
-                outcome = await self.runner.run(
-                    _action_of(job, occurrence.phase), headers, self.ctx.action_timeout
-                )
+                if self.ctx.tracing is None:
+                    outcome = await self.runner.run(
+                        _action_of(job, occurrence.phase), headers, self.ctx.action_timeout
+                    )
+                else:
+                    with self.ctx.tracing.action(headers):
+                        outcome = await self.runner.run(
+                            _action_of(job, occurrence.phase), headers, self.ctx.action_timeout
+                        )
                 end = now_us()
             finish = functools.partial(
                 self._finish, occurrence=occurrence, outcome=outcome, start=start, end=end

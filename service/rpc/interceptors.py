@@ -18,7 +18,11 @@ HEADER = "x-request-id"
 
 class RequestIdInterceptor(grpc.aio.ServerInterceptor):
     """Reads `x-request-id` (or makes one), echoes it in the initial metadata, exposes it
-    in a ContextVar, and logs each unary call with its code and duration."""
+    in a ContextVar, and logs each unary call with its code and duration. With traces on,
+    `tag` puts the request id on the call's span."""
+
+    def __init__(self, tag: Callable[[str], None] | None = None) -> None:
+        self.tag = tag
 
     async def intercept_service(
         self,
@@ -31,10 +35,13 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         method = details.method
         incoming = dict(details.invocation_metadata or ())
+        tag = self.tag
 
         async def wrapped(request: Any, context: Any) -> Any:
             rid = str(incoming.get(HEADER) or uuid.uuid4().hex)[:128]
             token = request_id.set(rid)
+            if tag is not None:
+                tag(rid)
             started = time.perf_counter()
             try:
                 await context.send_initial_metadata(((HEADER, rid),))

@@ -232,10 +232,12 @@ class PostgresStore:
         self._listen_delay = 0.1
         # batch sizes and commit seconds of the writer (the server sets it before `open`)
         self.metrics: Metrics = NO_METRICS
+        # traces (service/tracing.py; the server sets it before `open`); None: off
+        self.tracing: Any = None
         self._head = migrate.head()
 
     def _engine(self, pool_size: int, max_overflow: int) -> AsyncEngine:
-        return create_async_engine(
+        engine = create_async_engine(
             self.url,
             pool_size=pool_size,
             max_overflow=max_overflow,
@@ -243,6 +245,9 @@ class PostgresStore:
             json_serializer=lambda value: orjson.dumps(value).decode(),
             json_deserializer=orjson.loads,
         )
+        if self.tracing is not None:
+            self.tracing.instrument(engine)
+        return engine
 
     async def open(self) -> None:
         """Create engines, apply migrations (once across replicas, see migrate.py), start
@@ -357,10 +362,15 @@ class PostgresStore:
                 async with self._read_engine.connect() as conn:
                     return await fn(PgTx(conn, await self._raw(conn), writer=False))
 
+        if self.tracing is not None:
+            with self.tracing.read():
+                return await retried(run)
         return await retried(run)
 
     async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Queue `fn` for the writer; resolves after its transaction has committed."""
+        if self.tracing is not None:
+            fn = self.tracing.write(fn)
 
         async def run() -> T:
             future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -416,6 +426,12 @@ class PostgresStore:
         return False
 
     async def _commit(self, conn: AsyncConnection, raw: Any, batch: list[_Item]) -> None:
+        if self.tracing is None:
+            return await self._commit_batch(conn, raw, batch)
+        with self.tracing.transaction([fn for fn, _ in batch]):
+            return await self._commit_batch(conn, raw, batch)
+
+    async def _commit_batch(self, conn: AsyncConnection, raw: Any, batch: list[_Item]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         announced = False
         try:
@@ -495,6 +511,8 @@ class SqliteStore:
         self._writer: Connection | None = None
         # batch sizes and commit seconds of the writer (the server sets it before `open`)
         self.metrics: Metrics = NO_METRICS
+        # traces (service/tracing.py; the server sets it before `open`); None: off
+        self.tracing: Any = None
         self._head = migrate.head()
 
     def on_work(self, callback: Callable[[], None]) -> None:
@@ -509,6 +527,8 @@ class SqliteStore:
         engine = create_engine(self.url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
         # transactions are begun on the driver (see read and _commit)
         _sqlite_setup(engine, writer=writer, begin=False)
+        if self.tracing is not None:
+            self.tracing.instrument(engine)
         self._engines.append(engine)
         return engine
 
@@ -565,6 +585,14 @@ class SqliteStore:
         reader = self._reader
         dbapi = reader.connection.driver_connection
         assert isinstance(dbapi, sqlite3.Connection)
+        if self.tracing is not None:
+            with self.tracing.read():
+                return self._read(reader, dbapi, fn)
+        return self._read(reader, dbapi, fn)
+
+    def _read(
+        self, reader: Connection, dbapi: sqlite3.Connection, fn: Callable[[Tx], Awaitable[T]]
+    ) -> T:
         with translate_errors():
             dbapi.execute("BEGIN")
             try:
@@ -574,6 +602,8 @@ class SqliteStore:
 
     async def write(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Queue `fn` for the writer; resolves after its transaction has committed."""
+        if self.tracing is not None:
+            fn = self.tracing.write(fn)
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._queue.put((fn, future))
         return await future
@@ -607,6 +637,14 @@ class SqliteStore:
         """On the writer thread: the batch in one transaction, each request in its
         SAVEPOINT; a failed COMMIT fails them all (nothing was written). Transaction
         control goes straight to the driver (see `_finish`)."""
+        if self.tracing is None:
+            return self._commit_batch(fns)
+        with self.tracing.transaction(fns):
+            return self._commit_batch(fns)
+
+    def _commit_batch(
+        self, fns: list[Callable[[Tx], Awaitable[Any]]]
+    ) -> list[tuple[bool, Any]] | DomainError:
         assert self._writer is not None
         conn = self._writer
         dbapi = conn.connection.driver_connection

@@ -1,0 +1,146 @@
+"""The server's traces (imported only when traces are on, see jobcontrol/tracing.py).
+
+- gRPC: OpenTelemetry's grpc.aio server interceptor (the caller's `traceparent` metadata
+  continues its trace); the request id interceptor inside it tags the span.
+- SQL: OpenTelemetry's SQLAlchemy engine listener on every engine of the store, through a
+  tracer that starts spans only under a traced request or attempt. Statements the store
+  sends to the driver directly (its fixed hot-path SQL) have no span of their own: they
+  are inside the request's `db.read` / `db.write` span.
+- Group commit: the writer runs many requests in one transaction on its own task (PostgreSQL)
+  or thread (SQLite), so a batch belongs to no one request. Each request's work in its
+  SAVEPOINT is a `db.write` span in the request's own trace (the request's context is
+  taken when it queues and restored around its function), its SQL spans beneath it; the
+  transaction (BEGIN … COMMIT) is a `db.transaction` span of its own trace, linked to the
+  span of every sampled request in the batch (none when none is sampled).
+- The scheduler: an occurrence's attempt is background work, so each is the root of its own
+  trace (`scheduler.attempt`, never the trace of the request that created the job); its HTTP
+  action carries that trace's `traceparent` and the recording of the attempt is beneath it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import grpc
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagate import inject
+
+from jobcontrol import tracing
+from jobcontrol.service.rpc.context import request_id
+
+T = TypeVar("T")
+SERVICE = "jobcontrol-server"
+
+
+class Traced:
+    """A queued write's function with the context of the request that queued it."""
+
+    def __init__(self, owner: ServerTracing, fn: Callable[[Any], Awaitable[Any]]) -> None:
+        self.owner = owner
+        self.fn = fn
+        self.captured = tracing.capture(request_id)
+
+    async def __call__(self, tx: Any) -> Any:
+        token = otel_context.attach(self.captured.context)
+        rid = request_id.set(self.captured.request_id)
+        try:
+            with self.owner.tracer.start_as_current_span("db.write"):
+                return await self.fn(tx)
+        finally:
+            request_id.reset(rid)
+            otel_context.detach(token)
+
+
+class ServerTracing:
+    """The server's provider and what the server, store and scheduler use of it."""
+
+    def __init__(self, flag: str) -> None:
+        self.provider = tracing.Provider(SERVICE, flag, request_id.get)
+        self.tracer = self.provider.get_tracer("jobcontrol.service")
+        self._sql = tracing.ChildOnlyTracer(
+            self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+        )
+        # the listener also counts connections; traces only here, so to no meter
+        self._usage = (
+            NoOpMeterProvider()
+            .get_meter("jobcontrol")
+            .create_up_down_counter("db.client.connections.usage")
+        )
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        """The gRPC server span of every call (the caller's trace context continued)."""
+        made: grpc.aio.ServerInterceptor = aio_server_interceptor(  # type: ignore[no-untyped-call]
+            tracer_provider=self.provider
+        )
+        return made
+
+    @staticmethod
+    def tag_request_id(rid: str) -> None:
+        """The request id on the call's span (it is decided inside the span)."""
+        trace.get_current_span().set_attribute(tracing.REQUEST_ID, rid)
+
+    def instrument(self, engine: Any) -> None:
+        """SQL spans of `engine` (sync, or an AsyncEngine's sync_engine)."""
+        sync = getattr(engine, "sync_engine", engine)
+        EngineTracer(self._sql, sync, self._usage)  # type: ignore[no-untyped-call]
+
+    def write(self, fn: Callable[[Any], Awaitable[T]]) -> Callable[[Any], Awaitable[T]]:
+        """`fn` running under the queuing request's context (see the module docstring);
+        a write outside any traced request or attempt (a health probe, the scheduler's
+        claims, the reaper) as it is."""
+        if not trace.get_current_span().get_span_context().is_valid:
+            return fn
+        return Traced(self, fn)
+
+    @contextlib.contextmanager
+    def transaction(self, fns: Sequence[object]) -> Iterator[None]:
+        """The writer's transaction of one batch, linked to its sampled requests."""
+        links = tracing.links(iter(f.captured for f in fns if isinstance(f, Traced)))
+        if not links:
+            yield
+            return
+        with self.tracer.start_as_current_span(
+            "db.transaction",
+            context=otel_context.Context(),
+            links=links,
+            attributes={"jobcontrol.batch_size": len(fns)},
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[None]:
+        """A read of a traced request (no span outside one)."""
+        if not trace.get_current_span().get_span_context().is_valid:
+            yield
+            return
+        with self.tracer.start_as_current_span("db.read"):
+            yield
+
+    @contextlib.contextmanager
+    def attempt(self, attributes: dict[str, str]) -> Iterator[None]:
+        """A scheduled occurrence's attempt: the root span of its own trace."""
+        with self.tracer.start_as_current_span(
+            "scheduler.attempt",
+            context=otel_context.Context(),
+            kind=trace.SpanKind.INTERNAL,
+            attributes=attributes,
+        ):
+            yield
+
+    @contextlib.contextmanager
+    def action(self, headers: dict[str, str]) -> Iterator[None]:
+        """The HTTP action's client span; its `traceparent` (and `tracestate`) is added to
+        the action's `headers`."""
+        with self.tracer.start_as_current_span("scheduler.action", kind=trace.SpanKind.CLIENT):
+            inject(headers)
+            yield
+
+    def shutdown(self) -> None:
+        """Export what is queued (at most 2 s more), then stop."""
+        self.provider.close()

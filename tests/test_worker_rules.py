@@ -294,3 +294,23 @@ async def test_job_past_max_wall_clock_time_is_terminated_by_the_service(
     ended = await wait_state(clients, idle, res.COMPLETED)
     assert ended.batch.execution_info.terminate_reason == "MaxWallClockTimeExpiry"
     assert (await get_job(clients, kept)).state == res.ACTIVE
+
+
+async def test_malformed_exit_conditions_match_nothing(
+    clients: Any, worker: Any, make_collection: Any
+) -> None:
+    """W16: exit conditions a client stored malformed (a range bound that is not a number,
+    an entry that is not an object) match nothing: the completion is taken (done), and the
+    failure falls to the default action (terminate, TaskFailed)."""
+    exits = res.BatchSpec.PERFORM_EXIT_OPTIONS_JOB_ACTION
+    job = await job_with(make_collection, clients, on_task_failure=exits)
+    await task_with(clients, job, "odd", exitConditions={
+        "exitCodeRanges": [{"start": "a", "end": 9, "exitOptions": {"jobAction": "none"}}, 7],
+        "exitCodes": ["x"]})  # fmt: skip
+    [item] = await lease(worker)
+    reply = await worker.CompleteWork(pb.CompleteWorkRequest(lease_token=item.lease_token,
+                                                             exit_code=3))  # fmt: skip
+    assert reply.done
+    ended = await get_job(clients, job)
+    assert (ended.state, ended.batch.execution_info.terminate_reason) == (
+        res.COMPLETED, "TaskFailed")  # fmt: skip

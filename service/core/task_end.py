@@ -43,7 +43,10 @@ def _exit_options(conditions: Any, exit_code: int | None, failed: bool) -> Any:
             if isinstance(item, dict) and _integer(item.get("code")) == exit_code:
                 return item.get("exitOptions")
         for item in conditions.get("exitCodeRanges") or ():
-            if isinstance(item, dict) and item.get("start", 0) <= exit_code <= item.get("end", -1):
+            if not isinstance(item, dict):
+                continue
+            start, end = _integer(item.get("start")), _integer(item.get("end"))
+            if start is not None and end is not None and start <= exit_code <= end:
                 return item.get("exitOptions")
     return conditions.get("default") if failed else None
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from jobcontrol.service.loadgen.served import free_port
+from jobcontrol.service.rpc.metrics import GO_CODES
 from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
@@ -42,7 +43,7 @@ GET_COLLECTION = {"grpc_service": "jobcontrol.v1.JobService", "grpc_method": "Ge
 
 def sample(name: str, value: str, labels: dict[str, str], **more: str) -> str:
     """One sample line as the exposition writes it (labels in name order)."""
-    pairs = sorted({"grpc_type": "UNARY", **labels, **more}.items())
+    pairs = sorted({"grpc_type": "unary", **labels, **more}.items())
     rendered = ",".join(f'{k}="{v}"' for k, v in pairs)
     return f"{name}{{{rendered}}} {value}"
 
@@ -76,7 +77,7 @@ async def test_grpc_server_metrics(server: RunningServer, clients: Clients) -> N
         sample("grpc_server_started_total", "1.0", ECHO),
         sample("grpc_server_handled_total", "1.0", ECHO, grpc_code="OK"),
         sample("grpc_server_started_total", "1.0", GET_JOB),
-        sample("grpc_server_handled_total", "1.0", GET_JOB, grpc_code="NOT_FOUND"),
+        sample("grpc_server_handled_total", "1.0", GET_JOB, grpc_code="NotFound"),
         sample("grpc_server_handling_seconds_count", "1.0", ECHO),
         sample("grpc_server_handling_seconds_bucket", "1.0", ECHO, le="+Inf"),
         sample("grpc_server_handling_seconds_count", "1.0", GET_JOB),
@@ -94,6 +95,18 @@ async def test_grpc_server_metrics(server: RunningServer, clients: Clients) -> N
     ]  # fmt: skip
     assert not [line for line in lines if "_created" in line]
     assert not [line for line in lines if 'grpc_code="OK"' in line and "GetJob" in line]
+
+
+def test_grpc_code_and_type_values_are_go_grpc_prometheus_values() -> None:
+    """Every status has the spelling of Go's codes.Code.String(), which the dashboards and
+    alerts written for go-grpc-prometheus select on."""
+    assert set(GO_CODES) == set(grpc.StatusCode)
+    assert [GO_CODES[c] for c in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED)] == [
+        "OK",
+        "Canceled",
+    ]
+    assert GO_CODES[grpc.StatusCode.DEADLINE_EXCEEDED] == "DeadlineExceeded"
+    assert len(set(GO_CODES.values())) == len(GO_CODES)
 
 
 async def test_servers_keep_their_own_registries(
@@ -129,7 +142,7 @@ async def test_refusals_of_auth_are_counted(tmp_path: Path) -> None:
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
         lines = await scrape(running.metrics.url)
         assert (
-            sample("grpc_server_handled_total", "1.0", GET_JOB, grpc_code="UNAUTHENTICATED")
+            sample("grpc_server_handled_total", "1.0", GET_JOB, grpc_code="Unauthenticated")
             in lines
         )
     finally:
@@ -273,7 +286,7 @@ async def test_jobctl_serve_and_its_gateway_each_serve_their_own_metrics(
         served = await scrape(f"http://{server_metrics}/metrics")
         proxied = await scrape(f"http://{gateway_metrics}/metrics")
         assert (
-            sample("grpc_server_handled_total", "1.0", GET_COLLECTION, grpc_code="NOT_FOUND")
+            sample("grpc_server_handled_total", "1.0", GET_COLLECTION, grpc_code="NotFound")
             in served
         )
         assert not [line for line in served if line.startswith("http_requests_total")]

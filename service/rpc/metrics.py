@@ -1,8 +1,15 @@
-"""gRPC server metrics with go-grpc-prometheus's names and labels, for grpc.aio (which
-py-grpc-prometheus does not support): `grpc_server_started_total`,
-`grpc_server_handled_total` (with `grpc_code`, the status name: OK, NOT_FOUND, ...) and the
-`grpc_server_handling_seconds` histogram, labelled `grpc_type` (UNARY, CLIENT_STREAMING,
-SERVER_STREAMING, BIDI_STREAMING, as py-grpc-prometheus), `grpc_service`, `grpc_method`."""
+"""gRPC server metrics with go-grpc-prometheus's names, labels and label values, for
+grpc.aio (which py-grpc-prometheus does not support): `grpc_server_started_total`,
+`grpc_server_handled_total` and the `grpc_server_handling_seconds` histogram, labelled
+`grpc_type` (unary, client_stream, server_stream, bidi_stream), `grpc_service`,
+`grpc_method`, and on the handled counter `grpc_code` as Go spells it (OK, NotFound,
+InvalidArgument, Canceled, ...).
+
+Decision: go-grpc-prometheus defined these names, and the dashboards and alert rules
+operators already run (the kube-prometheus and etcd mixins, Grafana's gRPC dashboards)
+select on its values, e.g. `grpc_type="unary"` and
+`grpc_code=~"Unknown|Internal|Unavailable|DataLoss|DeadlineExceeded"`; py-grpc-prometheus's
+UNARY / NOT_FOUND would match none of them."""
 
 from __future__ import annotations
 
@@ -17,8 +24,28 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from jobcontrol.metrics import DEFAULT_BUCKETS
 
-UNARY, CLIENT_STREAMING = "UNARY", "CLIENT_STREAMING"
-SERVER_STREAMING, BIDI_STREAMING = "SERVER_STREAMING", "BIDI_STREAMING"
+UNARY, CLIENT_STREAMING = "unary", "client_stream"
+SERVER_STREAMING, BIDI_STREAMING = "server_stream", "bidi_stream"
+# each status as Go's codes.Code.String() spells it
+GO_CODES = {
+    grpc.StatusCode.OK: "OK",
+    grpc.StatusCode.CANCELLED: "Canceled",
+    grpc.StatusCode.UNKNOWN: "Unknown",
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.ALREADY_EXISTS: "AlreadyExists",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.ABORTED: "Aborted",
+    grpc.StatusCode.OUT_OF_RANGE: "OutOfRange",
+    grpc.StatusCode.UNIMPLEMENTED: "Unimplemented",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNAVAILABLE: "Unavailable",
+    grpc.StatusCode.DATA_LOSS: "DataLoss",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+}
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
@@ -38,7 +65,7 @@ class _Method:
         code = _code(context, failed)
         child = self._codes.get(code)
         if child is None:
-            child = self._codes[code] = self._handled.labels(*self.labels, code.name)
+            child = self._codes[code] = self._handled.labels(*self.labels, GO_CODES[code])
         child.inc()
 
 

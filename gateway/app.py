@@ -25,7 +25,7 @@ from jobcontrol.gateway.dialects.scheduler import SchedulerDialect
 from jobcontrol.gateway.dialects.veeam import VeeamDialect
 from jobcontrol.gateway.errors import GatewayError
 from jobcontrol.gateway.http import Receive, Request, Response, Scope, Send
-from jobcontrol.gateway.metrics import HttpMetrics
+from jobcontrol.gateway.metrics import BUILTIN, HttpMetrics
 from jobcontrol.gateway.upstream import Channel, Upstream
 from jobcontrol.metrics import MetricsServer, start_metrics_server
 from jobcontrol.settings import otel_enabled
@@ -83,12 +83,15 @@ class GatewayApp:
         # traces (gateway/tracing.py); None: off, and OpenTelemetry is never imported
         self.tracing: Any = None
         if otel_enabled(settings.otel):
+            from jobcontrol import logs
+            from jobcontrol import tracing as otel
             from jobcontrol.gateway import tracing
             from jobcontrol.gateway.dialects import base
 
             self.tracing = tracing.GatewayTracing(settings.otel)
             self.upstream.interceptors = self.tracing.client_interceptors()
             base.on_request_id = tracing.tag_request_id
+            logs.trace_fields = otel.log_fields
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -98,8 +101,25 @@ class GatewayApp:
             await response.send(send, head_only=request.method == "HEAD")
             if self.http_metrics is not None:
                 self.http_metrics.observe(response, request.method, request.path, started)
+            if log.isEnabledFor(logging.DEBUG):
+                self._log(request, response, started)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
+
+    @staticmethod
+    def _log(request: Request, response: Response, started: float) -> None:
+        """One DEBUG line per request (with its request id and, traced, its trace id),
+        the counterpart of the server's `rpc` line."""
+        log.debug(
+            "http",
+            extra={
+                "method": request.method,
+                "dialect": response.extra.get("dialect", BUILTIN),
+                "route": response.extra.get("route", request.path),
+                "status": response.status,
+                "ms": round((time.perf_counter() - started) * 1000, 3),
+            },
+        )
 
     async def dispatch(self, request: Request) -> Response:
         """Built-in endpoints, else the claiming dialect, else a native 404."""

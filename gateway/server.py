@@ -18,8 +18,10 @@ from typing import Any
 
 import uvicorn
 
+from jobcontrol import logs
 from jobcontrol.gateway.app import create_app
 from jobcontrol.gateway.config import GatewaySettings, split_address
+from jobcontrol.gateway.dialects.base import request_id
 from jobcontrol.gateway.protocol import Limits, guarded_protocol
 from jobcontrol.settings import ENV_PREFIX, is_loopback, load_settings
 
@@ -28,7 +30,7 @@ _HELP = {
     "http_address": "HOST:PORT to serve HTTP on",
     "grpc_target": "HOST:PORT of the jobcontrol gRPC server",
     "max_body": "largest request body in bytes, larger is 413 (every dialect)",
-    "log_level": "uvicorn log level",
+    "log_level": "log level (JSON lines on stderr; DEBUG: one line per request)",
     "metrics_address": "HOST:PORT serving Prometheus metrics at /metrics (empty: off)",
     "otel": "OTLP/HTTP collector base URL for traces, e.g. http://127.0.0.1:4318 (empty: off "
     "unless OTEL_EXPORTER_OTLP_ENDPOINT is set)",
@@ -77,6 +79,8 @@ def uvicorn_config(settings: GatewaySettings, **bind: Any) -> uvicorn.Config:
         http=guarded_protocol(limits),
         lifespan="on",
         access_log=False,
+        # logging is jobcontrol.logs' (JSON lines with the request id), not uvicorn's
+        log_config=None,
         log_level=settings.log_level.lower(),
         server_header=False,
         # links come from --public-url, so no X-Forwarded-* rewriting on the hot path
@@ -119,6 +123,7 @@ def check_exposure(settings: GatewaySettings) -> None:
 
 def run(settings: GatewaySettings) -> None:
     """Serve until SIGTERM/SIGINT (uvicorn drains open connections first)."""
+    logs.configure(settings.log_level, request_id.get)
     check_exposure(settings)
     host, port = split_address(settings.http_address)
     uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()

@@ -6,7 +6,6 @@ decides is put on the request's span and on every span started after it."""
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -14,14 +13,14 @@ from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from jobcontrol import tracing
+from jobcontrol.gateway.dialects.base import request_id
 
 SERVICE = "jobcontrol-gateway"
-request_id: ContextVar[str] = ContextVar("gateway_request_id", default="")
 
 
 def tag_request_id(rid: str) -> None:
-    """The request's id, decided by its dialect, on its span and those after it."""
-    request_id.set(rid)
+    """The request's id, decided by its dialect, on its span (and, through `request_id`,
+    on those after it)."""
     trace.get_current_span().set_attribute(tracing.REQUEST_ID, rid)
 
 

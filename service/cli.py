@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+# before gRPC is imported: this process forks only to exec (the gateway beside `serve`),
+# so gRPC's fork handlers have nothing to do; with them on, the C core writes a plain-text
+# line to stderr at each such fork, in the middle of the JSON logs
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
+from jobcontrol import logs
 from jobcontrol.gateway import config as gateway_config
 from jobcontrol.gateway import server as gateway_server
-from jobcontrol.service import logs, tokens
+from jobcontrol.service import tokens
 from jobcontrol.service.config import Settings
 from jobcontrol.service.loadgen import config as bench_config
+from jobcontrol.service.rpc.context import request_id
 from jobcontrol.service.server import serve
 from jobcontrol.settings import ENV_PREFIX, load_settings
 
@@ -182,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway_server.run(load_settings(gateway_config.GatewaySettings, **options))
         return 0
     settings = load_settings(Settings, **options)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, request_id.get)
     if args.command == "serve":
         try:
             import uvloop

@@ -138,8 +138,7 @@ def _tracing(settings: Settings) -> Any:
     nothing of OpenTelemetry is imported."""
     if not otel_enabled(settings.otel):
         return None
-    from jobcontrol import tracing
-    from jobcontrol.service import logs
+    from jobcontrol import logs, tracing
     from jobcontrol.service.tracing import ServerTracing
 
     made = ServerTracing(settings.otel)

@@ -3,9 +3,11 @@
 - gRPC: OpenTelemetry's grpc.aio server interceptor (the caller's `traceparent` metadata
   continues its trace); the request id interceptor inside it tags the span.
 - SQL: OpenTelemetry's SQLAlchemy engine listener on every engine of the store, through a
-  tracer that starts spans only under a traced request or attempt. Statements the store
-  sends to the driver directly (its fixed hot-path SQL) have no span of their own: they
-  are inside the request's `db.read` / `db.write` span.
+  tracer that starts spans only under a traced request or attempt. The statements the
+  store sends to the driver directly (its fixed hot-path SQL: sqlite3, asyncpg) get the
+  same kind of span (`db.system`, `db.statement`, named by the statement's first word)
+  from a proxy of the driver's connection the store's transactions use; a request not
+  sampled costs that proxy one check per statement.
 - Group commit: the writer runs many requests in one transaction on its own task (PostgreSQL)
   or thread (SQLite), so a batch belongs to no one request. Each request's work in its
   SAVEPOINT is a `db.write` span in the request's own trace (the request's context is
@@ -57,6 +59,69 @@ class Traced:
             otel_context.detach(token)
 
 
+def _operation(sql: str) -> str:
+    """A statement's span name: its first word (SELECT, UPDATE, WITH, ...), as the
+    SQLAlchemy instrumentation names its spans."""
+    return sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "SQL"
+
+
+class TracedSqlite:
+    """A sqlite3 connection whose `execute` is a SQL span under a sampled request (the
+    statements of the store's fixed SQL); everything else is the connection's."""
+
+    def __init__(self, dbapi: Any, tracer: trace.Tracer) -> None:
+        self._dbapi = dbapi
+        self._tracer = tracer
+
+    def execute(self, sql: str, parameters: Any = ()) -> Any:
+        if not trace.get_current_span().is_recording():
+            return self._dbapi.execute(sql, parameters)
+        with self._tracer.start_as_current_span(
+            _operation(sql),
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": "sqlite", "db.statement": sql},
+        ):
+            return self._dbapi.execute(sql, parameters)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dbapi, name)
+
+
+class TracedAsyncpg:
+    """An asyncpg connection whose `execute`, `fetch`, `fetchrow` and `fetchval` are SQL
+    spans under a sampled request; everything else is the connection's."""
+
+    def __init__(self, raw: Any, tracer: trace.Tracer) -> None:
+        self._raw = raw
+        self._tracer = tracer
+
+    async def _run(self, method: str, sql: str, args: tuple[Any, ...]) -> Any:
+        call = getattr(self._raw, method)
+        if not trace.get_current_span().is_recording():
+            return await call(sql, *args)
+        with self._tracer.start_as_current_span(
+            _operation(sql),
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": "postgresql", "db.statement": sql},
+        ):
+            return await call(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        return await self._run("execute", sql, args)
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetch", sql, args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchrow", sql, args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._run("fetchval", sql, args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class ServerTracing:
     """The server's provider and what the server, store and scheduler use of it."""
 
@@ -66,6 +131,8 @@ class ServerTracing:
         self._sql = tracing.ChildOnlyTracer(
             self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
         )
+        # the store's fixed SQL, sent to the driver without SQLAlchemy
+        self._driver_sql = self.provider.get_tracer("jobcontrol.storage")
         # the listener also counts connections; traces only here, so to no meter
         self._usage = (
             NoOpMeterProvider()
@@ -89,6 +156,14 @@ class ServerTracing:
         """SQL spans of `engine` (sync, or an AsyncEngine's sync_engine)."""
         sync = getattr(engine, "sync_engine", engine)
         EngineTracer(self._sql, sync, self._usage)  # type: ignore[no-untyped-call]
+
+    def sqlite(self, dbapi: Any) -> TracedSqlite:
+        """`dbapi` (sqlite3) with a span per statement of a sampled request."""
+        return TracedSqlite(dbapi, self._driver_sql)
+
+    def asyncpg(self, raw: Any) -> TracedAsyncpg:
+        """`raw` (asyncpg) with a span per statement of a sampled request."""
+        return TracedAsyncpg(raw, self._driver_sql)
 
     def write(self, fn: Callable[[Any], Awaitable[T]]) -> Callable[[Any], Awaitable[T]]:
         """`fn` running under the queuing request's context (see the module docstring);

@@ -25,8 +25,7 @@ from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as ProtoSpan
 
-from jobcontrol import tracing
-from jobcontrol.service import logs
+from jobcontrol import logs, tracing
 from jobcontrol.service.loadgen.served import free_port
 from jobcontrol.service.server import start_server
 from jobcontrol.v1 import job_service_pb2 as JS
@@ -207,7 +206,7 @@ async def test_one_request_is_one_trace(tmp_path: Path) -> None:
     """O1: a REST request with a client's `traceparent` is one trace: the gateway's HTTP
     server span (child of the client's span), its gRPC client span, the server's gRPC
     server span (child of that), the request's write in its SAVEPOINT and SQL beneath it;
-    every span carries the request id and the server's log lines the trace id. The writer's
+    every span carries the request id and both processes' log lines the trace id. The writer's
     transaction is a trace of its own, linked to the request."""
     async with collector() as got, serving(tmp_path, _env(got)) as served:
         header, trace_id, client_span = _traceparent()
@@ -259,7 +258,16 @@ async def test_one_request_is_one_trace(tmp_path: Path) -> None:
             assert statement.kind == CLIENT_KIND
             assert statement.attributes.get("db.system") == "sqlite"
             assert statement.parent in ids  # beneath a span of this trace
-        for span in (http_server, grpc_client, grpc_server, write, *sql):
+        # the store's fixed SQL (straight to sqlite3) has its spans too, under the write
+        fixed = [s for s in spans if s.scope == "jobcontrol.storage"]
+        assert any(
+            s.parent == write.span_id
+            and s.kind == CLIENT_KIND
+            and s.attributes.get("db.system") == "sqlite"
+            and str(s.attributes.get("db.statement", "")).startswith(s.name)
+            for s in fixed
+        ), [(s.name, s.scope, s.parent) for s in spans]
+        for span in (http_server, grpc_client, grpc_server, write, *sql, *fixed):
             assert span.attributes.get(tracing.REQUEST_ID) == "req-o1", span
         # the batch's transaction: its own trace, linked to the request's span
         await got.wait(
@@ -274,6 +282,9 @@ async def test_one_request_is_one_trace(tmp_path: Path) -> None:
     access = [x for x in lines if x.get("msg") == "rpc" and x.get("request_id") == "req-o1"]
     assert access and access[0]["trace_id"] == trace_id, lines[-5:]
     assert access[0]["span_id"] == grpc_server.span_id
+    # the gateway's line of the request too, with its HTTP server span
+    (http_line,) = [x for x in lines if x.get("msg") == "http" and x["request_id"] == "req-o1"]
+    assert (http_line["trace_id"], http_line["span_id"]) == (trace_id, http_server.span_id)
 
 
 async def test_a_scheduled_attempt_is_its_own_trace_sent_as_traceparent(tmp_path: Path) -> None:
@@ -504,6 +515,10 @@ async def test_postgres_writes_and_reads_are_traced(
         read = _one(spans, lambda s: s.name == "db.read", "the read")
         assert write.parent == calls[0].span_id and read.parent == calls[1].span_id
         assert write.attributes.get(tracing.REQUEST_ID) == "req-pg"
+        # the fixed SQL sent to asyncpg directly: a span per statement, under the read
+        fixed = [s for s in spans if s.scope == "jobcontrol.storage"]
+        assert [s.name for s in fixed if s.parent == read.span_id] == ["SELECT"], spans
+        assert {s.attributes.get("db.system") for s in fixed} == {"postgresql"}
         linked = [s for s in got.spans if (trace_id, calls[0].span_id) in s.links]
         assert [s.name for s in linked] == ["db.transaction"]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +41,9 @@ from jobcontrol.gateway.upstream import Upstream
 log = logging.getLogger("jobcontrol.gateway")
 PRINCIPAL_HEADER = "x-jobcontrol-principal"
 GRANTS_HEADER = "x-jobcontrol-grants"
+# the id of the request being handled, as its dialect decided it (on every log line)
+# ("-" outside a request, as the server's)
+request_id: ContextVar[str] = ContextVar("gateway_request_id", default="-")
 # with traces on (gateway/tracing.py): told each request's id once its dialect decides it
 on_request_id: Callable[[str], None] | None = None
 
@@ -174,6 +178,7 @@ class Dialect:
         """Route, check headers, read the body, build -> call -> render; every failure in
         the dialect's format."""
         incoming = Incoming(request, self.new_request_id(request), self)
+        request_id.set(incoming.request_id)
         if on_request_id is not None:
             on_request_id(incoming.request_id)
         state = DialectState(upstream, incoming)

@@ -351,6 +351,10 @@ class PostgresStore:
     async def _raw(conn: AsyncConnection) -> Any:
         return (await conn.get_raw_connection()).driver_connection
 
+    def _traced(self, raw: Any) -> Any:
+        """`raw` for a transaction: its statements traced when traces are on."""
+        return raw if self.tracing is None else self.tracing.asyncpg(raw)
+
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         """Run `fn` on a pooled connection (autocommit: each statement sees what is
         committed when it starts)."""
@@ -360,7 +364,7 @@ class PostgresStore:
             assert self._read_engine is not None
             with pg_errors():
                 async with self._read_engine.connect() as conn:
-                    return await fn(PgTx(conn, await self._raw(conn), writer=False))
+                    return await fn(PgTx(conn, self._traced(await self._raw(conn)), writer=False))
 
         if self.tracing is not None:
             with self.tracing.read():
@@ -438,7 +442,7 @@ class PostgresStore:
             with pg_errors():
                 await raw.execute("BEGIN; SAVEPOINT item")
                 for fn, _future in batch:
-                    tx = PgTx(conn, raw, writer=True)
+                    tx = PgTx(conn, self._traced(raw), writer=True)
                     try:
                         with pg_errors():
                             value = await fn(tx)
@@ -572,10 +576,11 @@ class SqliteStore:
         for engine in self._engines:
             engine.dispose()
 
-    @staticmethod
-    def _tx(conn: Connection) -> SqliteTx:
+    def _tx(self, conn: Connection) -> SqliteTx:
         dbapi = conn.connection.driver_connection
         assert isinstance(dbapi, sqlite3.Connection)
+        if self.tracing is not None:  # its statements traced (service/tracing.py)
+            return SqliteTx(SyncConnection(conn), self.tracing.sqlite(dbapi))
         return SqliteTx(SyncConnection(conn), dbapi)
 
     async def read(self, fn: Callable[[Tx], Awaitable[T]]) -> T:

@@ -1,4 +1,6 @@
-"""Structured (JSON lines) logging with the current request id."""
+"""Structured (JSON lines) logging of one process, server or gateway: every line carries
+the current request id and, when traces are on, the current span's `trace_id` and
+`span_id`, so a line, a span and the client's `x-request-id` find each other."""
 
 from __future__ import annotations
 
@@ -8,15 +10,18 @@ import sys
 import time
 from collections.abc import Callable
 
-from jobcontrol.service.rpc.context import request_id
-
 # the current span's trace_id and span_id for each line (set when traces are on)
 trace_fields: Callable[[], dict[str, str]] | None = None
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# record attributes that are not a line's extras (uvicorn's ANSI-coloured copy included)
+_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request id, extras."""
+
+    def __init__(self, request_id: Callable[[], str]) -> None:
+        super().__init__()
+        self.request_id = request_id
 
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -25,7 +30,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "msg": record.getMessage(),
-            "request_id": request_id.get(),
+            "request_id": self.request_id(),
         }
         if trace_fields is not None:
             out.update(trace_fields())
@@ -35,10 +40,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure(level: str) -> None:
-    """Send JSON logs to stderr at `level`."""
+def configure(level: str, request_id: Callable[[], str]) -> None:
+    """Send JSON logs to stderr at `level`, each with `request_id()` (every logger, the
+    libraries' too: uvicorn's and grpc's lines are JSON as well)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter(request_id))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -146,20 +146,21 @@ def log_fields() -> dict[str, str]:
 
 
 class ChildOnlyTracer(trace.Tracer):
-    """A tracer that starts spans only inside a traced request or attempt: SQL of the
+    """A tracer that starts spans only inside a sampled request or attempt: SQL of the
     reaper's passes, the health probes and the scheduler's claims makes no root span of its
-    own (each would be a trace every second)."""
+    own (each would be a trace every second), and SQL of a request not sampled costs no
+    span either (the sampler would drop it; nothing goes out of SQL to carry its context)."""
 
     def __init__(self, inner: trace.Tracer) -> None:
         self.inner = inner
 
     def start_span(self, name: str, *args: Any, **kwargs: Any) -> trace.Span:
-        if not trace.get_current_span().get_span_context().is_valid:
+        if not trace.get_current_span().is_recording():
             return trace.INVALID_SPAN
         return self.inner.start_span(name, *args, **kwargs)
 
     def start_as_current_span(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        if not trace.get_current_span().get_span_context().is_valid:
+        if not trace.get_current_span().is_recording():
             return trace.use_span(trace.INVALID_SPAN)
         return self.inner.start_as_current_span(name, *args, **kwargs)
 

@@ -167,9 +167,9 @@ class ServerTracing:
 
     def write(self, fn: Callable[[Any], Awaitable[T]]) -> Callable[[Any], Awaitable[T]]:
         """`fn` running under the queuing request's context (see the module docstring);
-        a write outside any traced request or attempt (a health probe, the scheduler's
-        claims, the reaper) as it is."""
-        if not trace.get_current_span().get_span_context().is_valid:
+        a write outside any sampled request or attempt (one not sampled, a health probe,
+        the scheduler's claims, the reaper) as it is: nothing of it would be recorded."""
+        if not trace.get_current_span().is_recording():
             return fn
         return Traced(self, fn)
 
@@ -190,8 +190,8 @@ class ServerTracing:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
-        """A read of a traced request (no span outside one)."""
-        if not trace.get_current_span().get_span_context().is_valid:
+        """A read of a sampled request (no span outside one)."""
+        if not trace.get_current_span().is_recording():
             yield
             return
         with self.tracer.start_as_current_span("db.read"):

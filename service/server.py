@@ -29,9 +29,9 @@ from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
 from jobcontrol.service.rpc.dialect_state import DialectStateServicer
-from jobcontrol.service.rpc.interceptors import RequestIdInterceptor
+from jobcontrol.service.rpc.interceptors import CallInterceptor
 from jobcontrol.service.rpc.jobs import JobServicer
-from jobcontrol.service.rpc.metrics import MetricsInterceptor
+from jobcontrol.service.rpc.metrics import GrpcMetrics
 from jobcontrol.service.rpc.operations import OperationsServicer
 from jobcontrol.service.rpc.operator import OperatorServicer
 from jobcontrol.service.rpc.worker import WorkerServicer
@@ -213,11 +213,11 @@ async def start_server(settings: Settings) -> RunningServer:
     core.scheduler.start()
     auth = AuthInterceptor(Authenticator(rules, core.authorizer), core.authorizer)
     tag = traced.tag_request_id if traced is not None else None
-    interceptors: list[grpc.aio.ServerInterceptor] = [RequestIdInterceptor(tag), auth]
+    # outside authentication, so that the calls it refuses are logged and counted too
+    grpc_metrics = GrpcMetrics(registry) if settings.metrics_address else None
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(tag, grpc_metrics), auth]
     if traced is not None:  # the call's span is current inside, where the request id is
         interceptors.insert(0, traced.interceptor())
-    if settings.metrics_address:  # outermost: it counts calls auth refuses too
-        interceptors.insert(0, MetricsInterceptor(registry))
     server = grpc.aio.server(interceptors=interceptors, options=_options(settings))
     job_service_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(core), server)
     operator_service_pb2_grpc.add_OperatorServiceServicer_to_server(OperatorServicer(core), server)

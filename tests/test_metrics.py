@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 import httpx
 import pytest
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from jobcontrol.service.loadgen.served import free_port
 from jobcontrol.service.rpc.metrics import GO_CODES
@@ -95,6 +96,31 @@ async def test_grpc_server_metrics(server: RunningServer, clients: Clients) -> N
     ]  # fmt: skip
     assert not [line for line in lines if "_created" in line]
     assert not [line for line in lines if 'grpc_code="OK"' in line and "GetJob" in line]
+
+
+async def test_streaming_calls_are_counted_as_bidi_stream(
+    server: RunningServer, clients: Clients
+) -> None:
+    """A streaming call (server reflection, what grpcurl uses) is counted with
+    go-grpc-prometheus's `grpc_type` for it."""
+    assert server.metrics is not None
+    stub = reflection_pb2_grpc.ServerReflectionStub(clients.channel)
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
+    assert [reply async for reply in call]
+    reflection = {
+        "grpc_type": "bidi_stream",
+        "grpc_service": "grpc.reflection.v1alpha.ServerReflection",
+        "grpc_method": "ServerReflectionInfo",
+    }
+    lines = await scrape(server.metrics.url)
+    for line in (
+        sample("grpc_server_started_total", "1.0", reflection),
+        sample("grpc_server_handled_total", "1.0", reflection, grpc_code="OK"),
+        sample("grpc_server_handling_seconds_count", "1.0", reflection),
+    ):
+        assert line in lines, "\n".join(lines)
 
 
 def test_grpc_code_and_type_values_are_go_grpc_prometheus_values() -> None:

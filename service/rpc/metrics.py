@@ -49,28 +49,27 @@ GO_CODES = {
 _LABELS = ("grpc_type", "grpc_service", "grpc_method")
 
 
-class _Method:
+class MethodSeries:
     """One method's bound series (labels resolved once, not per call)."""
 
-    def __init__(self, interceptor: MetricsInterceptor, kind: str, full: str) -> None:
+    def __init__(self, metrics: GrpcMetrics, kind: str, full: str) -> None:
         service, _, method = full.lstrip("/").rpartition("/")
         self.labels = (kind, service, method)
-        self.started = interceptor.started.labels(*self.labels)
-        self.seconds = interceptor.seconds.labels(*self.labels)
-        self._handled = interceptor.handled
+        self.started = metrics.started.labels(*self.labels)
+        self.seconds = metrics.seconds.labels(*self.labels)
+        self._handled = metrics.handled
         self._codes: dict[grpc.StatusCode, Any] = {}
 
-    def done(self, context: Any, started: float, failed: BaseException | None) -> None:
-        self.seconds.observe(time.perf_counter() - started)
-        code = _code(context, failed)
+    def done(self, code: grpc.StatusCode, seconds: float) -> None:
+        self.seconds.observe(seconds)
         child = self._codes.get(code)
         if child is None:
             child = self._codes[code] = self._handled.labels(*self.labels, GO_CODES[code])
         child.inc()
 
 
-def _code(context: Any, failed: BaseException | None) -> grpc.StatusCode:
-    """The call's status: the one the handler set (abort, set_code), else OK, CANCELLED
+def status_of(context: Any, failed: BaseException | None) -> grpc.StatusCode:
+    """A call's status: the one the handler set (abort, set_code), else OK, CANCELLED
     for a call the client or the server's stop cancelled, or UNKNOWN for an exception grpc
     turns into UNKNOWN."""
     code = context.code()
@@ -88,9 +87,10 @@ def _code(context: Any, failed: BaseException | None) -> grpc.StatusCode:
     return grpc.StatusCode.UNKNOWN
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every call it sees; put it outermost so that calls refused by
-    later interceptors (authentication, permission) are counted too."""
+class GrpcMetrics:
+    """The three series on `registry`, and each method's bound children. The server's
+    call interceptor (service/rpc/interceptors.py) feeds them: unary calls from the
+    measurement its access log already takes, streams through `wrap_stream`."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.started = Counter(
@@ -113,25 +113,17 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             buckets=DEFAULT_BUCKETS,
             registry=registry,
         )
-        self._methods: dict[tuple[str, str], _Method] = {}
+        self._methods: dict[tuple[str, str], MethodSeries] = {}
 
-    def _method(self, kind: str, full: str) -> _Method:
+    def method(self, kind: str, full: str) -> MethodSeries:
         found = self._methods.get((kind, full))
         if found is None:
-            found = self._methods[(kind, full)] = _Method(self, kind, full)
+            found = self._methods[(kind, full)] = MethodSeries(self, kind, full)
         return found
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        if handler.unary_unary is not None:
-            kind, inner, wrap = UNARY, handler.unary_unary, grpc.unary_unary_rpc_method_handler
-        elif handler.unary_stream is not None:
+    def wrap_stream(self, handler: Any, full: str) -> Any:
+        """`handler` (a streaming one) counted and timed."""
+        if handler.unary_stream is not None:
             kind, inner = SERVER_STREAMING, handler.unary_stream
             wrap = grpc.unary_stream_rpc_method_handler
         elif handler.stream_unary is not None:
@@ -140,12 +132,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         else:
             kind, inner = BIDI_STREAMING, handler.stream_stream
             wrap = grpc.stream_stream_rpc_method_handler
-        method = self._method(kind, details.method)
+        series = self.method(kind, full)
         streams = kind in (SERVER_STREAMING, BIDI_STREAMING)
         # a streaming reply is an async generator, or a coroutine writing with context.write
-        wrapped = _generator(inner, method) if streams and not _is_coroutine(inner) else None
+        wrapped = _generator(inner, series) if streams and not _is_coroutine(inner) else None
         return wrap(
-            wrapped or _coroutine(inner, method),
+            wrapped or _coroutine(inner, series),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -155,9 +147,9 @@ def _is_coroutine(function: Any) -> bool:
     return inspect.iscoroutinefunction(function)
 
 
-def _coroutine(inner: Any, method: _Method) -> Callable[[Any, Any], Awaitable[Any]]:
+def _coroutine(inner: Any, series: MethodSeries) -> Callable[[Any, Any], Awaitable[Any]]:
     async def wrapped(request: Any, context: Any) -> Any:
-        method.started.inc()
+        series.started.inc()
         started, failed = time.perf_counter(), None
         try:
             return await inner(request, context)
@@ -165,14 +157,14 @@ def _coroutine(inner: Any, method: _Method) -> Callable[[Any, Any], Awaitable[An
             failed = exc
             raise
         finally:
-            method.done(context, started, failed)
+            series.done(status_of(context, failed), time.perf_counter() - started)
 
     return wrapped
 
 
-def _generator(inner: Any, method: _Method) -> Callable[[Any, Any], AsyncIterator[Any]]:
+def _generator(inner: Any, series: MethodSeries) -> Callable[[Any, Any], AsyncIterator[Any]]:
     async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
-        method.started.inc()
+        series.started.inc()
         started, failed = time.perf_counter(), None
         try:
             async for reply in inner(request, context):
@@ -181,9 +173,9 @@ def _generator(inner: Any, method: _Method) -> Callable[[Any, Any], AsyncIterato
             failed = exc
             raise
         finally:
-            method.done(context, started, failed)
+            series.done(status_of(context, failed), time.perf_counter() - started)
 
     return wrapped
 
 
-__all__ = ["MetricsInterceptor"]
+__all__ = ["GO_CODES", "UNARY", "GrpcMetrics", "MethodSeries", "status_of"]

@@ -59,6 +59,21 @@ class Traced:
             otel_context.detach(token)
 
 
+class SampledEngineTracer(EngineTracer):
+    """The SQLAlchemy instrumentation's listener, skipped at once for a statement outside
+    a sampled request: its tracer would make no span of it (ChildOnlyTracer), but only
+    after reading the engine's URL and the database name and parsing the statement."""
+
+    def _before_cur_exec(
+        self, conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: Any
+    ) -> Any:
+        if not trace.get_current_span().is_recording():
+            return statement, params
+        return super()._before_cur_exec(  # type: ignore[no-untyped-call]
+            conn, cursor, statement, params, context, many
+        )
+
+
 def _operation(sql: str) -> str:
     """A statement's span name: its first word (SELECT, UPDATE, WITH, ...), as the
     SQLAlchemy instrumentation names its spans."""
@@ -155,7 +170,7 @@ class ServerTracing:
     def instrument(self, engine: Any) -> None:
         """SQL spans of `engine` (sync, or an AsyncEngine's sync_engine)."""
         sync = getattr(engine, "sync_engine", engine)
-        EngineTracer(self._sql, sync, self._usage)  # type: ignore[no-untyped-call]
+        SampledEngineTracer(self._sql, sync, self._usage)  # type: ignore[no-untyped-call]
 
     def sqlite(self, dbapi: Any) -> TracedSqlite:
         """`dbapi` (sqlite3) with a span per statement of a sampled request."""

@@ -14,10 +14,12 @@ Starts one `jobctl serve` (gRPC only, fresh SQLite file, 1,000 jobs seeded) per 
   not trace, and tracing is reported "not available" (no figure) instead of measured.
 
 Each operation (Echo, GetJob, UpdateJob; 64 in flight) runs off, metrics, tracing,
-tracing, metrics, off, so that a drift of the machine weighs on every mode alike; each
-figure is the mean of a mode's two runs. Prints raw throughput, p99 and server CPU per
-request per mode, P1/P2 per mode, and each mode's throughput cost against off; writes
-JSON (`--json`, default bench/results/observability.json).
+tracing, metrics, off, off, metrics, tracing, so that a drift of the machine weighs on
+every mode alike; each figure is the median of a mode's three runs. Prints raw
+throughput, p99 and server CPU per request per mode, P1/P2 per mode, and each mode's cost
+against off in throughput (the target's measure) and in server CPU per request (the
+steadier one on a machine the load generator shares); writes JSON (`--json`, default
+bench/results/observability.json).
 
     python -m bench.observability            # 5 s phases (about 3 minutes)
     python -m bench.observability --short    # 3 s phases
@@ -30,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,7 +46,7 @@ from jobcontrol.service.loadgen import served
 
 ROOT = Path(__file__).resolve().parent
 OPS = ("echo", "get", "update")
-ORDER = ("off", "metrics", "tracing", "tracing", "metrics", "off")
+ORDER = ("off", "metrics", "tracing", "tracing", "metrics", "off", "off", "metrics", "tracing")
 # the bounds: throughput lost with the mode on, against off
 BOUNDS = {"metrics": 0.05, "tracing": 0.10}
 SAMPLING = "0.1"
@@ -120,9 +123,9 @@ async def traces_arrive(runner: Runner, receiver: str) -> bool:
     return False
 
 
-def _mean(values: list[float | None]) -> float | None:
+def _median(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
+    return statistics.median(known) if known else None
 
 
 async def run(plan: Plan) -> dict[str, Any]:
@@ -144,7 +147,7 @@ async def run(plan: Plan) -> dict[str, Any]:
             if not traced:
                 notes["tracing"] = (
                     "not available: the server sent nothing to OTEL_EXPORTER_OTLP_ENDPOINT "
-                    "(it does not trace yet)"
+                    "(tracing is off or its export fails)"
                 )
                 print(f"tracing: {notes['tracing']}", flush=True)
                 modes.remove("tracing")
@@ -184,7 +187,7 @@ def figures_of(runs: dict[tuple[str, str], list[dict[str, Any]]], modes: list[st
     for mode in modes:
         ops = {
             op: {
-                key: _mean([r[key] for r in runs[(op, mode)]])
+                key: _median([r[key] for r in runs[(op, mode)]])
                 for key in ("throughput", "p99_ms", "server_cpu_ms")
             }
             for op in OPS
@@ -199,6 +202,13 @@ def figures_of(runs: dict[tuple[str, str], list[dict[str, Any]]], modes: list[st
             off = {op: float(out["off"]["ops"][op]["throughput"] or 0) for op in OPS}
             cost = {op: 1 - per_s[op] / off[op] if off[op] else None for op in OPS}
             entry["throughput_cost"] = cost
+            cpu_off = {op: out["off"]["ops"][op]["server_cpu_ms"] for op in OPS}
+            entry["cpu_cost"] = {
+                op: ops[op]["server_cpu_ms"] / cpu_off[op] - 1
+                if cpu_off[op] and ops[op]["server_cpu_ms"] is not None
+                else None
+                for op in OPS
+            }
             entry["bound"] = BOUNDS[mode]
             entry["within_bound"] = {
                 op: c is not None and c <= BOUNDS[mode] for op, c in cost.items()
@@ -209,14 +219,15 @@ def figures_of(runs: dict[tuple[str, str], list[dict[str, Any]]], modes: list[st
 
 def report(result: dict[str, Any]) -> None:
     figures, notes = result["figures"], result["notes"]
-    print(f"\n{'op':<8} {'mode':<8} {'req/s':>8} {'p99 ms':>8} {'cpu ms/req':>11} {'cost':>7}")
+    print(f"\n{'op':<8} {'mode':<8} {'req/s':>8} {'p99 ms':>8} {'cpu ms/req':>11} "
+          f"{'req/s cost':>10} {'cpu cost':>9}")  # fmt: skip
     for op in OPS:
         for mode, entry in figures.items():
             o = entry["ops"][op]
-            cost = entry.get("throughput_cost", {}).get(op)
-            shown = "" if cost is None else f"{100 * cost:6.1f}%"
+            costs = [entry.get(k, {}).get(op) for k in ("throughput_cost", "cpu_cost")]
+            shown = ["" if c is None else f"{100 * c:.1f}%" for c in costs]
             print(f"{op:<8} {mode:<8} {o['throughput']:8.0f} {o['p99_ms'] or 0:8.1f} "
-                  f"{o['server_cpu_ms'] or 0:11.3f} {shown:>7}")  # fmt: skip
+                  f"{o['server_cpu_ms'] or 0:11.3f} {shown[0]:>10} {shown[1]:>9}")  # fmt: skip
     for mode, entry in figures.items():
         print(
             f"{mode:<8} P1 {entry['P1_get_over_echo']:.3f}  P2 {entry['P2_update_over_echo']:.3f}"

@@ -49,7 +49,8 @@ _HELP = {
     "max_batch": "most write requests committed in one transaction (group commit)",
     "read_pool_size": "read connections beside the single writer (PostgreSQL only)",
     "health_interval": "seconds between health probes of the store (a read, a no-op "
-    "write, the schema revision) that set gRPC health and /readyz",
+    "write, the schema revision) that set gRPC health and /readyz; with metrics on, also "
+    "how often the work queue depth and the occurrences due are counted",
     "shutdown_grace": "seconds SIGTERM waits for in-flight calls",
     "log_level": "DEBUG, INFO, WARNING or ERROR",
     "metrics_address": "HOST:PORT serving Prometheus metrics at /metrics (empty: off)",

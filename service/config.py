@@ -45,7 +45,8 @@ class Settings:
     # read connections beside the single writer
     read_pool_size: int = 4
     # seconds between health probes of the store (a read, a no-op write, the schema
-    # revision), each bounded by the interval or 2 s, whichever is longer
+    # revision), each bounded by the interval or 2 s, whichever is longer; with metrics on,
+    # also how often the backlog gauges are counted (service/metrics.py, Backlog)
     health_interval: float = 2.0
     # seconds SIGTERM waits for in-flight calls
     shutdown_grace: float = 10.0

@@ -44,6 +44,7 @@ class HealthMonitor:
         # the last outcome: "" serving, else why not; None before the first probe
         self.reason: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def probe(self) -> str:
         """Check the store once and publish the outcome; returns it ("": serving)."""
@@ -70,12 +71,15 @@ class HealthMonitor:
         self._task = asyncio.create_task(self._loop(), name="health-monitor")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.interval)
             await self.probe()
 
     async def stop(self) -> None:
-        """Stop probing (the caller then reports NOT_SERVING for the shutdown)."""
+        """Stop probing (the caller then reports NOT_SERVING for the shutdown). The flag
+        as well as the cancel: on Python 3.11 `asyncio.wait_for` (the store's check) drops
+        a cancel that arrives as its awaitable completes, and the loop would go on."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

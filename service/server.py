@@ -21,10 +21,11 @@ from prometheus_client import CollectorRegistry
 from jobcontrol.metrics import MetricsServer, start_metrics_server
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
+from jobcontrol.service.core.profiles import WORK_KINDS
 from jobcontrol.service.core.service import Core, build_core
 from jobcontrol.service.health import HealthMonitor, check_interval
 from jobcontrol.service.http_actions import HttpActionRunner
-from jobcontrol.service.metrics import ServerMetrics
+from jobcontrol.service.metrics import Backlog, ServerMetrics
 from jobcontrol.service.rpc.auth import AuthInterceptor
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
@@ -77,6 +78,8 @@ class RunningServer:
     registry: CollectorRegistry
     metrics: MetricsServer | None = None
     monitor: HealthMonitor | None = None
+    # the work queue's depth and the occurrences due, counted when metrics are on
+    backlog: Backlog | None = None
     # traces (service/tracing.py); None: off
     tracing: Any = None
 
@@ -85,6 +88,8 @@ class RunningServer:
         the reaper and the store (queued writes are committed first)."""
         if self.monitor is not None:
             await self.monitor.stop()
+        if self.backlog is not None:
+            await self.backlog.stop()
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace)
@@ -152,9 +157,14 @@ def default_poll(store: SqliteStore | PostgresStore) -> float:
     return 5.0 if isinstance(store, PostgresStore) else 0.5
 
 
-def _watch(measured: ServerMetrics, core: Core, store: SqliteStore | PostgresStore) -> None:
-    """The engine reports to `measured`; gauges read the store and the scheduler."""
+def _watch(
+    measured: ServerMetrics, core: Core, store: SqliteStore | PostgresStore, interval: float
+) -> Backlog:
+    """The engine reports to `measured`; gauges read the store and the scheduler; the
+    backlog (not started yet) is counted every `interval` seconds."""
     core.ctx.metrics = measured
+    backlog = Backlog(store, interval, WORK_KINDS)
+    measured.registry.register(backlog)
     measured.gauge(
         "jobcontrol_writer_queue_depth", "Writes queued for the writer.", store.queue_depth
     )
@@ -174,6 +184,7 @@ def _watch(measured: ServerMetrics, core: Core, store: SqliteStore | PostgresSto
             "Read connections the pool may hold (--read-pool-size).",
             lambda: float(store.read_pool_size),
         )
+    return backlog
 
 
 async def start_server(settings: Settings) -> RunningServer:
@@ -204,8 +215,7 @@ async def start_server(settings: Settings) -> RunningServer:
         scheduler_concurrency=settings.scheduler_concurrency,
         work_poll_interval=settings.work_poll_interval or default_poll(store),
     )
-    if measured is not None:
-        _watch(measured, core, store)
+    backlog = None if measured is None else _watch(measured, core, store, settings.health_interval)
     core.ctx.tracing = traced
     # other replicas' notices of work wake this server's waiting LeaseWorks
     store.on_work(core.ctx.work_signal.notify)
@@ -246,6 +256,9 @@ async def start_server(settings: Settings) -> RunningServer:
     monitor = HealthMonitor(store, health_servicer, SERVICE_NAMES, settings.health_interval)
     await monitor.probe()
     monitor.start()
+    if backlog is not None:  # counted before the first scrape can come
+        await backlog.refresh()
+        backlog.start()
     host = settings.grpc_address.rsplit(":", 1)[0]
     address = f"{host}:{port}"
     log.info("listening", extra={"address": address, "database": store.url.render_as_string()})
@@ -258,6 +271,7 @@ async def start_server(settings: Settings) -> RunningServer:
         runner,
         registry,
         monitor=monitor,
+        backlog=backlog,
         tracing=traced,
     )
     if settings.metrics_address:

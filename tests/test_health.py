@@ -17,9 +17,10 @@ from typing import Any
 import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy import make_url
 
+from jobcontrol.service.health import HealthMonitor
 from jobcontrol.service.server import SERVICE_NAMES, RunningServer, start_server
 from jobcontrol.service.storage import migrate
 from tests.conftest import make_settings, postgres_server, start_gateway
@@ -218,6 +219,39 @@ async def test_stopping_server_stops_the_monitor(tmp_path: Path) -> None:
     assert running.monitor is not None
     await running.stop(grace=0.5)
     assert running.monitor._task is not None and running.monitor._task.done()
+
+
+class GatedStore:
+    """A store whose check waits, through `asyncio.wait_for` as `check_store` does, for
+    `gate`."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def check(self, within: float) -> str:
+        self.entered.set()
+        await asyncio.wait_for(self.gate, within)
+        return ""
+
+
+async def test_stop_ends_the_monitor_when_a_probe_drops_the_cancel() -> None:
+    """H1: stopping while a probe's check completes ends the monitor: on Python 3.11
+    `asyncio.wait_for` returns the completed result and drops the cancel, and the monitor
+    must not go on probing (its stop, and the server's, would never return)."""
+    store = GatedStore()
+    monitor = HealthMonitor(store, health.aio.HealthServicer(), (), 0.01)
+    monitor.start()
+    await asyncio.wait_for(store.entered.wait(), BOUND)
+    store.gate.set_result(None)  # completes in the same turn as the cancel
+    stopping = asyncio.ensure_future(monitor.stop())
+    # asyncio.wait, not wait_for: its timeout would cancel the monitor once more
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    if not done:
+        assert monitor._task is not None
+        monitor._task.cancel()
+        await stopping
+    assert done, "the monitor went on probing after stop"
 
 
 async def test_health_interval_must_be_positive(tmp_path: Path) -> None:

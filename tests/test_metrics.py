@@ -13,8 +13,11 @@ import grpc
 import httpx
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from prometheus_client import CollectorRegistry, generate_latest
 
+from jobcontrol.service.core.ports import WorkDepth
 from jobcontrol.service.loadgen.served import free_port
+from jobcontrol.service.metrics import Backlog
 from jobcontrol.service.rpc.metrics import GO_CODES
 from jobcontrol.service.server import RunningServer, start_server
 from jobcontrol.v1 import (
@@ -23,6 +26,7 @@ from jobcontrol.v1 import (
     job_service_pb2_grpc,
     resources_pb2,
 )
+from jobcontrol.v1 import resources_pb2 as res
 from jobcontrol.v1 import worker_service_pb2 as worker_pb
 from tests.conftest import Clients, make_settings, secured_settings, start_gateway
 from tests.http_target import serving_target
@@ -58,9 +62,12 @@ async def scrape(url: str) -> list[str]:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """A server with its metrics listener on a free loopback port."""
-    running = await start_server(make_settings(tmp_path, metrics_address="127.0.0.1:0"))
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+    """A server with its metrics listener on a free loopback port (more settings: an
+    indirect parameter, see FAST_BACKLOG)."""
+    overrides = getattr(request, "param", {})
+    settings = make_settings(tmp_path, metrics_address="127.0.0.1:0", **overrides)
+    running = await start_server(settings)
     try:
         yield running
     finally:
@@ -152,6 +159,7 @@ async def test_metrics_off_by_default(tmp_path: Path) -> None:
     running = await start_server(make_settings(tmp_path))
     try:
         assert running.metrics is None
+        assert running.backlog is None  # nothing counts the backlog: no query at all
     finally:
         await running.stop(grace=1.0)
 
@@ -288,6 +296,179 @@ async def test_expired_leases_are_counted(
     lines = await scrape(server.metrics.url)
     assert 'jobcontrol_work_leases_expired_total{kind="batch.task"} 1.0' in lines, lines
     assert "jobcontrol_reaper_overdue_ended_total 0.0" in lines
+
+
+# the backlog is counted every --health-interval: 50 ms here, and scrapes poll for it
+FAST_BACKLOG = pytest.mark.parametrize(
+    "server", [{"health_interval": 0.05}], indirect=True, ids=["interval-50ms"]
+)
+
+
+def depth(kind: str, queued: int, leased: int) -> set[str]:
+    """The two samples of a kind in jobcontrol_work_queue_depth."""
+    return {
+        f'jobcontrol_work_queue_depth{{kind="{kind}",state="queued"}} {float(queued)}',
+        f'jobcontrol_work_queue_depth{{kind="{kind}",state="leased"}} {float(leased)}',
+    }
+
+
+async def scraped(url: str, wanted: set[str]) -> None:
+    """`wanted` are lines of the scrape within WAIT seconds (the count is periodic)."""
+
+    async def found() -> bool:
+        return wanted <= set(await scrape(url))
+
+    try:
+        await eventually(found, f"scraped {sorted(wanted)}")
+    except AssertionError:
+        lines = [x for x in await scrape(url) if "backlog" in x or "_depth" in x or "_due" in x]
+        raise AssertionError(f"{sorted(wanted)} not in {lines}") from None
+
+
+@pytest.mark.backends
+@FAST_BACKLOG
+async def test_work_queue_depth_counts_items_by_kind_and_lease(
+    server: RunningServer, clients: Clients, worker: Any, make_collection: Any
+) -> None:
+    """jobcontrol_work_queue_depth{kind,state}: a batch job's tasks are queued until
+    leased; leased ones count as leased until completed (they go), or until their lease
+    expires on the database's clock (queued again); every kind reads 0 when it has no
+    items, the kinds no item was ever made of included."""
+    assert server.metrics is not None
+    url = server.metrics.url
+    await scraped(url, depth("batch.task", 0, 0) | depth("backup.run", 0, 0))
+    job = await batch_job(make_collection, clients)
+    for i in range(3):
+        await add_task(clients, job, f"t{i}")
+    await scraped(url, depth("batch.task", 3, 0) | depth("backup.run", 0, 0))
+    taken = await lease(worker, 2)
+    assert len(taken) == 2
+    await scraped(url, depth("batch.task", 1, 2))
+    # long enough to be seen leased, however slow the machine; then it expires
+    [last] = await lease(worker, lease_duration=seconds(3))
+    await scraped(url, depth("batch.task", 0, 3))
+    # its lease expires (the task stays RUNNING): waiting for a worker again
+    await scraped(url, depth("batch.task", 1, 2))
+    for item in taken:
+        done = await worker.CompleteWork(
+            worker_pb.CompleteWorkRequest(lease_token=item.lease_token)
+        )
+        assert done.done
+    await scraped(url, depth("batch.task", 1, 0))
+    [again] = await lease(worker, who="w2")
+    assert again.work_id == last.work_id and again.attempt == 2
+    await scraped(url, depth("batch.task", 0, 1))
+    await worker.CompleteWork(worker_pb.CompleteWorkRequest(lease_token=again.lease_token))
+    await scraped(url, depth("batch.task", 0, 0) | depth("backup.run", 0, 0))
+    lines = await scrape(url)
+    assert "# TYPE jobcontrol_work_queue_depth gauge" in lines
+    assert len([x for x in lines if x.startswith("jobcontrol_work_queue_depth{")]) == 4, lines
+
+
+@pytest.mark.backends
+@FAST_BACKLOG
+async def test_occurrences_due_counts_the_unclaimed(
+    server: RunningServer, clients: Clients, make_collection: Any
+) -> None:
+    """jobcontrol_scheduler_occurrences_due: a scheduled job due now that no scheduler
+    claims (this server runs none: scheduler_concurrency 0) is due until it is paused
+    (its occurrence is unplanned)."""
+    assert server.metrics is not None
+    url = server.metrics.url
+    await scraped(url, {"jobcontrol_scheduler_occurrences_due 0.0"})
+    collection = await make_collection(res.SCHEDULED)
+    act = action("http://127.0.0.1:9/never", none=True)
+    job = await clients.jobs.CreateJob(
+        job_service_pb2.CreateJobRequest(
+            parent=collection.name,
+            job_id="now",
+            job=res.Job(scheduled=res.ScheduledSpec(action=act)),
+        )
+    )
+    await scraped(url, {"jobcontrol_scheduler_occurrences_due 1.0"})
+    await clients.jobs.PauseJob(job_service_pb2.PauseJobRequest(name=job.name))
+    await scraped(url, {"jobcontrol_scheduler_occurrences_due 0.0"})
+
+
+class CountingStore:
+    """A store whose reads answer from `tx` (a count's), fail, or never end."""
+
+    def __init__(self) -> None:
+        self.depth: dict[str, WorkDepth] = {}
+        self.due = 0
+        self.broken: str = ""  # "", "fails" or "hangs"
+        # when set, a read waits for it through asyncio.wait_for (see the stop test)
+        self.gate: asyncio.Future[None] | None = None
+        self.entered = asyncio.Event()
+
+    async def work_depth(self) -> dict[str, WorkDepth]:
+        return dict(self.depth)
+
+    async def occurrences_due(self) -> int:
+        return self.due
+
+    async def read(self, fn: Any) -> Any:
+        if self.broken == "fails":
+            raise RuntimeError("no database")
+        if self.broken == "hangs":
+            await asyncio.sleep(60)
+        if self.gate is not None:
+            self.entered.set()
+            await asyncio.wait_for(self.gate, 5)
+        return await fn(self)
+
+
+def exposed(registry: CollectorRegistry) -> list[str]:
+    page = generate_latest(registry).decode()
+    return [x for x in page.splitlines() if x.startswith("jobcontrol_")]
+
+
+async def test_the_backlog_serves_its_last_count_and_zero_for_drained_kinds() -> None:
+    """Before a first count: no samples. A kind seen once (a known one or not) reads 0
+    once it drains, never its last value; a count that fails or outlasts its bound keeps
+    the last count served."""
+    store = CountingStore()
+    backlog = Backlog(store, 0.05, ["batch.task"])
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(backlog)
+    assert exposed(registry) == []
+    store.depth = {"batch.task": WorkDepth(3, 1), "odd.kind": WorkDepth(2, 0)}
+    store.due = 4
+    assert await backlog.refresh()
+    counted = [
+        'jobcontrol_work_queue_depth{kind="batch.task",state="queued"} 3.0',
+        'jobcontrol_work_queue_depth{kind="batch.task",state="leased"} 1.0',
+        'jobcontrol_work_queue_depth{kind="odd.kind",state="queued"} 2.0',
+        'jobcontrol_work_queue_depth{kind="odd.kind",state="leased"} 0.0',
+        "jobcontrol_scheduler_occurrences_due 4.0",
+    ]
+    assert exposed(registry) == counted
+    backlog.timeout = 0.1
+    for broken in ("fails", "hangs"):
+        store.broken = broken
+        assert not await backlog.refresh()
+        assert exposed(registry) == counted
+    store.broken, store.depth, store.due = "", {}, 0
+    assert await backlog.refresh()
+    assert exposed(registry) == [x.rsplit(" ", 1)[0] + " 0.0" for x in counted]
+
+
+async def test_stopping_the_backlog_ends_it_when_a_read_drops_the_cancel() -> None:
+    """Stopping while a count's read completes ends the counting task, even when the
+    read (as Python 3.11's asyncio.wait_for does) drops the cancel."""
+    store = CountingStore()
+    store.gate = asyncio.get_running_loop().create_future()
+    backlog = Backlog(store, 0.01, ["batch.task"])
+    backlog.start()
+    await asyncio.wait_for(store.entered.wait(), 10)
+    store.gate.set_result(None)  # completes in the same turn as the cancel
+    stopping = asyncio.ensure_future(backlog.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)  # wait_for would cancel it again
+    if not done:
+        assert backlog._task is not None
+        backlog._task.cancel()
+        await stopping
+    assert done, "the backlog went on counting after stop"
 
 
 @pytest.mark.slow

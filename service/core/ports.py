@@ -60,6 +60,15 @@ class TaskStatistics:
     retries: int = 0
 
 
+@dataclass(frozen=True)
+class WorkDepth:
+    """A kind's work items: waiting for a worker (no live lease: none taken, given back,
+    or expired on the database's clock) and held under a live lease."""
+
+    queued: int = 0
+    leased: int = 0
+
+
 class Tx(Protocol):
     """Reads and writes inside one transaction. Write methods are only called from
     `Store.write`, which serialises them on one writer."""
@@ -148,6 +157,8 @@ class Tx(Protocol):
     async def next_due_time(self) -> int | None: ...
     async def expire_occurrences(self, before: int) -> None: ...
     async def list_occurrences(self, job_pk: int) -> list[Occurrence]: ...
+    # occurrences due now (on the database's clock) and under no live lease
+    async def occurrences_due(self) -> int: ...
     # work leased by workers (WorkerService), timed on the database's clock
     async def db_now(self) -> int: ...
     async def insert_work_item(
@@ -173,6 +184,9 @@ class Tx(Protocol):
     async def overdue_jobs(self, states: frozenset[str], limit: int) -> list[Job]: ...
     async def renew_work(self, pk: int, token: str, expire: int, progress: str) -> bool: ...
     async def end_work(self, pk: int, token: str, done: bool) -> bool: ...
+    # every work item by kind, queued or leased: one grouped count (a kind without items
+    # is absent)
+    async def work_depth(self) -> dict[str, WorkDepth]: ...
     # this write made work available: on PostgreSQL its commit notifies every replica's
     # store (`Store.on_work`); rolled back, nothing is sent. SQLite: nothing to do
     async def announce_work(self) -> None: ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, false, func, insert, select, update
 
 from jobcontrol.service.core.model import Occurrence
 from jobcontrol.service.storage.schema import DbNow, occurrences
@@ -134,6 +134,18 @@ class OccurrencesTx:
         found = await self.conn.execute(select(func.min(claimable)).where(_O.done.is_(False)))
         value = found.scalar()
         return None if value is None else int(value)
+
+    async def occurrences_due(self) -> int:
+        """Occurrences not done, due by the database's clock and under no live lease (the
+        ones `claim_occurrences` would take now, without its look-ahead): a range of
+        ix_occurrences_due (done, due_time)."""
+        now = select(DbNow()).scalar_subquery()
+        found = await self.conn.execute(
+            select(func.count()).where(
+                _O.done == false(), _O.due_time <= now, _O.lease_expire_time < now
+            )
+        )
+        return int(found.scalar_one())
 
     async def expire_occurrences(self, before: int) -> None:
         """Forget done occurrences expected before `before` (µs)."""

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import Label
 
 from jobcontrol.service.core.model import Job, TaskState
+from jobcontrol.service.core.ports import WorkDepth
 from jobcontrol.service.core.work_records import WorkRow
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.schema import DbNow, jobs, tasks, work_items
@@ -198,6 +199,22 @@ class WorkTx:
                 .values(lease_token="", lease_owner="", lease_expire_time=0)
             )
         return bool(result.rowcount)
+
+    async def work_depth(self) -> dict[str, WorkDepth]:
+        """Every item by kind: how many, and how many under a live lease (a token, and an
+        expiry past the database's clock, read once for the statement), whatever its job's
+        state. One pass grouped by kind: along ix_work_items_kind (kind, pk) on SQLite, in
+        kind order without a sort; a sequential scan and a hash aggregate on PostgreSQL.
+        work_items holds the outstanding work only (an item goes when its work is done), so
+        the pass is as long as the backlog. No index covers the lease columns on purpose:
+        every lease and heartbeat rewrites lease_expire_time, and would update it too."""
+        now = select(DbNow()).scalar_subquery()
+        live = and_(_W.lease_token != "", _W.lease_expire_time > now)
+        stmt = select(_W.kind, func.count(), func.sum(case((live, 1), else_=0))).group_by(_W.kind)
+        return {
+            kind: WorkDepth(queued=int(total) - int(leased), leased=int(leased))
+            for kind, total, leased in (await self.conn.execute(stmt)).all()
+        }
 
     async def announce_work(self) -> None:
         """Nothing here: one server per SQLite file, whose in-process signal wakes its

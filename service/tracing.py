@@ -190,18 +190,23 @@ class ServerTracing:
 
     @contextlib.contextmanager
     def transaction(self, fns: Sequence[object]) -> Iterator[None]:
-        """The writer's transaction of one batch, linked to its sampled requests."""
+        """The writer's transaction of one batch, linked to its sampled requests. The span
+        is never the current one: each sampled request's work runs in its own context
+        (`Traced`), and a request not sampled must not record its SQL under this span."""
         links = tracing.links(iter(f.captured for f in fns if isinstance(f, Traced)))
         if not links:
             yield
             return
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             "db.transaction",
             context=otel_context.Context(),
             links=links,
             attributes={"jobcontrol.batch_size": len(fns)},
-        ):
+        )
+        try:
             yield
+        finally:
+            span.end()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:

@@ -390,6 +390,47 @@ async def test_sampling_is_parent_based_at_the_configured_ratio(tmp_path: Path) 
                 assert {t for t, _ in span.links} == {written}
 
 
+async def test_a_request_not_sampled_records_nothing_in_a_sampled_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O6: writes of requests not sampled that commit in the same group-commit batch as a
+    sampled one record no span: not their SQL under the batch's `db.transaction` (which
+    links the sampled request only), nor anything else."""
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    monkeypatch.setattr(logs, "trace_fields", None)
+    async with collector() as got:
+        running = await start_server(make_settings(tmp_path, otel=got.url))
+        try:
+            header, sampled, _ = _traceparent()
+            async with grpc.aio.insecure_channel(running.address) as channel:
+                jobs = job_service_pb2_grpc.JobServiceStub(channel)
+
+                def create(name: str, metadata: tuple[tuple[str, str], ...]) -> Any:
+                    return jobs.CreateCollection(
+                        JS.CreateCollectionRequest(
+                            collection_id=name,
+                            collection=resources_pb2.Collection(profile=resources_pb2.BATCH),
+                        ),
+                        metadata=metadata,
+                    )
+
+                await asyncio.gather(
+                    *(create(f"u{i}", (("x-request-id", f"unsampled-{i}"),)) for i in range(10)),
+                    create("s", (("traceparent", header), ("x-request-id", "sampled"))),
+                    *(create(f"v{i}", (("x-request-id", f"unsampled-{i}"),)) for i in range(10)),
+                )
+        finally:
+            await running.stop(grace=1.0)
+        transactions = {s.span_id for s in got.spans if s.name == "db.transaction"}
+        assert transactions, [(s.name, s.trace_id) for s in got.spans]
+        assert not [s for s in got.spans if s.parent in transactions]
+        rids = {s.attributes.get(tracing.REQUEST_ID) for s in got.spans}
+        assert not {r for r in rids if str(r).startswith("unsampled")}, rids
+        assert {s.trace_id for s in got.spans if s.name != "db.transaction"} == {sampled}
+
+
 def test_sampler_from_the_standard_variables() -> None:
     """O3: the sampler the standard variables name; parent-based always on by default; a
     name or ratio not understood stops the start."""

@@ -23,6 +23,7 @@ from jobcontrol.gateway.app import create_app
 from jobcontrol.gateway.config import GatewaySettings, split_address
 from jobcontrol.gateway.dialects.base import request_id
 from jobcontrol.gateway.protocol import Limits, guarded_protocol
+from jobcontrol.runtime import settle_heap
 from jobcontrol.settings import ENV_PREFIX, is_loopback, load_settings
 
 log = logging.getLogger("jobcontrol.gateway")
@@ -126,7 +127,9 @@ def run(settings: GatewaySettings) -> None:
     logs.configure(settings.log_level, request_id.get)
     check_exposure(settings)
     host, port = split_address(settings.http_address)
-    uvicorn.Server(uvicorn_config(settings, host=host, port=port)).run()
+    config = uvicorn_config(settings, host=host, port=port)
+    settle_heap()
+    uvicorn.Server(config).run()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

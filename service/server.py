@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from jobcontrol.metrics import MetricsServer, start_metrics_server
+from jobcontrol.runtime import settle_heap
 from jobcontrol.service import auth_config
 from jobcontrol.service.config import Settings
 from jobcontrol.service.core.profiles import WORK_KINDS
@@ -317,6 +318,7 @@ async def serve(settings: Settings) -> None:
     gracefully: the gateway first, so no new calls arrive, then gRPC drains."""
     running = await start_server(settings)
     gateway = await start_gateway(settings, running.address) if settings.http_address else None
+    settle_heap()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

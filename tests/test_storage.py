@@ -363,3 +363,41 @@ async def test_work_listener_reconnects_after_its_connection_is_killed(
     assert await notices.next()  # listening again
     await store.write(_announce)
     assert await notices.next()
+
+
+async def test_update_writes_every_column_that_differs_from_the_stored_row(
+    store: Store,
+) -> None:
+    """An update sets the columns it changed since its read (SQLite: only those, so that
+    unchanged indexes are not rewritten), and every column once anything else wrote since
+    that read: a value changed by another statement in between is put back, not kept."""
+    await store.write(lambda tx: tx.insert_collection(_collection("c")))
+    job = _job("c", "j")
+    job.display_name = "original"
+    await store.write(lambda tx: tx.insert_job(job, "j", None))
+
+    async def rename(tx: Tx) -> None:
+        read = await tx.get_job("c", "j")
+        assert read is not None
+        read.labels = {"k": "v"}
+        stamp(read, 1)
+        await tx.update_job(read, None)
+
+    await store.write(rename)
+    renamed = await store.read(lambda tx: tx.get_job("c", "j"))
+    assert renamed is not None
+    assert (renamed.labels, renamed.display_name, renamed.version) == ({"k": "v"}, "original", 1)
+
+    async def interleaved(tx: Tx) -> None:
+        read = await tx.get_job("c", "j")
+        assert read is not None
+        sql = text("UPDATE jobs SET display_name = 'other', state = 'DISABLED'")
+        await tx.conn.execute(sql)  # type: ignore[attr-defined]  # SqlTx's connection
+        read.labels = {}
+        stamp(read, 2)
+        await tx.update_job(read, None)
+
+    await store.write(interleaved)
+    stored = await store.read(lambda tx: tx.get_job("c", "j"))
+    assert stored is not None
+    assert (stored.labels, stored.display_name, stored.state) == ({}, "original", State.ENABLED)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run run-pg test lint gen check-gen breaking contract-baseline ci bench bench-full bench-rest bench-auth bench-observability clean
+.PHONY: install run run-pg test lint gen check-gen breaking contract-baseline ci bench-tools bench bench-full bench-rest bench-auth bench-observability clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,11 +53,17 @@ check-gen: gen
 
 ci: test lint breaking check-gen
 
-bench: install
-	$(BIN)/python bench/run.py --short
+# h2load (nghttp2-client) and wrk, the C load generators bench/run.py uses when present
+bench-tools:
+	@command -v h2load >/dev/null && command -v wrk >/dev/null || \
+	  { apt-get install -y nghttp2-client wrk || \
+	    { apt-get update && apt-get install -y nghttp2-client wrk; }; }
 
-bench-full: install
-	$(BIN)/python bench/run.py
+bench: install bench-tools
+	$(BIN)/python -m bench.run --short
+
+bench-full: install bench-tools
+	$(BIN)/python -m bench.run
 
 bench-auth: install
 	$(BIN)/python -m bench.auth

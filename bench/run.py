@@ -6,8 +6,8 @@ engine, in this process) phase after phase, so every figure is a ratio of figure
 minutes apart on the same machine. Prints a table (target, figure, pass/fail) and writes
 JSON (`--json`, default bench/results/latest.json).
 
-    python bench/run.py            # full: 10 s phases, 1,000,000 jobs (about 6 minutes)
-    python bench/run.py --short    # `make bench`: 3 s phases, same targets (under 5 minutes)
+    python -m bench.run            # full: 10 s phases, 1,000,000 jobs (about 6 minutes)
+    python -m bench.run --short    # `make bench`: 3 s phases, same targets (under 5 minutes)
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from jobcontrol.service.loadgen import population, served
+from bench import cload
+from jobcontrol.service.loadgen import population, served, targets
 from jobcontrol.service.loadgen.bench import build_parser, execute
 from jobcontrol.service.loadgen.config import from_args
 
@@ -60,6 +61,40 @@ class Runner:
         self.plan = plan
         self.results = Results()
         self.server: served.ServedServer | None = None
+        self.metrics_url = ""
+
+    async def c_phase(self, name: str, load: cload.GrpcLoad | cload.RestLoad,
+                      warmup: cload.RestLoad | None = None) -> dict[str, Any]:  # fmt: skip
+        """One h2load or wrk run (after its warm-up run, for wrk); CPU per request of the
+        main run only."""
+        assert self.server is not None
+        if warmup is not None:
+            await warmup.run()
+        cpu_before = self.server.cpu()
+        op = await load.run()
+        cpu_after = self.server.cpu()
+        sent = op["count"] + sum(op["errors"].values())
+        if isinstance(load, cload.GrpcLoad):  # h2load's CPU window holds its warm-up too
+            sent = int(sent * (load.duration + load.warmup) / load.duration)
+        main = {"ops": {name: op}, "cpu_ms_per_request": {
+            k: (cpu_after[k] - cpu_before[k]) * 1000 / sent if sent else None for k in cpu_after
+        }}  # fmt: skip
+        self.results.phases[name] = main
+        print(f"  {name:<22} {op['throughput']:8.0f}/s  p50 {op['p50_ms'] or 0:6.2f} ms  "
+              f"p99 {op['p99_ms'] or 0:6.2f} ms  errors {op['errors']}", flush=True)  # fmt: skip
+        return main
+
+    def grpc_load(self, method: str, message: bytes, in_flight: int = 64) -> cload.GrpcLoad:
+        assert self.server is not None
+        return cload.GrpcLoad(self.server.grpc_target, self.metrics_url, method, message,
+                              in_flight, self.plan.duration, self.plan.warmup)  # fmt: skip
+
+    def rest_load(self, method: str, path: str, body: str = "", *,
+                  seconds: float | None = None, count: int = 1, walk: bool = False,
+                  start: int = 0) -> cload.RestLoad:  # fmt: skip
+        assert self.server is not None
+        return cload.RestLoad(self.server.http_url, method, path, body, 64,
+                              seconds or self.plan.duration, count, walk, start)  # fmt: skip
 
     async def phase(self, name: str, *flags: str, protocol: str = "grpc",
                     collection: str = "bench", jobs: int = 1000) -> dict[str, Any]:  # fmt: skip
@@ -106,12 +141,18 @@ def op_of(phase: dict[str, Any]) -> dict[str, Any]:
 async def run(plan: Plan) -> Results:
     r = Runner(plan)
     res = r.results
-    r.server = await served.start(True, {})
+    metrics = f"{served.HOST}:{served.free_port()}"
+    r.server = await served.start(True, {"JOBCONTROL_METRICS_ADDRESS": metrics})
+    r.metrics_url = f"http://{metrics}/metrics"
     try:
         print("seeding", flush=True)
         await r.seed("bench", 1000)
-        for name in ("del-grpc", "del-rest", "del-16"):
+        for name in ("del-grpc", "del-rest", "del-16", "del-wrk"):
             await r.seed(name, plan.delete_pool)
+        if cload.available():
+            await c_clients(r)
+        else:
+            print("h2load and wrk not installed (make bench-tools): no C-client figures")
         print(f"P1-P4 (64 in flight; store ~{1000 + 3 * plan.delete_pool:,} jobs)")
         echo = await r.phase("echo", "--mix", "echo=100")
         get = await r.phase("get", "--mix", "get=100")
@@ -192,6 +233,47 @@ async def run(plan: Plan) -> Results:
     finally:
         await r.server.stop()
     return res
+
+
+_JOBS = "jobcontrol.v1.JobService/"
+
+
+async def c_clients(r: Runner) -> None:
+    """P1-P4 with C clients: h2load for gRPC, wrk for REST (see bench/cload.py)."""
+    res, plan = r.results, r.plan
+    print("P1-P4 with C clients (h2load: gRPC, one job; wrk: REST; 64 in flight)")
+    name = f"collections/bench/jobs/{targets.job_id(7)}"
+    update = targets.update_request(name, "bench")
+    echo = await r.c_phase("h2load echo", r.grpc_load(
+        "jobcontrol.v1.DiagnosticsService/Echo", targets.echo_request("bench")))  # fmt: skip
+    get = await r.c_phase("h2load get", r.grpc_load(_JOBS + "GetJob",
+                                                    targets.name_request(name)))  # fmt: skip
+    upd = await r.c_phase("h2load update", r.grpc_load(_JOBS + "UpdateJob", update))
+    u16 = await r.c_phase("h2load update @16", r.grpc_load(_JOBS + "UpdateJob", update, 16))
+    jobs = "/v1/collections/bench/jobs/j%08d"
+    warm = r.rest_load("GET", jobs, seconds=plan.warmup, count=1000)
+    w_echo = await r.c_phase("wrk echo", r.rest_load("POST", "/v1:echo", '{"message":"bench"}'),
+                             warm)  # fmt: skip
+    w_get = await r.c_phase("wrk get", r.rest_load("GET", jobs, count=1000), warm)
+    w_upd = await r.c_phase("wrk update", r.rest_load(
+        "PATCH", jobs + "?updateMask=displayName", '{"displayName":"bench %d"}', count=1000),
+        warm)  # fmt: skip
+    pool = "/v1/collections/del-wrk/jobs/j%08d"
+    used = (await r.rest_load("DELETE", pool, seconds=plan.warmup, walk=True).run())["requests"]
+    w_del = await r.c_phase("wrk delete", r.rest_load("DELETE", pool, walk=True,
+                                                      start=used + 64))  # fmt: skip
+    c = "C client"
+    res.check("P1", f"GetJob / Echo (gRPC, {c})", ratio(op_of(get), op_of(echo)), 0.75, False)
+    res.check("P2", f"UpdateJob / Echo (gRPC, {c})", ratio(op_of(upd), op_of(echo)), 0.70, False)
+    for what, rest, direct in (("Echo", w_echo, echo), ("GetJob", w_get, get),
+                               ("UpdateJob", w_upd, upd)):  # fmt: skip
+        res.check("P3", f"REST / gRPC {what} ({c})", ratio(op_of(rest), op_of(direct)), 0.60,
+                  False)  # fmt: skip
+    for what, rest in (("Echo", w_echo), ("GetJob", w_get), ("UpdateJob", w_upd),
+                       ("DeleteJob", w_del)):  # fmt: skip
+        cpu = rest["cpu_ms_per_request"].get("gateway")
+        res.check("P3", f"gateway CPU per REST {what} ({c})", cpu, 0.35, True, " ms")
+    res.check("P4", f"UpdateJob p99 @16 ({c})", op_of(u16)["p99_ms"], 10.0, True, " ms")
 
 
 def _rss_mb(pid: int) -> float | None:

@@ -10,7 +10,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
 
-from jobcontrol.gateway import templates
+from jobcontrol.gateway import protojson, templates
 from jobcontrol.gateway.errors import GatewayError, bad_request
 
 _WKT_SCALARS = frozenset(
@@ -265,8 +265,9 @@ def present_paths(value: Any, desc: Any, prefix: str = "") -> list[str]:
 
 
 def render(message: Message) -> bytes:
-    """Proto3 JSON (lowerCamelCase, int64 as strings, defaults omitted)."""
-    return orjson.dumps(json_format.MessageToDict(message))
+    """Proto3 JSON (lowerCamelCase, int64 as strings, defaults omitted), as
+    `json_format.MessageToDict` writes it (see protojson)."""
+    return orjson.dumps(protojson.to_dict(message))
 
 
 def parse_timeout(headers: dict[str, str]) -> float | None:

@@ -434,29 +434,34 @@ def check_job_conditions(rules: ProfileRules, job: Job, pre: Preconditions) -> N
     check_conditions(job, pre, kind=job_type_of(rules, job) if pre.types else None)
 
 
-def _strip(node: Any, path: tuple[str, ...]) -> bool:
-    """Remove the value at `path` ("[]" walks every list item); True if anything went."""
+def _strip(node: Any, path: tuple[str, ...], remove: bool = True) -> bool:
+    """Remove the value at `path` ("[]" walks every list item); True if anything went
+    (with `remove` False: True if there is anything to remove, nothing changed)."""
     if not path or not isinstance(node, dict | list):
         return False
     head, rest = path[0], path[1:]
     if head == "[]":
-        return any([_strip(item, rest) for item in node]) if isinstance(node, list) else False
+        if not isinstance(node, list):
+            return False
+        return any([_strip(item, rest, remove) for item in node])
     if not isinstance(node, dict) or head not in node:
         return False
     if not rest:
-        del node[head]
+        if remove:
+            del node[head]
         return True
-    return _strip(node[head], rest)
+    return _strip(node[head], rest, remove)
 
 
 def strip_input_only(rules: ProfileRules, job: Job) -> Job:
-    """A copy of the job without the fields that are stored but never returned."""
+    """The job without the fields that are stored but never returned: a copy if it holds
+    any (copied only then: most jobs hold none, and reads return them as they are)."""
     paths = [p[1:] for p in INPUT_ONLY_PATHS if p[0] == rules.spec_key]
-    if not paths:
+    if not any([_strip(job.spec, p, remove=False) for p in paths]):
         return job
     spec = copy.deepcopy(job.spec)
-    if not any([_strip(spec, p) for p in paths]):
-        return job
+    for path in paths:
+        _strip(spec, path)
     return dataclasses.replace(job, spec=spec)
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -141,9 +143,29 @@ async def _batch_job_with_running_task(
     return job, task
 
 
+# the deletion lease of test C20 (--lease-duration; the default is 30 s)
+C20_LEASE = 2.0
+
+
+async def _reaper_lease_claimed(db: Path, operation: str) -> None:
+    """Until the server's reaper holds the lease `reap:<operation>` (bounded)."""
+    for _ in range(200):
+        with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
+            found = conn.execute(
+                "SELECT 1 FROM leases WHERE name = ? AND expire_time > 0", (f"reap:{operation}",)
+            ).fetchone()
+        if found:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the reaper never claimed the lease of {operation}")
+
+
 async def test_c20_acknowledged_deletion_finishes_after_kill9(process: ServerProcess) -> None:
     """C20: an acknowledged asynchronous deletion survives kill -9 and completes after
-    restart; acknowledged creates survive too."""
+    restart; acknowledged creates survive too. The killed server's reaper held the
+    deletion's lease: the restarted one (another replica id) takes it over once it
+    expired."""
+    process.env["JOBCONTROL_LEASE_DURATION"] = str(C20_LEASE)
     address = await process.start()
     async with grpc.aio.insecure_channel(address) as channel:
         jobs = job_service_pb2_grpc.JobServiceStub(channel)
@@ -161,6 +183,9 @@ async def test_c20_acknowledged_deletion_finishes_after_kill9(process: ServerPro
             )
         op = await jobs.DeleteJob(job_service_pb2.DeleteJobRequest(name=job.name))
         assert not op.done
+        # whether the kill lands before or after the reaper's first pass over the new
+        # Operation was a race; it always lands after: the lease is the dead owner's
+        await _reaper_lease_claimed(process.db, op.name)
     await process.kill9()
 
     address = await process.start()
@@ -182,7 +207,14 @@ async def test_c20_acknowledged_deletion_finishes_after_kill9(process: ServerPro
                 name=task.name, state=resources_pb2.Task.COMPLETED
             )
         )
-        finished = await wait_done(operations, op.name)
+        # The restarted server is another replica (host-pid-random): it may take the
+        # deletion over only once the dead one's lease has expired, C20_LEASE after its
+        # last renewal (at the latest the kill), then purges the job and completes the
+        # Operation in two reaper passes (--reaper-interval 0.05, and woken by the
+        # TransitionTask). The worst case is C20_LEASE plus two writes; 10 s more is the
+        # margin for a loaded machine. (With the default 30 s lease, wait_done's 10 s
+        # failed whenever the old reaper had claimed the lease before the kill.)
+        finished = await wait_done(operations, op.name, within=C20_LEASE + 10.0)
         assert finished.HasField("response") and not finished.HasField("error")
         await expect_error(
             jobs.GetJob(job_service_pb2.GetJobRequest(name=job.name)),

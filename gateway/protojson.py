@@ -46,7 +46,7 @@ _DELEGATED = frozenset(
     }
 )  # fmt: skip
 
-_encoders: dict[descriptor.Descriptor, Encoder] = {}
+_encoders: dict[Any, Encoder] = {}  # by descriptor (upb's or the pure one: Any)
 
 
 def to_dict(message: Message) -> Any:
@@ -54,7 +54,7 @@ def to_dict(message: Message) -> Any:
     return encoder_of(message.DESCRIPTOR)(message)
 
 
-def encoder_of(desc: descriptor.Descriptor) -> Encoder:
+def encoder_of(desc: Any) -> Encoder:
     """The encoder of one message type, made on first use."""
     found = _encoders.get(desc)
     if found is None:
@@ -62,7 +62,7 @@ def encoder_of(desc: descriptor.Descriptor) -> Encoder:
     return found
 
 
-def _make_encoder(desc: descriptor.Descriptor) -> Encoder:
+def _make_encoder(desc: Any) -> Encoder:
     if desc.full_name == "google.protobuf.Timestamp":
         return _timestamp
     if desc.full_name in _STRING_WKT:
@@ -131,8 +131,8 @@ def _enum_converter(field: FD) -> Convert:
     """The names `json_format` prints for the enum's numbers (asked once per number, so
     JSON name options and NullValue come out as it writes them); an unknown number of an
     open enum prints as the number."""
-    printer = json_format._Printer()
-    numbers = field.enum_type.values_by_number
+    printer = json_format._Printer()  # type: ignore[attr-defined]
+    numbers = field.enum_type.values_by_number  # type: ignore[union-attr]
     names = {number: printer._FieldToJsonObject(field, number) for number in numbers}
     return lambda v: names.get(v, v)
 

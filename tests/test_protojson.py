@@ -24,7 +24,7 @@ from google.protobuf import (
 )
 from google.protobuf.message import Message
 from google.rpc import status_pb2
-from google.type import color_pb2, latlng_pb2
+from google.type import color_pb2, latlng_pb2  # type: ignore[import-untyped]
 
 from jobcontrol.gateway import protojson
 from jobcontrol.v1 import (
@@ -204,7 +204,8 @@ def _bool_keyed_map() -> descriptor.Descriptor:
         message.field.add(name=name, number=number, type=FD.TYPE_MESSAGE,
                           label=FD.LABEL_REPEATED, type_name=f".t.M.{entry.name}")  # fmt: skip
     pool = descriptor_pool.DescriptorPool()
-    return pool.Add(proto).message_types_by_name["M"]  # type: ignore[no-any-return]
+    pool.Add(proto)
+    return pool.FindMessageTypeByName("t.M")
 
 
 def test_reply_json_writes_map_keys_as_json_format() -> None:

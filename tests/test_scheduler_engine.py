@@ -362,14 +362,28 @@ async def test_e10_past_start_time_skips_past_instances(jobs: Jobs, target: Targ
     stamp.FromDatetime(start)
     spec = R.ScheduledSpec(start_time=stamp, action=action(f"{target.url}/ok", none=True),
                            recurrence=every(10))  # fmt: skip
+    # the server's "now" (in-process, the same clock) is between these two: a loaded
+    # machine may take more than a second to reply, so no fixed slack is assumed
+    before = datetime.now(UTC)
     created = await create(jobs, "past", spec)
+    after = datetime.now(UTC)
     nxt = created.status.next_execution_time.ToDatetime(tzinfo=UTC)
-    now = datetime.now(UTC)
-    assert now - timedelta(seconds=1) < nxt <= now + timedelta(seconds=10)
     assert (nxt - start).total_seconds() % 10 == 0
-    await target.wait_for(1)
+    # the first instance after now: later than now, and the one before it is not
+    assert before < nxt and nxt - timedelta(seconds=10) <= after
+    # the instances fall on whole(now) + 10 k s, so nxt is 9-10 s away: a wait of
+    # WAIT (10 s) from here left the scheduler well under a second; wait WAIT past nxt
+    await target.wait_for(1, within=(nxt - after).total_seconds() + WAIT)
     await asyncio.sleep(0.5)
-    assert len(target.seen) == 1
+    # by the instances they were fired for (the next one, 10 s later, may have come too
+    # if the machine is slow): the first is nxt, none is earlier, nxt ran once
+    expected = [
+        datetime.fromisoformat(seen.headers["x-ms-scheduler-expected-execution-time"])
+        for seen in target.seen
+    ]
+    assert expected[0] == nxt, f"the first request was for {expected[0]}, planned {nxt}"
+    assert min(expected) == nxt, f"past instances ran: {sorted(expected)}"
+    assert expected.count(nxt) == 1, f"{nxt} ran {expected.count(nxt)} times"
 
 
 # --- limits ----------------------------------------------------------------------------

@@ -84,6 +84,23 @@ class Target:
 
 
 @contextlib.asynccontextmanager
+async def listening(
+    app: web.Application, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """`app` served on 127.0.0.1 (any free port) while the block runs, in the caller's
+    loop; yields its base URL (https with `ssl_context`), e.g. http://127.0.0.1:40123."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        yield f"{'https' if ssl_context is not None else 'http'}://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
 async def serving_target(tls: TargetTls | None = None) -> AsyncIterator[Target]:
     """A recording target listening on 127.0.0.1 (any free port) while the block runs;
     HTTPS requiring a client certificate with `tls`."""
@@ -111,15 +128,6 @@ async def serving_target(tls: TargetTls | None = None) -> AsyncIterator[Target]:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, "127.0.0.1", 0, ssl_context=tls.context() if tls is not None else None
-    )
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    recorded.url = f"{'https' if tls is not None else 'http'}://127.0.0.1:{port}"
-    try:
+    async with listening(app, tls.context() if tls is not None else None) as url:
+        recorded.url = url
         yield recorded
-    finally:
-        await runner.cleanup()

@@ -31,7 +31,7 @@ from jobcontrol.service.server import start_server
 from jobcontrol.v1 import job_service_pb2 as JS
 from jobcontrol.v1 import job_service_pb2_grpc, resources_pb2
 from tests.conftest import make_settings
-from tests.http_target import serving_target
+from tests.http_target import listening, serving_target
 from tests.test_process import READY
 from tests.test_scheduler_engine import action, state_is
 
@@ -111,16 +111,9 @@ async def collector() -> AsyncIterator[Collector]:
 
     app = web.Application()
     app.router.add_post("/v1/traces", traces)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    got.url = f"http://127.0.0.1:{port}"
-    try:
+    async with listening(app) as url:
+        got.url = url
         yield got
-    finally:
-        await runner.cleanup()
 
 
 @dataclass

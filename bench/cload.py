@@ -39,6 +39,7 @@ WRK = shutil.which("wrk")
 _HANDLED = re.compile(
     r"^grpc_server_handled_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$", re.MULTILINE
 )
+_CUT = frozenset({"-1", "0"})  # h2load's log: a stream failed, or cut before its headers
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -105,14 +106,14 @@ class GrpcLoad:
         if "finished in" not in out:
             raise RuntimeError(f"h2load printed no result:\n{out[-2000:]}")
         codes = {k: int(after.get(k, 0.0) - before.get(k, 0.0)) for k in after}
-        # h2load resets the streams still in flight when the run ends (status -1 in its
-        # log; the server counts them Canceled): the stop's, not the server's errors
-        reset = sum(1 for row in rows if row[1] == "-1")
+        # h2load resets the streams still in flight when the run ends (status -1 or 0 in
+        # its log; the server counts them Canceled): the stop's, not the server's errors
+        reset = sum(1 for row in rows if row[1] in _CUT)
         cut = min(codes.get("Canceled", 0), self.in_flight)
         if cut:
             codes["Canceled"] -= cut
         errors = {code: n for code, n in codes.items() if code != "OK" and n}
-        other = sum(1 for row in rows if row[1] not in ("200", "-1"))
+        other = sum(1 for row in rows if row[1] != "200" and row[1] not in _CUT)
         if reset > self.in_flight or other:
             errors["HTTP"] = other + max(0, reset - self.in_flight)
         # the log's rows are the main phase's (`duration`), warm-up excluded

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from google.longrunning import operations_proto_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from jobcontrol.service.server import SERVICE_NAMES, RunningServer, start_server
+from jobcontrol.service.rpc.diagnostics import DiagnosticsServicer
+from jobcontrol.service.server import SERVICE_NAMES, GenericOnly, RunningServer, start_server
 from jobcontrol.v1 import (
     diagnostics_service_pb2,
+    diagnostics_service_pb2_grpc,
     job_service_pb2,
     job_service_pb2_grpc,
+    operator_service_pb2,
     resources_pb2,
+    session_service_pb2,
+    worker_service_pb2,
 )
 from tests.conftest import Clients, MakeCollection, make_settings
 from tests.helpers import expect_error
@@ -33,6 +40,57 @@ async def test_reflection_lists_every_service(server: RunningServer, clients: Cl
     async for reply in call:
         names |= {s.name for s in reply.list_services_response.service}
     assert set(SERVICE_NAMES) | {"grpc.health.v1.Health"} <= names
+
+
+def test_services_are_added_as_generic_handlers_only() -> None:
+    """GenericOnly hands the server each service's generic handler and drops its
+    registered-method handlers (grpc.aio waits on one future per registered method for
+    every call it accepts; see GenericOnly)."""
+    seen: list[str] = []
+
+    class Recorder:
+        def add_generic_rpc_handlers(self, handlers: Any) -> None:
+            seen.extend(h.service_name() for h in handlers)
+
+        def add_registered_method_handlers(self, service: str, handlers: Any) -> None:
+            seen.append(f"registered {service}")
+
+    generic = GenericOnly(cast(grpc.aio.Server, Recorder()))
+    diagnostics_service_pb2_grpc.add_DiagnosticsServiceServicer_to_server(
+        DiagnosticsServicer(), generic
+    )
+    assert seen == ["jobcontrol.v1.DiagnosticsService"]
+
+
+_FILES = (
+    job_service_pb2,
+    operator_service_pb2,
+    diagnostics_service_pb2,
+    session_service_pb2,
+    worker_service_pb2,
+    operations_proto_pb2,
+)
+
+
+async def test_every_unary_method_of_every_service_is_dispatched(clients: Clients) -> None:
+    """Through the generic handlers alone, every unary method of every service (health
+    too) reaches a servicer: an empty request gets its method's own answer (a refusal, a
+    reply, or a long poll cut short by the deadline), never UNIMPLEMENTED."""
+    methods = [
+        f"/{service.full_name}/{method.name}"
+        for file in _FILES
+        for service in file.DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+        if not method.client_streaming and not method.server_streaming
+    ]
+    methods.append(f"/{health.SERVICE_NAME}/Check")
+    assert len(methods) > 30
+    for path in methods:
+        call: Any = clients.channel.unary_unary(path)(b"", timeout=1.0)
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() is not grpc.StatusCode.UNIMPLEMENTED, (path, exc.details())
 
 
 async def test_health_reports_serving(clients: Clients) -> None:

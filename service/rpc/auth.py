@@ -5,7 +5,7 @@ answers undecodable requests with INVALID_ARGUMENT instead of gRPC's UNKNOWN."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -17,6 +17,7 @@ from jobcontrol.service.core.authorizer import Authorizer
 from jobcontrol.service.core.errors import DomainError, Reason
 from jobcontrol.service.rpc.authn import Authenticator
 from jobcontrol.service.rpc.errors import abort
+from jobcontrol.service.rpc.interceptors import MethodInterceptor
 
 # the request field naming what a method addresses; missing: nothing (lists, the echo) or
 # an Operation, whose collection is known only once it is read (the core decides then)
@@ -95,31 +96,25 @@ def fingerprint(request: Message) -> str:
     return hashlib.blake2s(copy.SerializeToString(deterministic=True), digest_size=16).hexdigest()
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthInterceptor(MethodInterceptor):
     """Authentication and authorization of every RPC but health checks."""
 
     def __init__(self, authenticator: Authenticator, authorizer: Authorizer) -> None:
+        super().__init__()
         self.authenticator = authenticator
         self.authorizer = authorizer
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
-        details: grpc.HandlerCallDetails,
-    ) -> Any:
-        handler = await continuation(details)
-        method = details.method
-        if handler is None or method in access.PUBLIC:
+    def wrap(self, handler: Any, method: str) -> Any:
+        if method in access.PUBLIC:
             return handler
-        metadata = {k: v for k, v in details.invocation_metadata or () if isinstance(v, str)}
         if handler.unary_unary is None:
-            return self._streaming(handler, metadata)
+            return self._streaming(handler)
         inner = handler.unary_unary
         permission = access.PERMISSIONS.get(method)
 
         async def wrapped(request: Any, context: Any) -> Any:
             try:
-                principal = await self._authenticate(metadata, context)
+                principal = await self._authenticate(context)
                 if isinstance(request, Undecodable):
                     raise DomainError(Reason.INVALID_MESSAGE, f"undecodable: {request.error}")
                 resource = resource_of(method, request)
@@ -145,13 +140,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    async def _authenticate(self, metadata: dict[str, str], context: Any) -> Principal:
+    async def _authenticate(self, context: Any) -> Principal:
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         principal = await self.authenticator.principal(metadata, context.auth_context())
         if principal.anonymous and not self.authorizer.open:
             raise access.unauthenticated("credentials are required: `authorization: Bearer <JWT>`")
         return principal
 
-    def _streaming(self, handler: Any, metadata: dict[str, str]) -> Any:
+    def _streaming(self, handler: Any) -> Any:
         """Streams (server reflection): any authenticated principal."""
         if handler.stream_stream is None:
             return handler
@@ -159,7 +155,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def wrapped(requests: Any, context: Any) -> Any:
             try:
-                await self._authenticate(metadata, context)
+                await self._authenticate(context)
             except DomainError as exc:
                 await abort(context, exc)
             async for reply in inner(requests, context):

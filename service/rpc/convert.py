@@ -271,29 +271,43 @@ def enum_name(enum_type: Any, number: int, field: str) -> str:
     return str(value.name)
 
 
+_STATE = {s: resources_pb2.State.Value(s.value) for s in model.State}
+_PROFILE = {p: resources_pb2.Profile.Value(p.value) for p in model.Profile}
+
+
+def _set_time(ts: timestamp_pb2.Timestamp, value: int) -> None:
+    """Microseconds into a (parent's) Timestamp field; setting it marks it present."""
+    ts.seconds = value // 1_000_000
+    ts.nanos = value % 1_000_000 * 1000
+
+
 def job_to_proto(job: model.Job) -> resources_pb2.Job:
-    """A domain job as the Job message."""
+    """A domain job as the Job message. Built field by field: the constructor's keyword
+    form initialises the labels map and each Timestamp through a generic merge, three
+    times the cost on every read and write reply (bench/README, "Conversions")."""
     msg = resources_pb2.Job(
         name=job.name,
         uid=job.uid,
         display_name=job.display_name,
-        state=resources_pb2.State.Value(job.state.value),
-        previous_state=resources_pb2.State.Value(
-            job.previous_state.value if job.previous_state else "STATE_UNSPECIFIED"
-        ),
-        state_transition_time=timestamp(job.state_time),
-        previous_state_transition_time=timestamp(job.previous_state_time),
-        create_time=timestamp(job.create_time),
-        update_time=timestamp(job.update_time),
-        delete_time=timestamp(job.delete_time),
+        state=_STATE[job.state],
         etag=job.etag,
-        labels=job.labels,
-        profile=resources_pb2.Profile.Value(job.profile.value),
-        delete_operation=job.delete_operation or "",
+        profile=_PROFILE[job.profile],
     )
+    if job.previous_state is not None:
+        msg.previous_state = _STATE[job.previous_state]
+    if job.delete_operation:
+        msg.delete_operation = job.delete_operation
+    _set_time(msg.state_transition_time, job.state_time)
+    if job.previous_state_time is not None:
+        _set_time(msg.previous_state_transition_time, job.previous_state_time)
+    _set_time(msg.create_time, job.create_time)
+    _set_time(msg.update_time, job.update_time)
+    if job.delete_time is not None:
+        _set_time(msg.delete_time, job.delete_time)
+    if job.labels:
+        msg.labels.update(job.labels)
     spec_key = PROFILES[job.profile].spec_key
-    spec = getattr(msg, spec_key)
-    spec.MergeFromString(_document(spec_key, orjson.dumps(job.spec)))
+    getattr(msg, spec_key).MergeFromString(_document(spec_key, orjson.dumps(job.spec)))
     if job.status:
         msg.status.MergeFromString(_document("status", orjson.dumps(job.status)))
     return msg
@@ -301,10 +315,10 @@ def job_to_proto(job: model.Job) -> resources_pb2.Job:
 
 @functools.lru_cache(maxsize=8192)
 def _document(field: str, text: bytes) -> bytes:
-    """A stored JSON document as its message's wire form. json_format is slow and jobs of
-        a collection tend to share documents, so conversions are cached by their text (`field`:
-    the Job field the document fills). Stored
-        documents may hold fields a rolled-back binary does not know: they are skipped."""
+    """A stored JSON document as its message's wire form (`field`: the Job field the
+    document fills). json_format is slow and jobs of a collection tend to share documents,
+    so conversions are cached by their text. Stored documents may hold fields a
+    rolled-back binary does not know: they are skipped."""
     message: Message = getattr(resources_pb2.Job(), field)
     json_format.Parse(text, message, ignore_unknown_fields=True)
     return message.SerializeToString()

@@ -5,8 +5,11 @@ cores the two share the machine; h2load and wrk cost a few microseconds a reques
 server's figures are its own. Each run is bounded by its duration (`-D` / `-d`).
 
 - **gRPC (h2load).** Every request of a run is the same framed message (h2load has one
-  body per run): Echo, GetJob of one job, UpdateJob of one job (a durable write each time:
-  the etag and update time change even when the display name does not). h2load reads only
+  body per run): Echo, GetJob of one job, UpdateJob of one job. That UpdateJob sets the
+  display name the job already has, so after the first call it writes nothing (the core's
+  rule: no change, no write; the etag and update time stay) and measures the read and
+  compare path only. h2load re-reads the body file per request, but it sends in bursts, so
+  rewriting the file between requests does not make each body distinct. h2load reads only
   the HTTP status, which gRPC leaves 200 on a failure, so the gRPC outcome of every call is
   counted from the server's own `grpc_server_handled_total` before and after the run (the
   bench server runs with metrics on). A run that is not all OK is reported with its
@@ -16,8 +19,8 @@ server's figures are its own. Each run is bounded by its duration (`-D` / `-d`).
   a `done` hook that prints the figures as one JSON line. Non-2xx replies are errors.
   wrk has no warm-up phase of its own; a warm-up run goes first.
 
-`DeleteJob` over gRPC needs a different body per request, which h2load cannot send; it
-stays on the Python client.
+Durable gRPC writes (an UpdateJob that changes something, a DeleteJob) need a different
+body per request, which h2load cannot send; they stay on the Python client.
 """
 
 from __future__ import annotations

@@ -239,17 +239,21 @@ _JOBS = "jobcontrol.v1.JobService/"
 
 
 async def c_clients(r: Runner) -> None:
-    """P1-P4 with C clients: h2load for gRPC, wrk for REST (see bench/cload.py)."""
+    """P1-P4 with C clients: h2load for gRPC, wrk for REST (see bench/cload.py). h2load
+    sends one body per run, so its UpdateJob sets the display name the job already has:
+    after the first call the core writes nothing (read, compare, reply). It is shown for
+    reference; durable gRPC writes are the Python client's phases."""
     res, plan = r.results, r.plan
     print("P1-P4 with C clients (h2load: gRPC, one job; wrk: REST; 64 in flight)")
     name = f"collections/bench/jobs/{targets.job_id(7)}"
-    update = targets.update_request(name, "bench")
+    same = targets.update_request(name, "bench")
     echo = await r.c_phase("h2load echo", r.grpc_load(
         "jobcontrol.v1.DiagnosticsService/Echo", targets.echo_request("bench")))  # fmt: skip
     get = await r.c_phase("h2load get", r.grpc_load(_JOBS + "GetJob",
                                                     targets.name_request(name)))  # fmt: skip
-    upd = await r.c_phase("h2load update", r.grpc_load(_JOBS + "UpdateJob", update))
-    u16 = await r.c_phase("h2load update @16", r.grpc_load(_JOBS + "UpdateJob", update, 16))
+    same64 = await r.c_phase("h2load update-same", r.grpc_load(_JOBS + "UpdateJob", same))
+    same16 = await r.c_phase("h2load update-same @16",
+                             r.grpc_load(_JOBS + "UpdateJob", same, 16))  # fmt: skip
     jobs = "/v1/collections/bench/jobs/j%08d"
     warm = r.rest_load("GET", jobs, seconds=plan.warmup, count=1000)
     w_echo = await r.c_phase("wrk echo", r.rest_load("POST", "/v1:echo", '{"message":"bench"}'),
@@ -264,16 +268,17 @@ async def c_clients(r: Runner) -> None:
                                                       start=used + 64))  # fmt: skip
     c = "C client"
     res.check("P1", f"GetJob / Echo (gRPC, {c})", ratio(op_of(get), op_of(echo)), 0.75, False)
-    res.check("P2", f"UpdateJob / Echo (gRPC, {c})", ratio(op_of(upd), op_of(echo)), 0.70, False)
-    for what, rest, direct in (("Echo", w_echo, echo), ("GetJob", w_get, get),
-                               ("UpdateJob", w_upd, upd)):  # fmt: skip
+    res.check("ref", "UpdateJob, no change / Echo (h2load; nothing written)",
+              ratio(op_of(same64), op_of(echo)), 0.70, False)  # fmt: skip
+    for what, rest, direct in (("Echo", w_echo, echo), ("GetJob", w_get, get)):
         res.check("P3", f"REST / gRPC {what} ({c})", ratio(op_of(rest), op_of(direct)), 0.60,
                   False)  # fmt: skip
     for what, rest in (("Echo", w_echo), ("GetJob", w_get), ("UpdateJob", w_upd),
                        ("DeleteJob", w_del)):  # fmt: skip
         cpu = rest["cpu_ms_per_request"].get("gateway")
         res.check("P3", f"gateway CPU per REST {what} ({c})", cpu, 0.35, True, " ms")
-    res.check("P4", f"UpdateJob p99 @16 ({c})", op_of(u16)["p99_ms"], 10.0, True, " ms")
+    res.check("ref", "UpdateJob, no change, p99 @16 (h2load)", op_of(same16)["p99_ms"], 10.0,
+              True, " ms")  # fmt: skip
 
 
 def _rss_mb(pid: int) -> float | None:

@@ -966,6 +966,36 @@ async def test_c15_bad_job_input_on_update_is_invalid_field(
     assert after == job
 
 
+def _http_spec(body: str) -> res.ScheduledSpec:
+    return sched_spec(
+        action=res.JobAction(
+            type=res.JobAction.HTTP,
+            request=res.HttpRequest(uri="http://x", method="POST", body=body),
+        )
+    )
+
+
+async def test_c15_spec_limit_counts_the_stored_utf8_bytes(
+    clients: Clients, make_collection: MakeCollection
+) -> None:
+    """C15: the 64 KiB spec limit counts the spec's JSON as stored, compact UTF-8: a body
+    of 30,000 "é" (60,000 bytes; 180,000 characters had it been ASCII-escaped) is
+    accepted and kept; 33,000 of them (66,000 bytes) are INVALID_FIELD with the size."""
+    col = await make_collection(res.SCHEDULED)
+    kept = await new_job(clients, col.name, "wide", scheduled=_http_spec("é" * 30_000))
+    assert kept.scheduled.action.request.body == "é" * 30_000
+    err = await expect_error(
+        new_job(clients, col.name, "wider", scheduled=_http_spec("é" * 33_000)),
+        INVALID,
+        "INVALID_FIELD",
+    )
+    assert err.bad_request is not None
+    [violation] = err.bad_request.field_violations
+    assert violation.field == "job.scheduled"
+    assert re.fullmatch(r"6[6-9]\d{3} bytes, over 65536", violation.description)
+    assert [j.name for j in await list_all(clients, col.name)] == [kept.name]
+
+
 async def test_c15_limits_themselves_are_accepted(
     clients: Clients, make_collection: MakeCollection
 ) -> None:

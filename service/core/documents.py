@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,20 +23,28 @@ def get_path(doc: dict[str, Any], path: str) -> Any:
 
 
 def set_path(doc: dict[str, Any], path: str, value: Any) -> None:
-    """Set (or, with None, remove) the value at a dotted path, creating parents."""
+    """Set (or, with None, remove) the value at a dotted path, creating parents. Copy on
+    write: every dict on the path is replaced by a copy before it changes, so documents
+    that share sub-trees with `doc` (the job as read, the request's patch) never change
+    under it; only `doc` itself changes in place. Nothing else writes into a document's
+    sub-trees, so documents share them instead of deep-copying (a deep copy of a
+    scheduled job's spec took 20 us, twice an update)."""
     parts = path.split(".")
     node = doc
     for part in parts[:-1]:
         child = node.get(part)
-        if not isinstance(child, dict):
-            if value is None:
-                return
-            child = node[part] = {}
+        if isinstance(child, dict):
+            child = dict(child)
+        elif value is None:
+            return
+        else:
+            child = {}
+        node[part] = child
         node = child
     if value is None:
         node.pop(parts[-1], None)
     else:
-        node[parts[-1]] = copy.deepcopy(value)
+        node[parts[-1]] = value
 
 
 def _is_output_only(path: str) -> bool:
@@ -83,8 +90,9 @@ def governing_field(rules: ProfileRules, path: str) -> str:
 def apply_paths(
     current: dict[str, Any], patch: dict[str, Any], paths: Iterable[str]
 ) -> dict[str, Any]:
-    """A copy of `current` with each path taken from `patch` (absent in patch: cleared)."""
-    result = copy.deepcopy(current)
+    """A copy of `current` with each path taken from `patch` (absent in patch: cleared);
+    it shares what the paths do not touch with both (set_path copies on write)."""
+    result = dict(current)
     for path in paths:
         set_path(result, path, get_path(patch, path))
     return result

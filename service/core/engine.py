@@ -142,8 +142,10 @@ def transition(job: Job, to: State, now: int) -> None:
 
 
 def document(rules: ProfileRules, job: Job) -> dict[str, Any]:
-    """The job's client-writable fields as one document addressed by mask paths."""
-    doc: dict[str, Any] = {rules.spec_key: copy.deepcopy(job.spec)}
+    """The job's client-writable fields as one document addressed by mask paths; it
+    shares the job's spec (documents are changed only through set_path, which copies on
+    write)."""
+    doc: dict[str, Any] = {rules.spec_key: job.spec}
     if job.display_name:
         doc["display_name"] = job.display_name
     if job.labels:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from jobcontrol.service.core.errors import bad_field
 
@@ -31,7 +32,8 @@ def check_document(doc: dict[str, Any], spec_key: str, field: str = "job") -> No
 
 
 def check_properties(value: dict[str, Any], field: str) -> None:
-    """A stored document (a spec, a task's properties) is at most MAX_SPEC_BYTES of JSON."""
-    size = len(json.dumps(value, separators=(",", ":")))
+    """A stored document (a spec, a task's properties) is at most MAX_SPEC_BYTES of JSON,
+    counted as it is stored: compact UTF-8 (orjson, as the storage encodes it)."""
+    size = len(orjson.dumps(value))
     if size > MAX_SPEC_BYTES:
         raise bad_field(field, f"{size} bytes, over {MAX_SPEC_BYTES}")

@@ -268,7 +268,7 @@ async def c_clients(r: Runner) -> None:
                                                       start=used + 64))  # fmt: skip
     c = "C client"
     res.check("P1", f"GetJob / Echo (gRPC, {c})", ratio(op_of(get), op_of(echo)), 0.75, False)
-    res.check("ref", "UpdateJob, no change / Echo (h2load; nothing written)",
+    res.check("ref", "UpdateJob no change / Echo (h2load: no write)",
               ratio(op_of(same64), op_of(echo)), 0.70, False)  # fmt: skip
     for what, rest, direct in (("Echo", w_echo, echo), ("GetJob", w_get, get)):
         res.check("P3", f"REST / gRPC {what} ({c})", ratio(op_of(rest), op_of(direct)), 0.60,
@@ -277,7 +277,7 @@ async def c_clients(r: Runner) -> None:
                        ("DeleteJob", w_del)):  # fmt: skip
         cpu = rest["cpu_ms_per_request"].get("gateway")
         res.check("P3", f"gateway CPU per REST {what} ({c})", cpu, 0.35, True, " ms")
-    res.check("ref", "UpdateJob, no change, p99 @16 (h2load)", op_of(same16)["p99_ms"], 10.0,
+    res.check("ref", "UpdateJob no change p99 @16 (h2load)", op_of(same16)["p99_ms"], 10.0,
               True, " ms")  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from jobcontrol.service.core.engine import stamp
 from jobcontrol.service.core.errors import DomainError, Reason
-from jobcontrol.service.core.model import Collection, Job, Profile, State
+from jobcontrol.service.core.model import Collection, HistoryEntry, Job, Profile, State, Task
 from jobcontrol.service.core.ports import Tx
 from jobcontrol.service.storage.database import PostgresStore, SqliteStore, open_store
 from jobcontrol.service.storage.migrate import SchemaTooNew, config
@@ -401,3 +401,33 @@ async def test_update_writes_every_column_that_differs_from_the_stored_row(
     stored = await store.read(lambda tx: tx.get_job("c", "j"))
     assert stored is not None
     assert (stored.labels, stored.display_name, stored.state) == ({}, "original", State.ENABLED)
+
+
+async def test_purge_jobs_deletes_the_jobs_and_their_tasks_and_history_only(
+    store: Store,
+) -> None:
+    """A delete-all chunk (`purge_jobs`) removes the named jobs, their tasks and their
+    history in one statement a table, and leaves every other job and its children."""
+    await store.write(lambda tx: tx.insert_collection(_collection("c")))
+
+    async def seed(tx: Tx) -> list[int]:
+        pks = []
+        for i in range(3):
+            pk = await tx.insert_job(_job("c", f"j{i}"), f"j{i}", None)
+            name = f"collections/c/jobs/j{i}"
+            await tx.insert_task(Task(job_pk=pk, job_name=name, task_id="t"))
+            await tx.insert_history(HistoryEntry(pk, name, "COMPLETED", State.ENABLED))
+            pks.append(pk)
+        return pks
+
+    pks = await store.write(seed)
+    await store.write(lambda tx: tx.purge_jobs(pks[:2]))
+    await store.write(lambda tx: tx.purge_jobs([]))
+
+    async def left(tx: Tx) -> tuple[list[str], list[int], list[int]]:
+        jobs = [await tx.get_job("c", f"j{i}") for i in range(3)]
+        tasks = [(await tx.count_tasks(pk)).active for pk in pks]
+        history = [len(await tx.list_history(pk, "n", None, None, 10)) for pk in pks]
+        return [j.job_id for j in jobs if j], tasks, history
+
+    assert await store.read(left) == (["j2"], [0, 0, 1], [0, 0, 1])

@@ -48,17 +48,13 @@ class Deletions:
 
             async def chunk(tx: Tx, query: JobQuery = query) -> tuple[int, list[Job]]:
                 jobs = await tx.list_jobs(query)
-                done = 0
-                for job in jobs:
-                    if not _deletable(job):
-                        continue
-                    if asynchronous:
+                doomed = [job for job in jobs if _deletable(job)]
+                if asynchronous:
+                    for job in doomed:
                         await _mark(tx, job, op, force, now_us())
-                    else:
-                        await tx.purge_children(job.pk or 0, 1_000_000_000)
-                        await tx.delete_job(job.pk or 0)
-                    done += 1
-                return done, jobs
+                else:
+                    await tx.purge_jobs([job.pk or 0 for job in doomed])
+                return len(doomed), jobs
 
             count, jobs = await self.ctx.store.write(chunk)
             op.total_count += count
@@ -134,9 +130,7 @@ async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
 async def _purge_chunk(tx: Tx, query: JobQuery) -> int:
     """Purge the next chunk of the collection's jobs (and their children)."""
     jobs = await tx.list_jobs(query)
-    for job in jobs:
-        await tx.purge_children(job.pk or 0, 1_000_000_000)
-        await tx.delete_job(job.pk or 0)
+    await tx.purge_jobs([job.pk or 0 for job in jobs])
     return len(jobs)
 
 

@@ -21,8 +21,8 @@ HEADER = "x-request-id"
 class MethodInterceptor(grpc.aio.ServerInterceptor):
     """An interceptor whose wrapping depends on the method alone, built once per method:
     grpc.aio runs interceptors on every call, and building closures and a method handler
-    for each was a fifth of a GetJob's CPU on the event loop (bench/README, "Generic
-    handlers"). A wrapper reads what is per call from its context
+    for each was about a tenth of a GetJob's samples on the event loop (bench/README,
+    "Generic handlers"). A wrapper reads what is per call from its context
     (`context.invocation_metadata()`). Unknown methods (no handler) are not kept, so the
     cache holds at most the server's methods."""
 

@@ -140,9 +140,11 @@ def secured_settings(tmp_path: Path, policy: str = SECURED_POLICY) -> tuple[Sett
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
-    """A running server in this test's event loop."""
-    running = await start_server(make_settings(tmp_path))
+async def server(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[RunningServer]:
+    """A running server in this test's event loop (Settings overrides from the test's
+    `@pytest.mark.settings(...)`, if any)."""
+    marker = request.node.get_closest_marker("settings")
+    running = await start_server(make_settings(tmp_path, **(marker.kwargs if marker else {})))
     try:
         yield running
     finally:

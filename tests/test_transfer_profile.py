@@ -590,6 +590,28 @@ async def test_transfer_delete_allowed_only_in_creating_or_completed(
         await assert_delete_refused(clients, job.name)
 
 
+@pytest.mark.settings(purge_chunk=2)
+async def test_transfer_delete_jobs_purges_only_creating_or_completed_jobs(
+    clients: Clients, make_collection: MakeCollection
+) -> None:
+    """T7 in bulk: DeleteJobs purges the jobs in CREATING or COMPLETED at once and leaves
+    the rest as they were, across purge chunks (two jobs a chunk here)."""
+    coll = await make_collection(R.TRANSFER)
+    kept = {}
+    for i, state in enumerate((R.CREATING, R.SHIPPING, R.COMPLETED, R.CREATING, R.FAULTED)):
+        job = await create(clients, coll, f"j{i}")
+        job = await walk_to(clients, job.name, state)
+        if state not in (R.CREATING, R.COMPLETED):
+            kept[job.name] = job
+    op = await clients.jobs.DeleteJobs(JS.DeleteJobsRequest(parent=coll.name))
+    assert op.done and not op.HasField("error")
+    reply = JS.DeleteJobsResponse()
+    assert op.response.Unpack(reply)
+    assert reply.deleted_count == 3
+    listed = await clients.jobs.ListJobs(JS.ListJobsRequest(parent=coll.name))
+    assert {job.name: job for job in listed.jobs} == kept
+
+
 # --- T8 ----------------------------------------------------------------------------
 
 

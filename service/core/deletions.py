@@ -10,7 +10,7 @@ from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import DomainError
 from jobcontrol.service.core.jobs import new_operation
 from jobcontrol.service.core.model import Job, Operation, State, now_us
-from jobcontrol.service.core.ports import JobQuery, Tx
+from jobcontrol.service.core.ports import JobQuery, JobRef, Tx
 from jobcontrol.service.core.profiles import DeleteMode, rules_for
 
 
@@ -46,22 +46,26 @@ class Deletions:
         while True:
             query = JobQuery(collection_id, tree, "job_key", False, after, self.ctx.purge_chunk)
 
-            async def chunk(tx: Tx, query: JobQuery = query) -> tuple[int, list[Job]]:
-                jobs = await tx.list_jobs(query)
-                doomed = [job for job in jobs if _deletable(job)]
-                if asynchronous:
+            async def chunk(tx: Tx, query: JobQuery = query) -> tuple[int, int, str]:
+                """(jobs deleted or marked, jobs looked at, the last one's key)"""
+                if asynchronous:  # marking updates each job: the whole job is needed
+                    jobs = await tx.list_jobs(query)
+                    doomed = [job for job in jobs if _deletable(job)]
                     for job in doomed:
                         await _mark(tx, job, op, force, now_us())
-                else:
-                    await tx.purge_jobs([job.pk or 0 for job in doomed])
-                return len(doomed), jobs
+                    last = jobs[-1].job_id if jobs else ""
+                    key = last.lower() if rules.case_insensitive_ids else last
+                    return len(doomed), len(jobs), key
+                refs = await tx.list_job_refs(query)
+                pks = [ref.pk for ref in refs if _ref_deletable(ref)]
+                await tx.purge_jobs(pks)
+                return len(pks), len(refs), refs[-1].key if refs else ""
 
-            count, jobs = await self.ctx.store.write(chunk)
+            count, seen, last_key = await self.ctx.store.write(chunk)
             op.total_count += count
-            if len(jobs) < self.ctx.purge_chunk:
+            if seen < self.ctx.purge_chunk:
                 break
-            last = jobs[-1]
-            after = [last.job_id.lower() if rules.case_insensitive_ids else last.job_id]
+            after = [last_key]
         if not asynchronous or op.total_count == 0:
             op.done, op.end_time, op.purged_count = True, now_us(), op.total_count
         result = await self.ctx.write("DeleteJobs", request_id, lambda tx: _insert(tx, op))
@@ -119,6 +123,10 @@ def _deletable(job: Job) -> bool:
     return True
 
 
+def _ref_deletable(ref: JobRef) -> bool:
+    return engine.delete_refusal(rules_for(ref.profile), ref.state, ref.job_type) is None
+
+
 async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
     rules = rules_for(job.profile)
     engine.transition(job, State.DELETING, now)
@@ -129,9 +137,9 @@ async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
 
 async def _purge_chunk(tx: Tx, query: JobQuery) -> int:
     """Purge the next chunk of the collection's jobs (and their children)."""
-    jobs = await tx.list_jobs(query)
-    await tx.purge_jobs([job.pk or 0 for job in jobs])
-    return len(jobs)
+    refs = await tx.list_job_refs(query)
+    await tx.purge_jobs([ref.pk for ref in refs])
+    return len(refs)
 
 
 async def _insert(tx: Tx, op: Operation) -> Operation:

@@ -406,21 +406,33 @@ def work_in_flight(rules: ProfileRules, job: Job, running_tasks: int) -> bool:
     return running_tasks > 0 or own in rules.busy_states
 
 
+def delete_refusal(rules: ProfileRules, state: State, job_type: str | None) -> Reason | None:
+    """Why the profile refuses to delete a job in `state` of `job_type` (None: it may go).
+    The one place the delete rules are read: check_delete and the bulk deletions."""
+    reason = rules.delete_refused.get(state)
+    if reason is not None:
+        return reason
+    if rules.delete_allowed_in is not None and state not in rules.delete_allowed_in:
+        return Reason.JOB_NOT_DELETABLE_IN_STATE
+    if job_type in rules.not_deletable_types:
+        return Reason.JOB_TYPE_NOT_DELETABLE
+    return None
+
+
 def check_delete(rules: ProfileRules, job: Job) -> None:
     """Whether the profile lets the job be deleted in its state and of its type."""
-    reason = rules.delete_refused.get(job.state)
-    if reason is not None:
-        raise refused(reason, job, "delete")
-    if rules.delete_allowed_in is not None and job.state not in rules.delete_allowed_in:
-        raise refused(Reason.JOB_NOT_DELETABLE_IN_STATE, job, "delete")
     job_type = job_type_of(rules, job)
-    if job_type in rules.not_deletable_types:
-        raise DomainError(
-            Reason.JOB_TYPE_NOT_DELETABLE,
-            f"{job_type} jobs cannot be deleted through DeleteJob",
-            metadata={"job": job.name, "type": job_type},
-            resource=job.name,
-        )
+    reason = delete_refusal(rules, job.state, job_type)
+    if reason is None:
+        return
+    if reason is not Reason.JOB_TYPE_NOT_DELETABLE:
+        raise refused(reason, job, "delete")
+    raise DomainError(
+        Reason.JOB_TYPE_NOT_DELETABLE,
+        f"{job_type} jobs cannot be deleted through DeleteJob",
+        metadata={"job": job.name, "type": job_type or ""},
+        resource=job.name,
+    )
 
 
 def job_type_of(rules: ProfileRules, job: Job) -> str | None:

@@ -16,6 +16,7 @@ from jobcontrol.service.core.model import (
     Job,
     Occurrence,
     Operation,
+    Profile,
     State,
     Task,
     TaskResult,
@@ -37,6 +38,18 @@ class JobQuery:
     after: list[Any] | None
     limit: int
     skip: int = 0
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a bulk deletion needs of a job: its row, its sort key, and what its profile's
+    delete rules read (state and stored type). No documents are decoded for it."""
+
+    pk: int
+    key: str
+    profile: Profile
+    state: State
+    job_type: str | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,7 @@ class Tx(Protocol):
     # jobs
     async def get_job(self, collection_id: str, key: str) -> Job | None: ...
     async def list_jobs(self, query: JobQuery) -> list[Job]: ...
+    async def list_job_refs(self, query: JobQuery) -> list[JobRef]: ...
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()
     ) -> int: ...

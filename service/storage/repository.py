@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Select
 
 from jobcontrol.service.core import filters
 from jobcontrol.service.core.engine import new_etag
@@ -31,12 +32,13 @@ from jobcontrol.service.core.model import (
     HistoryEntry,
     Job,
     Operation,
+    Profile,
     State,
     Task,
     TaskResult,
     TaskState,
 )
-from jobcontrol.service.core.ports import JobQuery, TaskCounts, TaskStatistics
+from jobcontrol.service.core.ports import JobQuery, JobRef, TaskCounts, TaskStatistics
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.dialect_state import DialectStateTx
 from jobcontrol.service.storage.occurrences import OccurrencesTx
@@ -113,6 +115,26 @@ def compile_filter(
         column = table.c.spec[tuple(node.field.split(".")[1:])].as_string()
     value = node.value.value if isinstance(node.value, State) else node.value
     return _OPS[node.op](column, value)  # type: ignore[no-any-return]
+
+
+def _page(stmt: Select[Any], query: JobQuery) -> Select[Any]:
+    """`stmt` over jobs limited to the query's page: its collection, filter, sort order and
+    resume point."""
+    sort = {
+        "job_key": jobs.c.job_key,
+        "create_time": jobs.c.create_time,
+        "update_time": jobs.c.update_time,
+    }[query.order]
+    keys = [jobs.c.job_key] if query.order == "job_key" else [sort, jobs.c.job_key]
+    stmt = stmt.where(jobs.c.collection_id == query.collection_id)
+    if query.filter is not None:
+        stmt = stmt.where(compile_filter(query.filter, _JOB_COLUMNS))
+    if query.after is not None:
+        bound = tuple_(*keys)
+        after = tuple_(*query.after)
+        stmt = stmt.where(bound < after if query.descending else bound > after)
+    order = [k.desc() for k in keys] if query.descending else keys
+    return stmt.order_by(*order).limit(query.limit).offset(query.skip or None)
 
 
 R = TypeVar("R")
@@ -210,22 +232,14 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
         return rows.job(row)
 
     async def list_jobs(self, query: JobQuery) -> list[Job]:
-        sort = {
-            "job_key": jobs.c.job_key,
-            "create_time": jobs.c.create_time,
-            "update_time": jobs.c.update_time,
-        }[query.order]
-        keys = [jobs.c.job_key] if query.order == "job_key" else [sort, jobs.c.job_key]
-        stmt = select(jobs).where(jobs.c.collection_id == query.collection_id)
-        if query.filter is not None:
-            stmt = stmt.where(compile_filter(query.filter, _JOB_COLUMNS))
-        if query.after is not None:
-            bound = tuple_(*keys)
-            after = tuple_(*query.after)
-            stmt = stmt.where(bound < after if query.descending else bound > after)
-        order = [k.desc() for k in keys] if query.descending else keys
-        stmt = stmt.order_by(*order).limit(query.limit).offset(query.skip or None)
-        return [self._job(r) for r in await self._all(stmt)]
+        return [self._job(r) for r in await self._all(_page(select(jobs), query))]
+
+    async def list_job_refs(self, query: JobQuery) -> list[JobRef]:
+        columns = (jobs.c.pk, jobs.c.job_key, jobs.c.profile, jobs.c.state, jobs.c.job_type)
+        return [
+            JobRef(r.pk, r.job_key, Profile(r.profile), State(r.state), r.job_type)
+            for r in await self._all(_page(select(*columns), query))
+        ]
 
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()

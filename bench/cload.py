@@ -33,7 +33,7 @@ import struct
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,15 @@ def _figures(latencies_ms: list[float], count: int, seconds: float,
             "max_ms": ordered[-1] if ordered else None, "errors": errors}  # fmt: skip
 
 
+def window(answered: list[tuple[int, float]], start: float, end: float) -> dict[str, Any]:
+    """Figures of the requests of a run that started in [start, end) (epoch seconds; the
+    window begins no earlier than the run's first request)."""
+    start = max(start, min((began for began, _ in answered), default=0) / 1e6)
+    lo, hi = start * 1e6, end * 1e6
+    inside = [ms for began, ms in answered if lo <= began < hi]
+    return _figures(inside, len(inside), max(end - start, 0.0), {})
+
+
 def handled(metrics_url: str, method: str) -> dict[str, float]:
     """`grpc_server_handled_total` of one method (`Service/Method`), by gRPC code."""
     service, name = method.rsplit("/", 1)
@@ -89,6 +98,9 @@ class GrpcLoad:
     duration: float
     warmup: float
     token: str | None = None
+    # after run(): the main phase's answered requests, (start in µs since the epoch,
+    # latency in ms), for figures over a window of the run (P6: during a delete-all)
+    answered: list[tuple[int, float]] = field(default_factory=list, repr=False)
 
     async def run(self) -> dict[str, Any]:
         assert H2LOAD is not None
@@ -120,7 +132,8 @@ class GrpcLoad:
         if reset > self.in_flight or other:
             errors["HTTP"] = other + max(0, reset - self.in_flight)
         # the log's rows are the main phase's (`duration`), warm-up excluded
-        latencies = [int(row[2]) / 1000 for row in rows if row[1] == "200"]
+        self.answered = [(int(row[0]), int(row[2]) / 1000) for row in rows if row[1] == "200"]
+        latencies = [ms for _, ms in self.answered]
         failed = sum(n for code, n in errors.items() if code != "HTTP")
         figures = _figures(latencies, max(len(latencies) - failed, 0), self.duration, errors)
         figures["reset_at_stop"] = reset

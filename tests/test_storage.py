@@ -16,7 +16,7 @@ from sqlalchemy import text
 from jobcontrol.service.core.engine import stamp
 from jobcontrol.service.core.errors import DomainError, Reason
 from jobcontrol.service.core.model import Collection, HistoryEntry, Job, Profile, State, Task
-from jobcontrol.service.core.ports import Tx
+from jobcontrol.service.core.ports import PurgePage, Tx
 from jobcontrol.service.storage.database import PostgresStore, SqliteStore, open_store
 from jobcontrol.service.storage.migrate import SchemaTooNew, config
 from jobcontrol.service.storage.schema import metadata
@@ -403,31 +403,52 @@ async def test_update_writes_every_column_that_differs_from_the_stored_row(
     assert (stored.labels, stored.display_name, stored.state) == ({}, "original", State.ENABLED)
 
 
-async def test_purge_jobs_deletes_the_jobs_and_their_tasks_and_history_only(
+async def test_purge_page_deletes_a_page_of_jobs_with_their_tasks_and_history_only(
     store: Store,
 ) -> None:
-    """A delete-all chunk (`purge_jobs`) removes the named jobs, their tasks and their
-    history in one statement a table, and leaves every other job and its children."""
+    """A bulk purge's chunk (`purge_page`) removes the first `limit` jobs after its key that
+    meet its conditions (filter, states, types kept), with their tasks and history, and
+    returns how many and the last key; it leaves every other job (other collections, other
+    states, kept types) and its children."""
     await store.write(lambda tx: tx.insert_collection(_collection("c")))
+    await store.write(lambda tx: tx.insert_collection(_collection("d")))
+    kinds: dict[str, tuple[State, str | None]] = {
+        "j0": (State.ENABLED, None),
+        "j1": (State.ENABLED, None),
+        "j2": (State.ENABLED, None),
+        "j3": (State.DISABLED, None),
+        "j4": (State.ENABLED, "NAS"),
+        "j5": (State.ENABLED, "FILE"),
+    }
 
-    async def seed(tx: Tx) -> list[int]:
-        pks = []
-        for i in range(3):
-            pk = await tx.insert_job(_job("c", f"j{i}"), f"j{i}", None)
-            name = f"collections/c/jobs/j{i}"
+    async def seed(tx: Tx) -> dict[tuple[str, str], int]:
+        pks = {}
+        for cid, (job_id, (state, job_type)) in itertools.product(("c", "d"), kinds.items()):
+            job = _job(cid, job_id)
+            job.state = state
+            pk = await tx.insert_job(job, job_id, job_type)
+            name = f"collections/{cid}/jobs/{job_id}"
             await tx.insert_task(Task(job_pk=pk, job_name=name, task_id="t"))
-            await tx.insert_history(HistoryEntry(pk, name, "COMPLETED", State.ENABLED))
-            pks.append(pk)
+            await tx.insert_history(HistoryEntry(pk, name, "COMPLETED", state))
+            pks[cid, job_id] = pk
         return pks
 
     pks = await store.write(seed)
-    await store.write(lambda tx: tx.purge_jobs(pks[:2]))
-    await store.write(lambda tx: tx.purge_jobs([]))
+    assert await store.write(lambda tx: tx.purge_page(PurgePage("c", None, None, 2))) == (2, "j1")
+    live = frozenset({State.ENABLED})
+    rest = PurgePage("c", None, "j1", 10, live, frozenset({"NAS"}))
+    assert await store.write(lambda tx: tx.purge_page(rest)) == (2, "j5")
+    assert await store.write(lambda tx: tx.purge_page(rest)) == (0, "")
 
-    async def left(tx: Tx) -> tuple[list[str], list[int], list[int]]:
-        jobs = [await tx.get_job("c", f"j{i}") for i in range(3)]
-        tasks = [(await tx.count_tasks(pk)).active for pk in pks]
-        history = [len(await tx.list_history(pk, "n", None, None, 10)) for pk in pks]
-        return [j.job_id for j in jobs if j], tasks, history
+    async def left(tx: Tx) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for (cid, job_id), pk in pks.items():
+            job = await tx.get_job(cid, job_id)
+            tasks = (await tx.count_tasks(pk)).active
+            history = len(await tx.list_history(pk, "n", None, None, 10))
+            assert (job is not None, job is not None) == (tasks == 1, history == 1), job_id
+            if job is not None:
+                found.setdefault(cid, []).append(job_id)
+        return found
 
-    assert await store.read(left) == (["j2"], [0, 0, 1], [0, 0, 1])
+    assert await store.read(left) == {"c": ["j3", "j4"], "d": list(kinds)}

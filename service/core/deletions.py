@@ -3,6 +3,9 @@ bounded chunks, each chunk its own transaction."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
+
 from jobcontrol.service.core import engine, filters, names
 from jobcontrol.service.core.collections import load_collection
 from jobcontrol.service.core.context import Context
@@ -10,7 +13,7 @@ from jobcontrol.service.core.engine import Preconditions
 from jobcontrol.service.core.errors import DomainError
 from jobcontrol.service.core.jobs import new_operation
 from jobcontrol.service.core.model import Job, Operation, State, now_us
-from jobcontrol.service.core.ports import JobQuery, JobRef, Tx
+from jobcontrol.service.core.ports import JobQuery, PurgePage, Tx
 from jobcontrol.service.core.profiles import DeleteMode, rules_for
 
 
@@ -42,30 +45,34 @@ class Deletions:
         op = new_operation("deleteJobs", parent, collection_id, now_us())
         op.result_kind = "delete_jobs"
         asynchronous = rules.delete_mode is DeleteMode.ASYNC
+        if not asynchronous:  # purged in the database, no job read into Python
+            states = engine.deletable_states(rules)  # None: every state (no condition)
+            page = PurgePage(collection_id, tree, None, self.ctx.purge_chunk,
+                             None if states == rules.states else states,
+                             rules.not_deletable_types)  # fmt: skip
+            while True:
+                count, last = await self.ctx.store.write(partial(_purge, page=page))
+                op.total_count += count
+                if count < page.limit:
+                    break
+                page = replace(page, after=last)
         after: list[object] | None = None
-        while True:
+        while asynchronous:
             query = JobQuery(collection_id, tree, "job_key", False, after, self.ctx.purge_chunk)
 
-            async def chunk(tx: Tx, query: JobQuery = query) -> tuple[int, int, str]:
-                """(jobs deleted or marked, jobs looked at, the last one's key)"""
-                if asynchronous:  # marking updates each job: the whole job is needed
-                    jobs = await tx.list_jobs(query)
-                    doomed = [job for job in jobs if _deletable(job)]
-                    for job in doomed:
-                        await _mark(tx, job, op, force, now_us())
-                    last = jobs[-1].job_id if jobs else ""
-                    key = last.lower() if rules.case_insensitive_ids else last
-                    return len(doomed), len(jobs), key
-                refs = await tx.list_job_refs(query)
-                pks = [ref.pk for ref in refs if _ref_deletable(ref)]
-                await tx.purge_jobs(pks)
-                return len(pks), len(refs), refs[-1].key if refs else ""
+            async def mark(tx: Tx, query: JobQuery = query) -> tuple[int, list[Job]]:
+                jobs = await tx.list_jobs(query)
+                doomed = [job for job in jobs if _deletable(job)]
+                for job in doomed:
+                    await _mark(tx, job, op, force, now_us())
+                return len(doomed), jobs
 
-            count, seen, last_key = await self.ctx.store.write(chunk)
+            count, jobs = await self.ctx.store.write(mark)
             op.total_count += count
-            if seen < self.ctx.purge_chunk:
+            if len(jobs) < self.ctx.purge_chunk:
                 break
-            after = [last_key]
+            last_id = jobs[-1].job_id
+            after = [last_id.lower() if rules.case_insensitive_ids else last_id]
         if not asynchronous or op.total_count == 0:
             op.done, op.end_time, op.purged_count = True, now_us(), op.total_count
         result = await self.ctx.write("DeleteJobs", request_id, lambda tx: _insert(tx, op))
@@ -85,22 +92,23 @@ class Deletions:
             if prior is not None:
                 return prior  # type: ignore[no-any-return]
         op = new_operation("deleteCollection", name, collection_id, now_us())
-        query = JobQuery(collection_id, None, "job_key", False, None, self.ctx.purge_chunk)
+        page = PurgePage(collection_id, None, None, self.ctx.purge_chunk)  # everything goes
 
-        async def first(tx: Tx) -> int | None:
+        async def first(tx: Tx) -> tuple[int, str] | None:
             collection = await tx.get_collection(collection_id)
             if collection is None and allow_missing:
                 return None
             engine.check_conditions(await load_collection(tx, collection_id), pre)
-            return await _purge_chunk(tx, query)
+            return await tx.purge_page(page)
 
         purged = await self.ctx.store.write(first)
         if purged is None:
             op.done, op.end_time = True, now_us()
             return await self.ctx.write("DeleteCollection", request_id, lambda tx: _insert(tx, op))
-        while purged:
-            op.purged_count += purged
-            purged = await self.ctx.store.write(lambda tx: _purge_chunk(tx, query))
+        while purged[0]:
+            op.purged_count += purged[0]
+            page = replace(page, after=purged[1])
+            purged = await self.ctx.store.write(partial(_purge, page=page))
 
         async def finish(tx: Tx) -> Operation:
             for pending in await tx.list_operations(None, 10_000, pending_only=True):
@@ -123,10 +131,6 @@ def _deletable(job: Job) -> bool:
     return True
 
 
-def _ref_deletable(ref: JobRef) -> bool:
-    return engine.delete_refusal(rules_for(ref.profile), ref.state, ref.job_type) is None
-
-
 async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
     rules = rules_for(job.profile)
     engine.transition(job, State.DELETING, now)
@@ -135,11 +139,8 @@ async def _mark(tx: Tx, job: Job, op: Operation, force: bool, now: int) -> None:
     await tx.update_job(job, engine.job_type_of(rules, job))
 
 
-async def _purge_chunk(tx: Tx, query: JobQuery) -> int:
-    """Purge the next chunk of the collection's jobs (and their children)."""
-    refs = await tx.list_job_refs(query)
-    await tx.purge_jobs([ref.pk for ref in refs])
-    return len(refs)
+async def _purge(tx: Tx, page: PurgePage) -> tuple[int, str]:
+    return await tx.purge_page(page)
 
 
 async def _insert(tx: Tx, op: Operation) -> Operation:

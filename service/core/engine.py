@@ -419,6 +419,12 @@ def delete_refusal(rules: ProfileRules, state: State, job_type: str | None) -> R
     return None
 
 
+def deletable_states(rules: ProfileRules) -> frozenset[State]:
+    """The states the profile lets a job be deleted in (the bulk deletions' page condition,
+    with `rules.not_deletable_types` for the type)."""
+    return frozenset(s for s in rules.states if delete_refusal(rules, s, None) is None)
+
+
 def check_delete(rules: ProfileRules, job: Job) -> None:
     """Whether the profile lets the job be deleted in its state and of its type."""
     job_type = job_type_of(rules, job)

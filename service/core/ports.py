@@ -16,7 +16,6 @@ from jobcontrol.service.core.model import (
     Job,
     Occurrence,
     Operation,
-    Profile,
     State,
     Task,
     TaskResult,
@@ -41,15 +40,18 @@ class JobQuery:
 
 
 @dataclass(frozen=True)
-class JobRef:
-    """What a bulk deletion needs of a job: its row, its sort key, and what its profile's
-    delete rules read (state and stored type). No documents are decoded for it."""
+class PurgePage:
+    """One chunk of a bulk purge: the first `limit` jobs of the collection after sort key
+    `after` (job_key order) that match `filter`, are in one of `states` (None: any) and
+    whose stored type is not one of `kept_types`. The core derives `states` and
+    `kept_types` from the profile's delete rules; the store only evaluates them."""
 
-    pk: int
-    key: str
-    profile: Profile
-    state: State
-    job_type: str | None
+    collection_id: str
+    filter: Node | None
+    after: str | None
+    limit: int
+    states: frozenset[State] | None = None
+    kept_types: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,6 @@ class Tx(Protocol):
     # jobs
     async def get_job(self, collection_id: str, key: str) -> Job | None: ...
     async def list_jobs(self, query: JobQuery) -> list[Job]: ...
-    async def list_job_refs(self, query: JobQuery) -> list[JobRef]: ...
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()
     ) -> int: ...
@@ -106,7 +107,7 @@ class Tx(Protocol):
     async def update_job(self, job: Job, job_type: str | None) -> None: ...
     async def delete_job(self, job_pk: int) -> None: ...
     async def purge_children(self, job_pk: int, limit: int) -> int: ...
-    async def purge_jobs(self, job_pks: list[int]) -> None: ...
+    async def purge_page(self, page: PurgePage) -> tuple[int, str]: ...
     async def jobs_of_operation(self, operation: str, limit: int) -> list[Job]: ...
     async def jobs_by_pk(self, pks: list[int]) -> dict[int, Job]: ...
 

@@ -32,13 +32,12 @@ from jobcontrol.service.core.model import (
     HistoryEntry,
     Job,
     Operation,
-    Profile,
     State,
     Task,
     TaskResult,
     TaskState,
 )
-from jobcontrol.service.core.ports import JobQuery, JobRef, TaskCounts, TaskStatistics
+from jobcontrol.service.core.ports import JobQuery, PurgePage, TaskCounts, TaskStatistics
 from jobcontrol.service.storage import rows
 from jobcontrol.service.storage.dialect_state import DialectStateTx
 from jobcontrol.service.storage.occurrences import OccurrencesTx
@@ -234,13 +233,6 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
     async def list_jobs(self, query: JobQuery) -> list[Job]:
         return [self._job(r) for r in await self._all(_page(select(jobs), query))]
 
-    async def list_job_refs(self, query: JobQuery) -> list[JobRef]:
-        columns = (jobs.c.pk, jobs.c.job_key, jobs.c.profile, jobs.c.state, jobs.c.job_type)
-        return [
-            JobRef(r.pk, r.job_key, Profile(r.profile), State(r.state), r.job_type)
-            for r in await self._all(_page(select(*columns), query))
-        ]
-
     async def count_jobs(
         self, collection_id: str, excluding: frozenset[State] = frozenset()
     ) -> int:
@@ -273,14 +265,33 @@ class SqlTx(DialectStateTx, OccurrencesTx, WorkTx):
             purged += result.rowcount or 0
         return purged
 
-    async def purge_jobs(self, job_pks: list[int]) -> None:
-        """Delete the jobs and everything of theirs, one statement a table (a chunk of a
-        delete-all: per job, four statements each a trip through the driver)."""
-        if not job_pks:
-            return
+    async def purge_page(self, page: PurgePage) -> tuple[int, str]:
+        """Delete the page's jobs and everything of theirs in five statements, none of
+        which brings a row into Python: the page's size and last key, then one DELETE a
+        table over the key range (after, last] and the page's conditions. Returns (jobs
+        purged, the last one's key; "" when none)."""
+        conditions = [jobs.c.collection_id == page.collection_id]
+        if page.filter is not None:
+            conditions.append(compile_filter(page.filter, _JOB_COLUMNS))
+        if page.states is not None:
+            conditions.append(jobs.c.state.in_(sorted(s.value for s in page.states)))
+        if page.kept_types:
+            kept = sorted(page.kept_types)
+            conditions.append(or_(jobs.c.job_type.is_(None), jobs.c.job_type.not_in(kept)))
+        if page.after is not None:
+            conditions.append(jobs.c.job_key > page.after)
+        ordered = select(jobs.c.job_key).where(*conditions).order_by(jobs.c.job_key)
+        keys = ordered.limit(page.limit).subquery()
+        size = select(func.count(), func.max(keys.c.job_key))
+        count, last = (await self.conn.execute(size)).one()
+        if not count:
+            return 0, ""
+        conditions.append(jobs.c.job_key <= last)
+        doomed = select(jobs.c.pk).where(*conditions)
         for table in (work_items, tasks, history):
-            await self.conn.execute(delete(table).where(table.c.job_pk.in_(job_pks)))
-        await self.conn.execute(delete(jobs).where(jobs.c.pk.in_(job_pks)))
+            await self.conn.execute(delete(table).where(table.c.job_pk.in_(doomed)))
+        await self.conn.execute(delete(jobs).where(*conditions))
+        return int(count), str(last)
 
     async def jobs_of_operation(self, operation: str, limit: int) -> list[Job]:
         stmt = select(jobs).where(jobs.c.delete_operation == operation).order_by(jobs.c.pk)
@@ -664,14 +675,6 @@ class SqliteTx(SqliteWorkTx, SqlTx):
 
     async def delete_job(self, job_pk: int) -> None:
         self.dbapi.execute("DELETE FROM jobs WHERE pk = ?", (job_pk,))
-
-    async def purge_jobs(self, job_pks: list[int]) -> None:
-        if not job_pks:
-            return
-        marks = ", ".join("?" * len(job_pks))
-        for table in ("work_items", "tasks", "history"):  # table names are ours, not input
-            self.dbapi.execute(f"DELETE FROM {table} WHERE job_pk IN ({marks})", job_pks)
-        self.dbapi.execute(f"DELETE FROM jobs WHERE pk IN ({marks})", job_pks)
 
     async def purge_children(self, job_pk: int, limit: int) -> int:
         purged = 0

@@ -204,7 +204,7 @@ async def run(plan: Plan) -> Results:
         await r.seed("wipe", plan.wipe)
         if cload.available():
             wiped, base, during = await p6_c_client(r)
-            client = "h2load, Gets started during the wipe"
+            client = "h2load, during the wipe"
         else:
             wiped, base, during = await p6_python_client(r)
             client = "Python client"
